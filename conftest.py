@@ -1,0 +1,1 @@
+pytest_plugins = ["ragfleet.devstack.pytest_plugin"]

@@ -1,0 +1,70 @@
+"""``create_service_app``: what every ragfleet FastAPI app is made of, assembled in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.datastructures import State
+
+from ragfleet.common.config import ServiceSettings
+from ragfleet.common.errors import install_error_handlers
+from ragfleet.common.health import ReadinessCheck, health_router
+from ragfleet.common.logging import configure_logging
+from ragfleet.common.metrics import metrics_endpoint
+from ragfleet.common.middleware import RequestContextMiddleware, ResponseObserver
+from ragfleet.common.telemetry import setup_tracing, shutdown_tracing
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str = "",
+    lifespan: Lifespan | None = None,
+    readiness: Callable[[State], dict[str, ReadinessCheck]] = lambda _state: {},
+    observer: ResponseObserver | None = None,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app with logging, tracing, the error model, request context, metrics and health.
+
+    ``lifespan`` opens the service's clients (store them on ``app.state``); ``readiness`` maps
+    names to checks of the service's own dependencies, read from that state.
+    """
+    configure_logging(settings.service_name, settings.log_level)
+    setup_tracing(settings.service_name, settings.otlp_endpoint)
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            shutdown_tracing()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=_lifespan,
+        **fastapi_kwargs,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        service=settings.service_name,
+        replica=settings.replica_name,
+        access_log_enabled=settings.access_log,
+        observer=observer,
+    )
+    app.include_router(health_router(settings.service_name, lambda: readiness(app.state)))
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    return app

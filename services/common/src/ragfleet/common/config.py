@@ -1,0 +1,54 @@
+"""Settings base: one pydantic-settings class per service, each with its own env prefix.
+
+Settings are read and validated once, at start; nothing else in ragfleet reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs. Subclasses set ``model_config`` with their own ``env_prefix``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGFLEET_", extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    replica_name: str = Field(default_factory=socket.gethostname, description="shown in X-Ragfleet-Replica")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_socket_timeout_s: float = Field(1.0, gt=0)
+    redis_connect_timeout_s: float = Field(1.0, gt=0)
+    redis_max_connections: int = Field(200, ge=1)
+
+    http_connect_timeout_s: float = Field(2.0, gt=0)
+    http_timeout_s: float = Field(30.0, gt=0)
+    http_max_connections: int = Field(200, ge=1)
+
+    access_log: bool = Field(True, description="one JSON line per request (health probes excluded)")
+    graceful_shutdown_s: float = Field(30.0, ge=0, description="time in-flight requests get to finish")
+    metrics_dir: str | None = Field(
+        None, description="prometheus multiprocess dir; a fresh temporary one when unset"
+    )
+    # The OpenTelemetry standard variable, read here so that settings stay the one reader of the env.
+    otlp_endpoint: str | None = Field(
+        None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "RAGFLEET_OTLP_ENDPOINT")
+    )
+
+    service_name: str = "ragfleet"
+
+    def require_secret(self, name: str, value: str) -> str:
+        """Refuse placeholder secrets outside development, so a forgotten default never ships."""
+        if self.environment == "production" and value.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(f"{name} must be set to a real secret when environment=production")
+        return value

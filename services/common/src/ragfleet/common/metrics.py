@@ -1,0 +1,80 @@
+"""Prometheus metrics that stay correct with several uvicorn workers.
+
+With more than one worker each process writes its samples to files in a shared directory
+(prometheus_client's multiprocess mode) and ``/metrics`` aggregates them, whichever worker answers.
+The directory must be known before ``prometheus_client`` is first imported in a worker, so
+``prepare_multiprocess_dir`` runs in the parent, before uvicorn starts the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+from starlette.responses import Response
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+HTTP_REQUESTS = Counter(
+    "ragfleet_http_requests_total",
+    "HTTP requests answered, by route template and status.",
+    ["service", "method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "ragfleet_http_request_duration_seconds",
+    "HTTP request latency, by route template.",
+    ["service", "method", "route"],
+    buckets=LATENCY_BUCKETS_S,
+)
+HTTP_IN_FLIGHT = Gauge(
+    "ragfleet_http_requests_in_flight",
+    "HTTP requests being served right now.",
+    ["service"],
+    multiprocess_mode="livesum",
+)
+
+
+def prepare_multiprocess_dir(configured: str | None) -> str:
+    """Create (or empty) the multiprocess directory and export it for the worker processes.
+
+    Writing the variable is the one place ragfleet touches ``os.environ``: prometheus_client reads
+    it in each worker at import time and has no other way to be told.
+    """
+    path = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="ragfleet-metrics-"))
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    return str(path)
+
+
+def mark_worker_dead(pid: int) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        prometheus_multiprocess.mark_process_dead(pid)
+
+
+def render_latest() -> bytes:
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+async def metrics_endpoint() -> Response:
+    return Response(render_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,115 @@
+"""One pure-ASGI middleware for what every request needs: request id, server span, metrics, access log.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on every hot path: it adds no task, no
+body buffering, and its cost is a few microseconds per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ragfleet.common.context import request_id_var
+from ragfleet.common.metrics import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS
+from ragfleet.common.telemetry import extract_context
+
+access_log = logging.getLogger("ragfleet.access")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+ResponseObserver = Callable[[str, str, int, float], None]
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/v1/jobs/{job_id}``), never the raw path, to bound label cardinality."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        replica: str,
+        access_log_enabled: bool = True,
+        observer: ResponseObserver | None = None,
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.replica = replica.encode()
+        self.access_log_enabled = access_log_enabled
+        self.observer = observer
+        self.tracer = trace.get_tracer("ragfleet.http")
+        self.in_flight = HTTP_IN_FLIGHT.labels(service)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming_id = headers.get("x-request-id", "")
+        request_id = incoming_id if _VALID_REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+        request_id_token = request_id_var.set(request_id)
+        context_token = otel_context.attach(extract_context(headers))
+        method = scope.get("method", "GET")
+        span = self.tracer.start_span(f"{method} {scope['path']}", kind=SpanKind.SERVER)
+        span_token = otel_context.attach(trace.set_span_in_context(span))
+        status_code = 500
+        extra_headers = [(b"x-request-id", request_id.encode()), (b"x-ragfleet-replica", self.replica)]
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                message["headers"] = list(message.get("headers", [])) + extra_headers
+            await send(message)
+
+        started = time.perf_counter()
+        self.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException:
+            status_code = 500
+            raise
+        finally:
+            self.in_flight.dec()
+            duration = time.perf_counter() - started
+            route = route_template(scope)
+            if scope["type"] == "websocket":
+                status_code = 101 if status_code == 500 else status_code
+            span.update_name(f"{method} {route}")
+            span.set_attribute("http.request.method", method)
+            span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status_code)
+            span.set_attribute("ragfleet.request_id", request_id)
+            if status_code >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            if scope["type"] == "http":
+                HTTP_REQUESTS.labels(self.service, method, route, str(status_code)).inc()
+                HTTP_DURATION.labels(self.service, method, route).observe(duration)
+                if self.observer is not None:
+                    self.observer(method, route, status_code, duration)
+            if self.access_log_enabled and route not in _QUIET_ROUTES:
+                access_log.info(
+                    "%s %s %s",
+                    method,
+                    scope["path"],
+                    status_code,
+                    extra={"route": route, "status": status_code, "duration_ms": round(duration * 1000, 3)},
+                )
+            span.end()
+            otel_context.detach(span_token)
+            otel_context.detach(context_token)
+            request_id_var.reset(request_id_token)

@@ -1,0 +1,35 @@
+"""Running a service: ``python -m ragfleet.<service>`` ends here."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from ragfleet.common.config import ServiceSettings
+from ragfleet.common.logging import configure_logging
+from ragfleet.common.metrics import prepare_multiprocess_dir
+
+
+def serve(settings: ServiceSettings, app_factory: str) -> None:
+    """Serve ``app_factory`` ("module:function") with uvicorn on uvloop + httptools.
+
+    SIGTERM/SIGINT stop accepting connections and let in-flight requests finish for up to
+    ``graceful_shutdown_s``, which is what a Kubernetes rolling update needs.
+    """
+    configure_logging(settings.service_name, settings.log_level)
+    prepare_multiprocess_dir(settings.metrics_dir)
+    uvicorn.run(
+        app_factory,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        timeout_keep_alive=30,
+    )

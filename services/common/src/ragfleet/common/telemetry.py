@@ -1,0 +1,58 @@
+"""OpenTelemetry tracing: W3C trace context in and out of every hop; OTLP export when configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+log = logging.getLogger("ragfleet.telemetry")
+
+_configured_for: str | None = None
+
+
+def setup_tracing(service_name: str, otlp_endpoint: str | None) -> None:
+    """Install a tracer provider once per process.
+
+    Spans are always created (so trace ids reach the logs and the next hop); they are exported
+    only when an OTLP endpoint is configured.
+    """
+    global _configured_for
+    if _configured_for is not None:
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = otlp_endpoint.rstrip("/")
+        if not endpoint.endswith("/v1/traces"):
+            endpoint += "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        log.info("exporting traces over OTLP", extra={"otlp_endpoint": endpoint})
+    trace.set_tracer_provider(provider)
+    _configured_for = service_name
+
+
+def shutdown_tracing() -> None:
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+
+
+def inject_context(carrier: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Write the current trace context (``traceparent``, baggage) into outgoing headers."""
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
+    return propagate.extract(carrier)
+
+
+def get_tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)

@@ -1,0 +1,45 @@
+"""The Celery application shared by the ingestion API (which enqueues) and the worker (which runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging
+
+from ragfleet.common.logging import configure_logging
+from ragfleet.ingestion import task_tracing
+from ragfleet.ingestion.config import IngestionSettings
+
+
+def create_celery(settings: IngestionSettings) -> Celery:
+    app = Celery("ragfleet.ingestion", broker=settings.broker, backend=settings.result_backend)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A task is acknowledged only once it finished, and requeued if its worker dies mid-task:
+        # a SIGKILLed worker loses nothing.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
+        worker_max_memory_per_child=settings.worker_max_memory_per_child_kb,
+        worker_hijack_root_logger=False,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        result_expires=24 * 3600,
+        task_track_started=True,
+        task_default_queue="ingestion",
+    )
+    app.autodiscover_tasks(["ragfleet.ingestion"], related_name="tasks", force=True)
+    task_tracing.install()
+    return app
+
+
+@setup_logging.connect
+def _json_logging(**_: Any) -> None:
+    configure_logging("ingestion-worker", IngestionSettings().log_level)
+
+
+celery_app = create_celery(IngestionSettings())
