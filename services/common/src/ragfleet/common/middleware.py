@@ -23,6 +23,8 @@ from ragfleet.common.telemetry import extract_context
 
 access_log = logging.getLogger("ragfleet.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Probes and scrapes are not logged, unless a readiness check arrives with a trace context: then it
+# is another service's check (the gateway's /readyz fans out) and its line ties the trace together.
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 ResponseObserver = Callable[[str, str, int, float], None]
@@ -101,7 +103,9 @@ class RequestContextMiddleware:
                 HTTP_DURATION.labels(self.service, method, route).observe(duration)
                 if self.observer is not None:
                     self.observer(method, route, status_code, duration)
-            if self.access_log_enabled and route not in _QUIET_ROUTES:
+            if self.access_log_enabled and (
+                route not in _QUIET_ROUTES or (route == "/readyz" and "traceparent" in headers)
+            ):
                 access_log.info(
                     "%s %s %s",
                     method,

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what ragfleet needs on a fresh Linux machine with Python 3.11: uv, the project's
+# virtualenv, Redis and NGINX. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    return 1
+  fi
+  if [ -z "${RAGFLEET_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    export RAGFLEET_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v uv >/dev/null 2>&1; then
+  say "installing uv (from PyPI)"
+  python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  say "installing redis-server (Debian package)"
+  apt_install redis-server || { echo "redis-server is missing and could not be installed: install Redis 6+ and retry" >&2; exit 1; }
+fi
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  say "installing nginx (Debian package)"
+  apt_install nginx-light || echo "nginx could not be installed: make run will serve one gateway directly" >&2
+fi
+
+say "syncing the virtualenv (uv sync --frozen)"
+uv sync --all-packages --frozen --quiet

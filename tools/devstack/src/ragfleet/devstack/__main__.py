@@ -1,0 +1,5 @@
+import sys
+
+from ragfleet.devstack.cli import main
+
+sys.exit(main())

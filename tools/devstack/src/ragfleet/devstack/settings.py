@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DevstackSettings(BaseSettings):
+    """Ports and paths of the one-machine stack; every variable is ``RAGFLEET_DEV_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGFLEET_DEV_", extra="ignore", frozen=True)
+
+    run_dir: Path = Field(Path(".run"), description="logs, pid files, Redis and index data")
+    nginx_port: int = Field(8080, ge=1, le=65535)
+    gateway_ports: tuple[int, ...] = Field((8001, 8002), min_length=1)
+    retrieval_port: int = Field(8010, ge=1, le=65535)
+    llm_proxy_port: int = Field(8020, ge=1, le=65535)
+    ingestion_port: int = Field(8030, ge=1, le=65535)
+    redis_port: int = Field(6390, ge=1, le=65535)
+    nginx: bool = Field(True, description="front the gateways with NGINX (off: serve one gateway directly)")
+    worker: bool = Field(True, description="start a Celery worker")
+    load_sample_corpus: bool = True
+    startup_timeout_s: float = Field(120.0, gt=0)
+    log_level: str = "INFO"

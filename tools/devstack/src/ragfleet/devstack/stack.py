@@ -1,0 +1,219 @@
+"""The whole suite on one machine: Redis, retrieval, llm-proxy, ingestion API and worker,
+two gateway replicas and NGINX in front. ``make run`` and the end-to-end tests both use it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ragfleet.devstack.nginx import find_nginx, nginx_argv, render_conf
+from ragfleet.devstack.processes import (
+    ManagedProcess,
+    StartupError,
+    http_ok,
+    port_in_use,
+    python_module,
+    start_redis,
+    wait_until,
+)
+from ragfleet.devstack.settings import DevstackSettings
+
+log = logging.getLogger("ragfleet.devstack")
+
+
+@dataclass
+class Stack:
+    settings: DevstackSettings
+    processes: list[ManagedProcess] = field(default_factory=list)
+    nginx_enabled: bool = False
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.run_dir.resolve()
+
+    @property
+    def url(self) -> str:
+        port = self.settings.nginx_port if self.nginx_enabled else self.settings.gateway_ports[0]
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.settings.redis_port}/0"
+
+    def service_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    # -- guard rails -------------------------------------------------------------------------
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "stack.pid"
+
+    def _claim(self) -> None:
+        """Refuse a second stack on the same run dir or on ports already taken, saying which."""
+        if self.pid_file.exists():
+            try:
+                pid = int(self.pid_file.read_text().strip())
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError):
+                self.pid_file.unlink()
+            else:
+                raise StartupError(
+                    f"ragfleet is already running from {self.run_dir} (pid {pid}); "
+                    "stop it with Ctrl-C in its terminal or `make stop`"
+                )
+        ports = {
+            "RAGFLEET_DEV_REDIS_PORT": self.settings.redis_port,
+            "RAGFLEET_DEV_RETRIEVAL_PORT": self.settings.retrieval_port,
+            "RAGFLEET_DEV_LLM_PROXY_PORT": self.settings.llm_proxy_port,
+            "RAGFLEET_DEV_INGESTION_PORT": self.settings.ingestion_port,
+            **{f"RAGFLEET_DEV_GATEWAY_PORTS[{i}]": p for i, p in enumerate(self.settings.gateway_ports)},
+        }
+        if self.settings.nginx:
+            ports["RAGFLEET_DEV_NGINX_PORT"] = self.settings.nginx_port
+        taken = [f"{port} ({name})" for name, port in ports.items() if port_in_use(port)]
+        if taken:
+            raise StartupError(
+                "ports already in use: "
+                + ", ".join(taken)
+                + ". Is another ragfleet (or something else) running? Stop it, or choose other ports"
+                " with the variables named."
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(str(os.getpid()))
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _common_env(self, prefix: str, name: str, port: int | None) -> dict[str, str]:
+        env = {
+            f"{prefix}REDIS_URL": self.redis_url,
+            f"{prefix}REPLICA_NAME": name,
+            f"{prefix}LOG_LEVEL": self.settings.log_level,
+            f"{prefix}METRICS_DIR": str(self.run_dir / "metrics" / name),
+            f"{prefix}ENVIRONMENT": "development",
+        }
+        if port is not None:
+            env[f"{prefix}PORT"] = str(port)
+        return env
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self.run_dir / "logs" / f"{name}.log", env=env).start()
+        self.processes.append(process)
+        return process
+
+    def _wait_ready(self, process: ManagedProcess, url: str) -> None:
+        wait_until(
+            lambda: http_ok(url, timeout_s=2.5),
+            timeout_s=self.settings.startup_timeout_s,
+            what=f"{process.name} ({url})",
+            process=process,
+        )
+
+    def start(self) -> Stack:
+        self._claim()
+        try:
+            self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_all(self) -> None:
+        s = self.settings
+        log.info("starting redis on %s", s.redis_port)
+        self.processes.append(start_redis(s.redis_port, self.run_dir / "redis", persist=True))
+
+        backends = {
+            "retrieval": ("RAGFLEET_RETRIEVAL_", "ragfleet.retrieval", s.retrieval_port),
+            "llm-proxy": ("RAGFLEET_LLM_PROXY_", "ragfleet.llm_proxy", s.llm_proxy_port),
+            "ingestion": ("RAGFLEET_INGESTION_", "ragfleet.ingestion", s.ingestion_port),
+        }
+        started: list[tuple[ManagedProcess, str]] = []
+        for name, (prefix, module, port) in backends.items():
+            env = self._common_env(prefix, name, port)
+            if name == "retrieval":
+                env[f"{prefix}DATA_DIR"] = str(self.run_dir / "data" / "retrieval")
+            if name == "ingestion":
+                env[f"{prefix}RETRIEVAL_URL"] = self.service_url(s.retrieval_port)
+            started.append(
+                (self._spawn(name, python_module(module), env), f"{self.service_url(port)}/readyz")
+            )
+        if s.worker:
+            env = self._common_env("RAGFLEET_INGESTION_", "ingestion-worker", None)
+            env["RAGFLEET_INGESTION_RETRIEVAL_URL"] = self.service_url(s.retrieval_port)
+            self._spawn("ingestion-worker", python_module("ragfleet.ingestion.worker"), env)
+        for process, url in started:
+            self._wait_ready(process, url)
+
+        for index, port in enumerate(s.gateway_ports, start=1):
+            name = f"gateway-{index}"
+            env = self._common_env("RAGFLEET_GATEWAY_", name, port)
+            env.update(
+                {
+                    "RAGFLEET_GATEWAY_RETRIEVAL_URL": self.service_url(s.retrieval_port),
+                    "RAGFLEET_GATEWAY_LLM_PROXY_URL": self.service_url(s.llm_proxy_port),
+                    "RAGFLEET_GATEWAY_INGESTION_URL": self.service_url(s.ingestion_port),
+                }
+            )
+            started.append((self._spawn(name, python_module("ragfleet.gateway"), env), ""))
+        for port, (process, _) in zip(s.gateway_ports, started[-len(s.gateway_ports) :], strict=True):
+            self._wait_ready(process, f"{self.service_url(port)}/readyz")
+
+        if s.worker:
+            self._check_worker()
+        self._start_nginx()
+
+    def _check_worker(self) -> None:
+        url = f"{self.service_url(self.settings.ingestion_port)}/v1/worker-check"
+        worker = next(p for p in self.processes if p.name == "ingestion-worker")
+
+        def answered() -> bool:
+            try:
+                return httpx.post(url, timeout=15).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(
+            answered, timeout_s=self.settings.startup_timeout_s, what="ingestion worker", process=worker
+        )
+
+    def _start_nginx(self) -> None:
+        s = self.settings
+        nginx = find_nginx() if s.nginx else None
+        if nginx is None:
+            if s.nginx:
+                log.warning(
+                    "nginx not found (run `make deps` as root to install it): serving gateway-1 directly"
+                )
+            return
+        nginx_dir = self.run_dir / "nginx"
+        render_conf(nginx_dir, host="127.0.0.1", port=s.nginx_port, gateway_ports=s.gateway_ports)
+        process = self._spawn("nginx", nginx_argv(nginx, nginx_dir), {})
+        wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{s.nginx_port}/healthz"),
+            timeout_s=15,
+            what=f"nginx on {s.nginx_port} (log: {nginx_dir / 'error.log'})",
+            process=process,
+        )
+        self.nginx_enabled = True
+
+    def process(self, name: str) -> ManagedProcess:
+        return next(p for p in self.processes if p.name == name)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_file.unlink()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
