@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ragfleet.common.config import ServiceSettings
@@ -15,3 +16,45 @@ class GatewaySettings(ServiceSettings):
     retrieval_url: str = "http://127.0.0.1:8010"
     llm_proxy_url: str = "http://127.0.0.1:8020"
     ingestion_url: str = "http://127.0.0.1:8030"
+
+    # Keys and limits.
+    key_cache_ttl_s: float = Field(
+        5.0, ge=0, description="how long a replica trusts a key it looked up; bounds revocation lag"
+    )
+    rate_limit_per_s: float = Field(20.0, gt=0, description="default sustained requests per second per key")
+    rate_limit_burst: int = Field(40, ge=1, description="default burst per key")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest JSON request body")
+    max_upload_bytes: int = Field(26_214_400, ge=1024, description="largest document upload")
+    max_message_chars: int = Field(16_000, ge=1, description="largest chat message")
+    max_ws_message_bytes: int = Field(65_536, ge=1024, description="largest WebSocket frame accepted")
+    cors_origins: list[str] = Field(default_factory=list, description='allowed origins; ["*"] for any')
+
+    # Conversation memory.
+    memory_window: int = Field(20, ge=1, le=1000, description="messages kept per conversation")
+    memory_ttl_s: int = Field(86_400, ge=1, description="conversation expiry, refreshed on use")
+    default_system_prompt: str = (
+        "You are ragfleet's assistant. Answer from the sources below and cite them as [n]. "
+        "If the sources do not contain the answer, say so."
+    )
+
+    # Chat.
+    chat_model: str = "extractive"
+    chat_top_k: int = Field(5, ge=1, le=50)
+    llm_timeout_s: float = Field(120.0, gt=0)
+
+    # Resumable streams.
+    stream_buffer_ttl_s: int = Field(300, ge=5, description="how long a finished stream can be resumed")
+    stream_lease_s: float = Field(
+        3.0, gt=0, description="a generating replica silent this long is considered gone"
+    )
+    ws_ping_interval_s: float = Field(20.0, gt=0)
+
+    # Stats.
+    stats_interval_s: float = Field(2.0, gt=0, description="period of the /v1/stats/ws feed")
+    stats_window: int = Field(2048, ge=16, description="latest requests per route kept for percentiles")
+    stats_require_key: bool = Field(
+        False, description="stats carry no tenant data, so they are open unless this is set"
+    )
+
+    # Search hot path: see docs/benchmarks/gateway.md for why this is off.
+    search_cache: bool = False

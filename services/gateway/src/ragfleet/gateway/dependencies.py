@@ -1,0 +1,46 @@
+"""Typed dependencies: what the lifespan created, read from ``app.state``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from starlette.requests import HTTPConnection
+
+from ragfleet.gateway.config import GatewaySettings
+from ragfleet.gateway.stats import GatewayStats, RetrievalCacheStats
+
+
+def get_settings(connection: HTTPConnection) -> GatewaySettings:
+    settings: GatewaySettings = connection.app.state.settings
+    return settings
+
+
+def get_redis(connection: HTTPConnection) -> Redis:
+    redis: Redis = connection.app.state.redis
+    return redis
+
+
+def get_http(connection: HTTPConnection) -> httpx.AsyncClient:
+    http: httpx.AsyncClient = connection.app.state.http
+    return http
+
+
+def get_stats(connection: HTTPConnection) -> GatewayStats:
+    stats: GatewayStats = connection.app.state.stats
+    return stats
+
+
+def get_retrieval_cache_stats(connection: HTTPConnection) -> RetrievalCacheStats:
+    fetcher: RetrievalCacheStats = connection.app.state.retrieval_cache_stats
+    return fetcher
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
+StatsDep = Annotated[GatewayStats, Depends(get_stats)]
+RetrievalCacheStatsDep = Annotated[RetrievalCacheStats, Depends(get_retrieval_cache_stats)]
+__all__ = ["HttpDep", "RedisDep", "Request", "RetrievalCacheStatsDep", "SettingsDep", "StatsDep"]

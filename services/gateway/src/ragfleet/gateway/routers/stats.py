@@ -1,0 +1,70 @@
+"""``GET /v1/stats`` and its WebSocket feed ``/v1/stats/ws``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from ragfleet.common.responses import OrjsonResponse
+from ragfleet.gateway.dependencies import (
+    RetrievalCacheStatsDep,
+    SettingsDep,
+    StatsDep,
+)
+
+router = APIRouter(prefix="/v1/stats", tags=["stats"])
+
+
+async def _snapshot(stats: StatsDep, retrieval_cache: RetrievalCacheStatsDep) -> dict[str, Any]:
+    return stats.snapshot(await retrieval_cache.get())
+
+
+@router.get("", summary="This replica's latency percentiles per route, in-flight work and cache hit rates")
+async def get_stats(stats: StatsDep, retrieval_cache: RetrievalCacheStatsDep) -> OrjsonResponse:
+    return OrjsonResponse(await _snapshot(stats, retrieval_cache), headers={"Cache-Control": "no-store"})
+
+
+@router.websocket("/ws")
+async def stats_feed(
+    websocket: WebSocket,
+    settings: SettingsDep,
+    stats: StatsDep,
+    retrieval_cache: RetrievalCacheStatsDep,
+    interval_s: float | None = Query(None, ge=0.2, le=60, description="period; the setting when absent"),
+) -> None:
+    """Sends the same JSON as ``GET /v1/stats`` at once, then every ``interval_s`` seconds.
+
+    Messages from the client are ignored; a close from either side ends the feed.
+    """
+    if settings.stats_require_key:
+        from ragfleet.gateway.auth import authenticate_websocket
+
+        if await authenticate_websocket(websocket) is None:
+            return
+    await websocket.accept()
+    period = interval_s or settings.stats_interval_s
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            body = await _snapshot(stats, retrieval_cache)
+            await websocket.send_text(orjson.dumps(body).decode())
+            next_at = loop.time() + period
+            # Waiting on receive (not sleep) notices a client that left without a close frame.
+            while (remaining := next_at - loop.time()) > 0:
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), timeout=remaining)
+                except TimeoutError:
+                    break
+                if message["type"] == "websocket.disconnect":
+                    return
+    except WebSocketDisconnect:
+        return
+    finally:
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError):
+                await websocket.close()
