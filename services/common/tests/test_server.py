@@ -1,0 +1,31 @@
+"""A real service process with several uvicorn workers: metrics add up across workers."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from ragfleet.devstack.pytest_plugin import ServiceStarter
+
+pytestmark = pytest.mark.integration
+
+
+def healthz_count(metrics_text: str) -> float:
+    pattern = re.compile(
+        r'^ragfleet_http_requests_total\{[^}]*route="/healthz"[^}]*status="200"[^}]*\} (\S+)$', re.M
+    )
+    return sum(float(value) for value in pattern.findall(metrics_text))
+
+
+def test_metrics_are_aggregated_across_workers(run_service: ServiceStarter, redis_url: str) -> None:
+    service = run_service(
+        "gateway", "ragfleet.gateway", "RAGFLEET_GATEWAY_", {"WORKERS": "2", "REDIS_URL": redis_url}
+    )
+    for _ in range(60):
+        # A new connection each time, so that both workers answer some of them.
+        assert httpx.get(f"{service.url}/healthz").status_code == 200
+    # Whichever worker answers the scrape, it reports all 60 (each worker alone saw about half).
+    for _ in range(6):
+        assert healthz_count(httpx.get(f"{service.url}/metrics").text) == 60
