@@ -23,9 +23,10 @@ def test_metrics_are_aggregated_across_workers(run_service: ServiceStarter, redi
     service = run_service(
         "gateway", "ragfleet.gateway", "RAGFLEET_GATEWAY_", {"WORKERS": "2", "REDIS_URL": redis_url}
     )
+    before = healthz_count(httpx.get(f"{service.url}/metrics").text)  # the start-up probe's
     for _ in range(60):
         # A new connection each time, so that both workers answer some of them.
         assert httpx.get(f"{service.url}/healthz").status_code == 200
     # Whichever worker answers the scrape, it reports all 60 (each worker alone saw about half).
     for _ in range(6):
-        assert healthz_count(httpx.get(f"{service.url}/metrics").text) == 60
+        assert healthz_count(httpx.get(f"{service.url}/metrics").text) == before + 60
