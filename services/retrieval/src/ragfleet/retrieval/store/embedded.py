@@ -1,0 +1,667 @@
+"""The embedded backend: one in-process HNSW index (hnswlib, cosine) + one BM25 index per
+tenant + collection, persisted under a data directory with a write-ahead log and snapshots.
+
+Why hnswlib (not usearch): see docs/retrieval-index.md — similar speed and recall on this
+machine, and hnswlib takes a filter predicate inside the graph walk, which filtered search needs.
+
+Concurrency: searches run in a thread pool, many at a time (hnswlib queries are thread-safe
+with each other); writes to one collection are serialised and exclude its searches for their
+duration (a readers-writer lock), since hnswlib's add/resize/delete are not safe against
+concurrent queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import hnswlib
+import numpy as np
+import orjson
+
+from ragfleet.common.errors import BadRequest
+from ragfleet.retrieval.store.base import (
+    CONTENT_HASH_KEY,
+    DEFAULT_DIM,
+    Chunk,
+    CollectionInfo,
+    CollectionNotFound,
+    DocumentInfo,
+    Hit,
+    MetadataFilter,
+    SearchQuery,
+    VectorStore,
+    as_vector,
+    validate_name,
+)
+from ragfleet.retrieval.store.bm25 import BM25Index
+from ragfleet.retrieval.store.persistence import CollectionFiles, Snapshot, WriteAheadLog
+
+log = logging.getLogger("ragfleet.retrieval.store")
+
+T = TypeVar("T")
+
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.), as Weaviate and Elastic use
+
+
+class RWLock:
+    """Many readers or one writer; a waiting writer blocks new readers so writes are not starved."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class IndexSettings:
+    """Tuning of the embedded index; the defaults give recall@10 >= 0.95 (docs/retrieval-index.md)."""
+
+    def __init__(
+        self,
+        *,
+        m: int = 16,
+        ef_construction: int = 100,
+        ef_search: int = 64,
+        exact_scan_limit: int = 20_000,
+        hybrid_candidates: int = 100,
+        snapshot_log_bytes: int = 256 * 1024 * 1024,
+        filter_cache_size: int = 64,
+    ) -> None:
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        # A filtered search whose matches number at most this is answered by an exact scan of them.
+        self.exact_scan_limit = exact_scan_limit
+        self.hybrid_candidates = hybrid_candidates
+        self.snapshot_log_bytes = snapshot_log_bytes
+        self.filter_cache_size = filter_cache_size
+
+
+class CollectionIndex:
+    """One tenant's collection: vectors (HNSW + a dense copy), BM25, and the chunk records.
+
+    Chunks live at integer labels; a deleted chunk's label is reused by a later insert.
+    Methods are synchronous and do their own locking; call them from worker threads.
+    """
+
+    def __init__(self, directory: Path, dim: int, settings: IndexSettings) -> None:
+        self.directory = directory
+        self.dim = dim
+        self.settings = settings
+        self.lock = RWLock()
+        self._write_mutex = threading.Lock()
+        self._files = CollectionFiles(directory)
+        self._capacity = 1024
+        self._vectors = np.zeros((self._capacity, dim), dtype=np.float32)
+        self._chunk_ids: list[str | None] = []
+        self._doc_ids: list[str | None] = []
+        self._texts: list[str | None] = []
+        self._positions: list[int] = []
+        self._metadata: list[dict[str, Any] | None] = []
+        self._alive = np.zeros(self._capacity, dtype=bool)
+        self._label_of: dict[str, int] = {}
+        self._doc_labels: dict[str, set[int]] = {}
+        self._free: list[int] = []
+        self._bm25 = BM25Index()
+        self._hnsw = self._new_hnsw(self._capacity)
+        self._version = 0  # bumped by every write; keys the filter-mask cache
+        self._filter_masks: OrderedDict[tuple[int, bytes], np.ndarray] = OrderedDict()
+        self._filter_masks_lock = threading.Lock()  # searches share the cache from many threads
+        self._generation = 0
+        self._wal: WriteAheadLog | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _new_hnsw(self, capacity: int) -> hnswlib.Index:
+        index = hnswlib.Index(space="cosine", dim=self.dim)
+        index.init_index(
+            max_elements=capacity, M=self.settings.m, ef_construction=self.settings.ef_construction
+        )
+        index.set_ef(self.settings.ef_search)
+        return index
+
+    @classmethod
+    def open(cls, directory: Path, dim: int, settings: IndexSettings) -> CollectionIndex:
+        directory.mkdir(parents=True, exist_ok=True)
+        index = cls(directory, dim, settings)
+        index._load()
+        return index
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        generation = self._files.current_generation()
+        snapshot = self._files.load_snapshot(generation)
+        if snapshot is not None:
+            if int(snapshot.meta["dim"]) != self.dim:
+                raise ValueError(f"{self.directory} holds {snapshot.meta['dim']}-d vectors, not {self.dim}-d")
+            self._restore(snapshot)
+        self._generation = generation
+        replayed = 0
+        for record in WriteAheadLog.replay(self._files.wal_path(generation), self.dim):
+            if record.payload["op"] == "upsert":
+                assert record.vectors is not None
+                self._apply_upsert(record.payload["chunks"], record.vectors)
+            else:
+                self._apply_delete(record.payload["chunk_ids"])
+            replayed += 1
+        self._wal = WriteAheadLog(self._files.wal_path(generation), self.dim)
+        log.info(
+            "loaded %s: %d chunks (snapshot %d + %d log records) in %.2fs",
+            self.directory,
+            len(self._label_of),
+            generation,
+            replayed,
+            time.perf_counter() - started,
+        )
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        next_label = int(snapshot.meta["next_label"])
+        self._ensure_capacity(next_label)
+        self._extend_lists(next_label)
+        labels = snapshot.labels.astype(np.int64)
+        if snapshot.index_path is not None and len(labels):
+            self._hnsw = hnswlib.Index(space="cosine", dim=self.dim)
+            self._hnsw.load_index(str(snapshot.index_path), max_elements=self._capacity)
+            self._hnsw.set_ef(self.settings.ef_search)
+        elif len(labels):
+            self._hnsw.add_items(snapshot.vectors, labels, num_threads=os.cpu_count() or 1)
+        self._vectors[labels] = snapshot.vectors
+        for label, (chunk_id, doc_id, text, position, metadata) in zip(
+            labels.tolist(), snapshot.records, strict=True
+        ):
+            self._set_record(label, chunk_id, doc_id, text, position, metadata)
+            self._bm25.add(label, text)
+        self._free = sorted(set(range(next_label)) - set(labels.tolist()), reverse=True)
+
+    def snapshot(self) -> None:
+        """Write a new snapshot generation and start an empty log (caller holds the write lock)."""
+        labels = np.flatnonzero(self._alive[: len(self._chunk_ids)]).astype(np.int64)
+        records = [
+            [self._chunk_ids[i], self._doc_ids[i], self._texts[i], self._positions[i], self._metadata[i]]
+            for i in labels.tolist()
+        ]
+        generation = self._generation + 1
+        snapshot = Snapshot(
+            labels=labels,
+            records=records,
+            vectors=self._vectors[labels],
+            meta={"dim": self.dim, "next_label": len(self._chunk_ids), "chunks": len(labels)},
+            index_path=None,
+        )
+        self._files.write_snapshot(generation, snapshot, self._hnsw.save_index)
+        if self._wal is not None:
+            self._wal.close()
+        self._wal = WriteAheadLog(self._files.wal_path(generation), self.dim)
+        self._generation = generation
+        self._files.remove_older_than(generation)
+
+    def close(self) -> None:
+        with self._write_mutex, self.lock.write():
+            if self._wal is not None and self._wal.size > 0:
+                self.snapshot()
+            if self._wal is not None:
+                self._wal.close()
+                self._wal = None
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _ensure_capacity(self, needed: int) -> None:
+        if needed <= self._capacity:
+            return
+        capacity = self._capacity
+        while capacity < needed:
+            capacity *= 2
+        vectors = np.zeros((capacity, self.dim), dtype=np.float32)
+        vectors[: self._capacity] = self._vectors
+        alive = np.zeros(capacity, dtype=bool)
+        alive[: self._capacity] = self._alive
+        self._vectors, self._alive, self._capacity = vectors, alive, capacity
+        self._hnsw.resize_index(capacity)
+
+    def _extend_lists(self, size: int) -> None:
+        missing = size - len(self._chunk_ids)
+        if missing > 0:
+            self._chunk_ids.extend([None] * missing)
+            self._doc_ids.extend([None] * missing)
+            self._texts.extend([None] * missing)
+            self._positions.extend([0] * missing)
+            self._metadata.extend([None] * missing)
+
+    def _set_record(
+        self, label: int, chunk_id: str, doc_id: str, text: str, position: int, metadata: dict[str, Any]
+    ) -> None:
+        self._chunk_ids[label] = chunk_id
+        self._doc_ids[label] = doc_id
+        self._texts[label] = text
+        self._positions[label] = position
+        self._metadata[label] = metadata
+        self._alive[label] = True
+        self._label_of[chunk_id] = label
+        self._doc_labels.setdefault(doc_id, set()).add(label)
+
+    def _clear_record(self, label: int) -> None:
+        chunk_id, doc_id = self._chunk_ids[label], self._doc_ids[label]
+        if chunk_id is not None:
+            self._label_of.pop(chunk_id, None)
+        if doc_id is not None:
+            labels = self._doc_labels.get(doc_id)
+            if labels is not None:
+                labels.discard(label)
+                if not labels:
+                    del self._doc_labels[doc_id]
+        self._chunk_ids[label] = self._doc_ids[label] = self._texts[label] = None
+        self._metadata[label] = None
+        self._alive[label] = False
+
+    def _apply_upsert(self, rows: list[list[Any]], vectors: np.ndarray) -> None:
+        labels = np.empty(len(rows), dtype=np.int64)
+        for i, (chunk_id, doc_id, text, position, metadata) in enumerate(rows):
+            label = self._label_of.get(chunk_id)
+            if label is not None:
+                self._clear_record(label)
+            elif self._free:
+                label = self._free.pop()
+            else:
+                label = len(self._chunk_ids)
+                self._ensure_capacity(label + 1)
+                self._extend_lists(label + 1)
+            self._set_record(label, chunk_id, doc_id, text, position, metadata)
+            self._bm25.add(label, text)
+            labels[i] = label
+        self._vectors[labels] = vectors
+        # Re-adding a label updates its vector, and un-deletes it if it was a tombstone.
+        threads = (os.cpu_count() or 1) if len(rows) >= 1000 else 1
+        self._hnsw.add_items(vectors, labels, num_threads=threads)
+        self._version += 1
+
+    def _apply_delete(self, chunk_ids: list[str]) -> int:
+        removed = 0
+        for chunk_id in chunk_ids:
+            label = self._label_of.get(chunk_id)
+            if label is None:
+                continue
+            self._clear_record(label)
+            self._bm25.remove(label)
+            self._hnsw.mark_deleted(label)
+            self._free.append(label)
+            removed += 1
+        self._version += 1
+        return removed
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def upsert(self, chunks: Sequence[Chunk]) -> int:
+        # Later duplicates of an id win, as if the chunks had been upserted one by one.
+        latest = {chunk.id: chunk for chunk in chunks}
+        rows: list[list[Any]] = []
+        vectors = np.empty((len(latest), self.dim), dtype=np.float32)
+        for i, chunk in enumerate(latest.values()):
+            rows.append(_validated_row(chunk))
+            vectors[i] = as_vector(chunk.vector, self.dim, f"vector of chunk {chunk.id!r}")
+        if not rows:
+            return 0
+        with self._write_mutex:
+            assert self._wal is not None
+            self._wal.append({"op": "upsert", "chunks": rows}, vectors)
+            with self.lock.write():
+                self._apply_upsert(rows, vectors)
+                self._maybe_snapshot()
+        return len(rows)
+
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> int:
+        with self._write_mutex:
+            present = [c for c in dict.fromkeys(chunk_ids) if c in self._label_of]
+            if not present:
+                return 0
+            assert self._wal is not None
+            self._wal.append({"op": "delete", "chunk_ids": present})
+            with self.lock.write():
+                removed = self._apply_delete(present)
+                self._maybe_snapshot()
+            return removed
+
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        with self._write_mutex:
+            chunk_ids = [
+                cid
+                for doc_id in dict.fromkeys(document_ids)
+                for label in sorted(self._doc_labels.get(doc_id, ()))
+                if (cid := self._chunk_ids[label]) is not None
+            ]
+        return self.delete_chunks(chunk_ids)
+
+    def _maybe_snapshot(self) -> None:
+        if self._wal is not None and self._wal.size >= self.settings.snapshot_log_bytes:
+            self.snapshot()
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def info(self, name: str) -> CollectionInfo:
+        with self.lock.read():
+            return CollectionInfo(name=name, chunks=len(self._label_of), documents=len(self._doc_labels))
+
+    def get_document(self, document_id: str) -> DocumentInfo | None:
+        with self.lock.read():
+            labels = sorted(self._doc_labels.get(document_id, ()), key=lambda label: self._positions[label])
+            if not labels:
+                return None
+            metadata = dict(self._metadata[labels[0]] or {})
+            return DocumentInfo(
+                document_id=document_id,
+                chunks=len(labels),
+                content_hash=metadata.get(CONTENT_HASH_KEY),
+                metadata=metadata,
+            )
+
+    def search(self, query: SearchQuery) -> list[Hit]:
+        vector = as_vector(query.vector, self.dim, "query vector") if query.vector is not None else None
+        with self.lock.read():
+            live = len(self._label_of)
+            if live == 0:
+                return []
+            mask = self._filter_mask(query.metadata_filter)
+            if mask is not None and not mask.any():
+                return []
+            if query.mode == "vector":
+                assert vector is not None
+                ranked = self._vector_search(vector, query.top_k, mask)
+            elif query.mode == "bm25":
+                assert query.text is not None
+                ranked = self._bm25.search(query.text, query.top_k, mask)
+            else:
+                assert vector is not None and query.text is not None
+                candidates = max(query.top_k, self.settings.hybrid_candidates)
+                ranked = fuse(
+                    self._vector_search(vector, candidates, mask),
+                    self._bm25.search(query.text, candidates, mask),
+                    alpha=query.alpha,
+                    fusion=query.fusion,
+                )[: query.top_k]
+            return [self._hit(label, score) for label, score in ranked]
+
+    def _hit(self, label: int, score: float) -> Hit:
+        return Hit(
+            id=self._chunk_ids[label] or "",
+            document_id=self._doc_ids[label] or "",
+            text=self._texts[label] or "",
+            score=score,
+            metadata=dict(self._metadata[label] or {}),
+            position=self._positions[label],
+        )
+
+    def _filter_mask(self, metadata_filter: MetadataFilter | None) -> np.ndarray | None:
+        """A boolean mask by label of the live chunks matching the filter (None: no filter).
+
+        Evaluating a filter is a pass over every chunk's metadata, so masks are cached per
+        (index version, filter) — repeated filtered queries between writes pay it once.
+        """
+        if metadata_filter is None:
+            return None
+        key = (self._version, orjson.dumps(metadata_filter.model_dump(by_alias=True, exclude_none=True)))
+        with self._filter_masks_lock:
+            mask = self._filter_masks.get(key)
+            if mask is not None:
+                self._filter_masks.move_to_end(key)
+                return mask
+        mask = np.zeros(len(self._chunk_ids), dtype=bool)
+        for label, metadata in enumerate(self._metadata):
+            if metadata is not None and metadata_filter.matches(metadata):
+                mask[label] = True
+        with self._filter_masks_lock:
+            self._filter_masks[key] = mask
+            while len(self._filter_masks) > self.settings.filter_cache_size:
+                self._filter_masks.popitem(last=False)
+        return mask
+
+    def _vector_search(self, vector: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+        if mask is None:
+            k = min(k, len(self._label_of))
+            try:
+                labels, distances = self._hnsw.knn_query(vector, k=k, num_threads=1)
+                return [
+                    (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
+                ]
+            except RuntimeError:  # a graph thinned by deletes can miss k live nodes; scan instead
+                mask = self._alive[: len(self._chunk_ids)]
+        allowed = np.flatnonzero(mask)
+        k = min(k, len(allowed))
+        # Few matches: an exact scan of just them is both cheaper and exact. Many: the HNSW walk
+        # with the predicate inside it, which returns top-k matches, not a post-filtered remainder.
+        if len(allowed) > self.settings.exact_scan_limit:
+            try:
+                labels, distances = self._hnsw.knn_query(
+                    vector, k=k, num_threads=1, filter=lambda label: bool(mask[label])
+                )
+                return [
+                    (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
+                ]
+            except RuntimeError:  # hnswlib found fewer than k matches in the graph; scan them all
+                pass
+        scores = self._vectors[allowed] @ vector
+        if len(allowed) > k:
+            top = np.argpartition(-scores, k)[:k]
+            allowed, scores = allowed[top], scores[top]
+        order = np.argsort(-scores, kind="stable")
+        return [(int(allowed[i]), float(scores[i])) for i in order]
+
+
+def fuse(
+    vector_hits: list[tuple[int, float]],
+    bm25_hits: list[tuple[int, float]],
+    *,
+    alpha: float,
+    fusion: str,
+) -> list[tuple[int, float]]:
+    """Hybrid fusion, as Weaviate defines it. `alpha` weighs the vector side (1 = vector only).
+
+    rrf: alpha / (60 + rank_vector) + (1 - alpha) / (60 + rank_bm25), ranks from 1.
+    relative_score: each list's scores min-max scaled to [0, 1], then the same weighted sum.
+    A chunk missing from one list gets 0 from that side.
+    """
+    fused: dict[int, float] = {}
+    for weight, hits in ((alpha, vector_hits), (1.0 - alpha, bm25_hits)):
+        if not hits or weight == 0.0:
+            continue
+        if fusion == "rrf":
+            contributions = [weight / (RRF_K + rank) for rank in range(1, len(hits) + 1)]
+        else:
+            scores = [score for _, score in hits]
+            low, high = min(scores), max(scores)
+            span = high - low
+            contributions = [weight * ((s - low) / span if span > 0 else 1.0) for s in scores]
+        for (label, _), contribution in zip(hits, contributions, strict=True):
+            fused[label] = fused.get(label, 0.0) + contribution
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _validated_row(chunk: Chunk) -> list[Any]:
+    for name in ("id", "document_id"):
+        value = getattr(chunk, name)
+        if not isinstance(value, str) or not value or len(value) > 512:
+            raise BadRequest(f"chunk {name} must be a non-empty string of at most 512 characters")
+    if not isinstance(chunk.text, str):
+        raise BadRequest(f"text of chunk {chunk.id!r} must be a string")
+    if not isinstance(chunk.metadata, dict):
+        raise BadRequest(f"metadata of chunk {chunk.id!r} must be an object")
+    try:
+        metadata = orjson.loads(orjson.dumps(chunk.metadata))
+    except TypeError as exc:
+        raise BadRequest(f"metadata of chunk {chunk.id!r} is not JSON-serialisable: {exc}") from None
+    return [chunk.id, chunk.document_id, chunk.text, int(chunk.position), metadata]
+
+
+class EmbeddedVectorStore(VectorStore):
+    """`VectorStore` on local files: ``<data_dir>/<tenant>/<collection>/``.
+
+    Collections are opened on first use (or all at once by `warm()`), and `close()` snapshots
+    every collection with unsnapshotted writes, so the next start loads instead of replaying.
+    """
+
+    backend = "embedded"
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        dim: int = DEFAULT_DIM,
+        settings: IndexSettings | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self.settings = settings or IndexSettings()
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads or os.cpu_count() or 1, thread_name_prefix="vector-store"
+        )
+        self._indexes: dict[tuple[str, str], CollectionIndex] = {}
+        self._open_lock = threading.Lock()
+        self._closed = False
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError("the vector store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _directory(self, tenant: str, collection: str) -> Path:
+        return self.data_dir / validate_name("tenant", tenant) / validate_name("collection", collection)
+
+    def _index(self, tenant: str, collection: str, *, create: bool) -> CollectionIndex | None:
+        key = (tenant, collection)
+        index = self._indexes.get(key)
+        if index is not None:
+            return index
+        directory = self._directory(tenant, collection)
+        with self._open_lock:
+            index = self._indexes.get(key)
+            if index is None and (create or directory.is_dir()):
+                index = CollectionIndex.open(directory, self.dim, self.settings)
+                self._indexes[key] = index
+        return index
+
+    def _require(self, tenant: str, collection: str) -> CollectionIndex:
+        index = self._index(tenant, collection, create=False)
+        if index is None:
+            raise CollectionNotFound(f"collection {collection!r} does not exist")
+        return index
+
+    # --- VectorStore --------------------------------------------------------------------------
+
+    async def upsert(self, tenant: str, collection: str, chunks: Sequence[Chunk]) -> int:
+        def work() -> int:
+            index = self._index(tenant, collection, create=True)
+            assert index is not None
+            return index.upsert(chunks)
+
+        return await self._run(work)
+
+    async def delete_documents(self, tenant: str, collection: str, document_ids: Sequence[str]) -> int:
+        def work() -> int:
+            index = self._index(tenant, collection, create=False)
+            return index.delete_documents(document_ids) if index is not None else 0
+
+        return await self._run(work)
+
+    async def delete_chunks(self, tenant: str, collection: str, chunk_ids: Sequence[str]) -> int:
+        def work() -> int:
+            index = self._index(tenant, collection, create=False)
+            return index.delete_chunks(chunk_ids) if index is not None else 0
+
+        return await self._run(work)
+
+    async def search(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
+        return await self._run(lambda: self._require(tenant, collection).search(query))
+
+    def search_sync(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
+        """`search` in the calling thread (benchmarks, or callers already off the event loop)."""
+        return self._require(tenant, collection).search(query)
+
+    async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:
+        def work() -> DocumentInfo | None:
+            index = self._index(tenant, collection, create=False)
+            return index.get_document(document_id) if index is not None else None
+
+        return await self._run(work)
+
+    async def list_collections(self, tenant: str) -> list[CollectionInfo]:
+        def work() -> list[CollectionInfo]:
+            tenant_dir = self.data_dir / validate_name("tenant", tenant)
+            names = {c for t, c in self._indexes if t == tenant}
+            if tenant_dir.is_dir():
+                names |= {p.name for p in tenant_dir.iterdir() if p.is_dir()}
+            infos = []
+            for name in sorted(names):
+                index = self._index(tenant, name, create=False)
+                if index is not None:
+                    infos.append(index.info(name))
+            return infos
+
+        return await self._run(work)
+
+    async def collection_exists(self, tenant: str, collection: str) -> bool:
+        key = (tenant, collection)
+        return key in self._indexes or self._directory(tenant, collection).is_dir()
+
+    async def warm(self) -> int:
+        """Open every collection on disk now (e.g. before reporting ready); returns how many."""
+
+        def work() -> int:
+            count = 0
+            for tenant_dir in sorted(p for p in self.data_dir.iterdir() if p.is_dir()):
+                for collection_dir in sorted(p for p in tenant_dir.iterdir() if p.is_dir()):
+                    self._index(tenant_dir.name, collection_dir.name, create=False)
+                    count += 1
+            return count
+
+        return await self._run(work)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+
+        def work() -> None:
+            for index in list(self._indexes.values()):
+                index.close()
+
+        await self._run(work)
+        self._closed = True
+        self._executor.shutdown(wait=True)
