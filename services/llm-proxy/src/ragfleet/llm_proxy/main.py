@@ -2,38 +2,103 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.datastructures import State
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragfleet.common.app import create_service_app
+from ragfleet.common.cache import CacheConfig, TwoTierCache
 from ragfleet.common.clients import create_http_client, create_redis
 from ragfleet.common.health import ReadinessCheck, redis_check
-from ragfleet.llm_proxy.config import LlmProxySettings
+from ragfleet.llm_proxy.breaker import BreakerBoard, BreakerConfig
+from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
+from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
+from ragfleet.llm_proxy.dispatcher import Dispatcher
+from ragfleet.llm_proxy.limits import Limiter
+from ragfleet.llm_proxy.registry import ModelRegistry
+from ragfleet.llm_proxy.response_cache import ResponseCache
+from ragfleet.llm_proxy.routes import Proxy, router
+
+
+class ReceivedAt:
+    """Outermost middleware: stamps when a request arrived, so the overhead header covers all of it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["proxy_received_at"] = time.perf_counter()
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
     settings = settings or LlmProxySettings()
+    deployments = settings.deployments  # read and validated now: a bad model list stops the start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = create_redis(settings)
-        app.state.http = create_http_client(settings)
+        redis = app.state.redis = create_redis(settings)
+        http = app.state.http = create_http_client(settings)
+        registry = ModelRegistry(deployments, http)
+        breakers = BreakerBoard(
+            redis,
+            BreakerConfig(
+                failure_threshold=settings.breaker_failure_threshold,
+                window_s=settings.breaker_window_s,
+                open_s=settings.breaker_open_s,
+                probe_timeout_s=settings.breaker_probe_timeout_s,
+            ),
+        )
+        cache: TwoTierCache | None = None
+        if settings.cache_enabled:
+            cache = TwoTierCache(
+                redis,
+                service=settings.service_name,
+                config=CacheConfig(
+                    l1_max_entries=settings.cache_l1_max_entries,
+                    l1_ttl_s=settings.cache_l1_ttl_s,
+                    l2_ttl_s=settings.cache_ttl_s,
+                ),
+            )
+            await cache.start()
+        embeddings = BuiltinEmbeddings(BUILTIN_EMBEDDING_MODEL) if settings.embeddings_builtin else None
+        proxy = app.state.proxy = Proxy(
+            settings=settings,
+            registry=registry,
+            breakers=breakers,
+            dispatcher=Dispatcher(registry, breakers, settings),
+            limiter=Limiter(redis, retention_days=settings.usage_retention_days),
+            cache=ResponseCache(cache, max_entry_bytes=settings.cache_max_entry_bytes) if cache else None,
+            embeddings=embeddings,
+        )
         try:
             yield
         finally:
-            await app.state.http.aclose()
-            await app.state.redis.aclose()
+            if proxy.background:
+                await asyncio.wait(set(proxy.background), timeout=5)
+            if embeddings is not None:
+                await embeddings.close()
+            if cache is not None:
+                await cache.close()
+            await http.aclose()
+            await redis.aclose()  # type: ignore[attr-defined]  # the stubs predate redis 5
 
     def readiness(state: State) -> dict[str, ReadinessCheck]:
         return {"redis": redis_check(state.redis)}
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="ragfleet llm-proxy",
         description="OpenAI-compatible chat completions and embeddings with retries, breaker and cache.",
         lifespan=lifespan,
         readiness=readiness,
     )
+    app.include_router(router)
+    app.add_middleware(ReceivedAt)
+    return app

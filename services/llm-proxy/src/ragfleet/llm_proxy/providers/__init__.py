@@ -1,0 +1,1 @@
+"""Providers: where completions come from (an OpenAI-compatible upstream, or the built-in extractive one)."""

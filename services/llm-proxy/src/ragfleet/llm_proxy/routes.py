@@ -1,0 +1,272 @@
+"""The OpenAI-compatible endpoints: chat completions (JSON or SSE), embeddings, models; and usage."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from ragfleet.common.errors import BadRequest
+from ragfleet.llm_proxy import metrics
+from ragfleet.llm_proxy.breaker import BreakerBoard, Permit
+from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
+from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
+from ragfleet.llm_proxy.dispatcher import Dispatched, Dispatcher, OpenedStream, open_stream
+from ragfleet.llm_proxy.limits import Caller, Limiter, identify
+from ragfleet.llm_proxy.providers.base import UpstreamFailure
+from ragfleet.llm_proxy.providers.extractive import count_tokens
+from ragfleet.llm_proxy.registry import Deployment, ModelRegistry
+from ragfleet.llm_proxy.response_cache import CachePolicy, ResponseCache, XCache, cache_policy
+from ragfleet.llm_proxy.schemas import ChatCompletionRequest, EmbeddingRequest
+from ragfleet.llm_proxy.streaming import (
+    DONE_EVENT,
+    EventStreamResponse,
+    cancel_on_disconnect,
+    sse_data,
+    sse_error,
+)
+
+log = logging.getLogger("ragfleet.llm_proxy")
+
+JSON = "application/json"
+
+
+@dataclass
+class Proxy:
+    """Everything the endpoints use, built in the app's lifespan."""
+
+    settings: LlmProxySettings
+    registry: ModelRegistry
+    breakers: BreakerBoard
+    dispatcher: Dispatcher
+    limiter: Limiter
+    cache: ResponseCache | None
+    embeddings: BuiltinEmbeddings | None
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def later(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Bookkeeping (usage, cache fills) that must not delay the response; awaited at shutdown."""
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background bookkeeping failed", exc_info=task.exception())
+
+
+def get_proxy(request: Request) -> Proxy:
+    proxy: Proxy = request.app.state.proxy
+    return proxy
+
+
+ProxyDep = Annotated[Proxy, Depends(get_proxy)]
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def received_at(request: Request) -> float:
+    """When the request reached the proxy (set by the outermost middleware, before body parsing)."""
+    return float(request.scope.get("state", {}).get("proxy_received_at", time.perf_counter()))
+
+
+def proxy_headers(
+    request: Request, *, upstream_s: float, x_cache: XCache, served_by: str | None
+) -> dict[str, str]:
+    overhead_s = max(0.0, time.perf_counter() - received_at(request) - upstream_s)
+    metrics.OVERHEAD.labels(request.url.path).observe(overhead_s)
+    headers = {"X-Proxy-Overhead-Ms": f"{overhead_s * 1000:.3f}", "X-Cache": x_cache}
+    if served_by:
+        headers["X-Ragfleet-Served-By"] = served_by
+    return headers
+
+
+def estimate_usage(request: ChatCompletionRequest, completion_text: str) -> dict[str, int]:
+    """For upstreams that report no usage: the extractive provider's word-and-punctuation count."""
+    prompt = sum(count_tokens(m.text()) for m in request.messages)
+    completion = count_tokens(completion_text)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+@router.get("/models", summary="The models this proxy serves")
+async def list_models(proxy: ProxyDep) -> dict[str, Any]:
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": deployments[0].config.provider}
+        for name, deployments in proxy.registry.groups.items()
+    ]
+    if proxy.embeddings is not None:
+        data.append({"id": BUILTIN_EMBEDDING_MODEL, "object": "model", "created": 0, "owned_by": "builtin"})
+    return {"object": "list", "data": data}
+
+
+@router.get("/usage", summary="The caller's token usage per model for one day (UTC)")
+async def usage(
+    request: Request, proxy: ProxyDep, day: Annotated[dt.date | None, Query()] = None
+) -> dict[str, Any]:
+    caller = identify(request.headers)
+    when = day or dt.datetime.now(dt.UTC).date()
+    return {"key": caller.key, "day": when.isoformat(), "models": await proxy.limiter.usage(caller, when)}
+
+
+@router.post("/chat/completions", summary="Chat completion (stream=true for Server-Sent Events)")
+async def chat_completions(body: ChatCompletionRequest, request: Request, proxy: ProxyDep) -> Response:
+    caller = identify(request.headers)
+    proxy.registry.deployments(body.model)  # an unknown model is a 404 before anything is counted
+    await proxy.limiter.admit(caller, proxy.settings.limits_for(caller.key))
+    policy = cache_policy(request.headers, body, proxy.cache is not None)
+    stream = "true" if body.stream else "false"
+
+    if policy.read and proxy.cache is not None:
+        hit = await proxy.cache.lookup(caller.tenant, body)
+        if hit is not None:
+            entry, tier = hit
+            metrics.REQUESTS.labels(body.model, "chat", stream, "cache_hit").inc()
+            headers = proxy_headers(request, upstream_s=0.0, x_cache=tier, served_by=entry.get("served_by"))
+            if body.stream:
+                return EventStreamResponse(_replay(entry["chunks"]), headers=headers)
+            return Response(orjson.dumps(entry["body"]), media_type=JSON, headers=headers)
+
+    x_cache: XCache = "miss" if policy.used else "bypass"
+    if body.stream:
+        return await _stream_completion(body, request, proxy, caller, policy, x_cache)
+
+    def call(deployment: Deployment) -> Coroutine[Any, Any, dict[str, Any]]:
+        upstream_body = body.upstream_body(deployment.upstream_model, deployment.config.max_tokens)
+        return deployment.provider.complete(body, upstream_body)
+
+    dispatched = await _dispatch(request, proxy, body.model, "chat", stream, call)
+    payload = dispatched.result
+    served_by = dispatched.deployment.name
+    usage = payload.get("usage") or estimate_usage(
+        body, "".join(str((c.get("message") or {}).get("content") or "") for c in payload["choices"])
+    )
+    proxy.later(proxy.limiter.record(caller, served_by, usage))
+    if policy.write and proxy.cache is not None and _finished_normally(payload):
+        entry = {"body": payload, "served_by": served_by}
+        proxy.later(proxy.cache.store(caller.tenant, body, entry, replace=not policy.read))
+    metrics.REQUESTS.labels(body.model, "chat", stream, "ok").inc()
+    headers = proxy_headers(request, upstream_s=dispatched.upstream_s, x_cache=x_cache, served_by=served_by)
+    return Response(orjson.dumps(payload), media_type=JSON, headers=headers)
+
+
+def _finished_normally(payload: dict[str, Any]) -> bool:
+    return all(
+        c.get("finish_reason") in ("stop", "length", "tool_calls") for c in payload.get("choices") or []
+    )
+
+
+async def _dispatch(
+    request: Request, proxy: Proxy, model: str, endpoint: str, stream: str, call: Any
+) -> Dispatched[Any]:
+    try:
+        return await cancel_on_disconnect(request, proxy.dispatcher.dispatch(model, call))
+    except Exception as exc:
+        metrics.REQUESTS.labels(model, endpoint, stream, getattr(exc, "code", "internal_error")).inc()
+        raise
+
+
+async def _replay(chunks: list[str]) -> AsyncIterator[bytes]:
+    for data in chunks:
+        yield sse_data(data)
+    yield DONE_EVENT
+
+
+async def _stream_completion(
+    body: ChatCompletionRequest,
+    request: Request,
+    proxy: Proxy,
+    caller: Caller,
+    policy: CachePolicy,
+    x_cache: XCache,
+) -> Response:
+    def call(deployment: Deployment) -> Coroutine[Any, Any, OpenedStream]:
+        upstream_body = body.upstream_body(deployment.upstream_model, deployment.config.max_tokens)
+        return open_stream(deployment, deployment.provider.stream(body, upstream_body))
+
+    dispatched = await _dispatch(request, proxy, body.model, "chat", "true", call)
+    metrics.TIME_TO_FIRST_TOKEN.labels(body.model).observe(time.perf_counter() - received_at(request))
+    served_by = dispatched.deployment.name
+    headers = proxy_headers(request, upstream_s=dispatched.upstream_s, x_cache=x_cache, served_by=served_by)
+    relay = _relay(body, proxy, caller, policy, dispatched.deployment, dispatched.result)
+    return EventStreamResponse(relay, headers=headers)
+
+
+async def _relay(
+    body: ChatCompletionRequest,
+    proxy: Proxy,
+    caller: Caller,
+    policy: CachePolicy,
+    deployment: Deployment,
+    opened: OpenedStream,
+) -> AsyncIterator[bytes]:
+    """Relay the upstream's chunks unchanged; on a failure after the first token, end with an error event."""
+    wants_usage = body.stream_options is not None and body.stream_options.include_usage
+    sent: list[str] = []
+    text: list[str] = []
+    usage: dict[str, Any] | None = None
+    complete = False
+    try:
+        async for chunk in opened.chunks():
+            if chunk.parsed.get("usage"):
+                usage = chunk.parsed["usage"]
+                if chunk.usage_only and not wants_usage:
+                    continue  # we asked for it for accounting; the caller did not
+            for choice in chunk.parsed.get("choices") or ():
+                text.append(str((choice.get("delta") or {}).get("content") or ""))
+            sent.append(chunk.data)
+            yield sse_data(chunk.data)
+        yield DONE_EVENT
+        complete = True
+        metrics.REQUESTS.labels(body.model, "chat", "true", "ok").inc()
+    except UpstreamFailure as failure:
+        metrics.STREAM_ERRORS.labels(body.model, failure.reason).inc()
+        metrics.REQUESTS.labels(body.model, "chat", "true", "stream_error").inc()
+        if deployment.provider.uses_breaker:
+            await proxy.breakers.record(deployment.upstream_id, Permit(True), ok=False)
+        log.warning("stream failed after the first token: %s", failure.message)
+        yield sse_error("upstream_stream_error", f"the upstream stream failed: {failure.message}")
+    finally:
+        await opened.aclose()
+        # Tokens the upstream produced count even when the client left half-way.
+        proxy.later(
+            proxy.limiter.record(caller, deployment.name, usage or estimate_usage(body, "".join(text)))
+        )
+        if complete and policy.write and proxy.cache is not None:
+            entry = {"chunks": sent, "served_by": deployment.name}
+            proxy.later(proxy.cache.store(caller.tenant, body, entry, replace=not policy.read))
+
+
+@router.post("/embeddings", summary="Embeddings (built-in all-minilm-l6-v2, or a configured upstream)")
+async def embeddings(body: EmbeddingRequest, request: Request, proxy: ProxyDep) -> Response:
+    caller = identify(request.headers)
+    texts = body.texts
+    if not texts or any(not isinstance(t, str) for t in texts):
+        raise BadRequest("input must be a non-empty string or list of strings")
+    if body.model == BUILTIN_EMBEDDING_MODEL and proxy.embeddings is not None:
+        await proxy.limiter.admit(caller, proxy.settings.limits_for(caller.key))
+        started = time.perf_counter()
+        payload = await cancel_on_disconnect(request, proxy.embeddings.embed(texts, body.encoding_format))
+        # The model's time is the "upstream" here: overhead is what the proxy adds around it.
+        upstream_s, served_by = time.perf_counter() - started, BUILTIN_EMBEDDING_MODEL
+    else:
+        proxy.registry.deployments(body.model)
+        await proxy.limiter.admit(caller, proxy.settings.limits_for(caller.key))
+
+        def call(deployment: Deployment) -> Coroutine[Any, Any, dict[str, Any]]:
+            upstream_body = {**body.model_dump(exclude_none=True), "model": deployment.upstream_model}
+            return deployment.provider.embed(upstream_body)
+
+        dispatched = await _dispatch(request, proxy, body.model, "embeddings", "false", call)
+        payload, upstream_s, served_by = dispatched.result, dispatched.upstream_s, dispatched.deployment.name
+    proxy.later(proxy.limiter.record(caller, served_by, payload.get("usage")))
+    metrics.REQUESTS.labels(body.model, "embeddings", "false", "ok").inc()
+    headers = proxy_headers(request, upstream_s=upstream_s, x_cache="bypass", served_by=served_by)
+    return Response(orjson.dumps(payload), media_type=JSON, headers=headers)
