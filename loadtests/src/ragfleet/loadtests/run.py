@@ -1,0 +1,189 @@
+"""Run one scenario headless and write its report; the exit code is the gates' verdict.
+
+    python -m ragfleet.loadtests.run --scenario search --duration 60s --users 50 \
+        --host http://127.0.0.1:8080 --report-dir reports/search [--start-stack] [LOCUST OPTIONS...]
+
+Options this runner does not know go to Locust unchanged, so every gate option works here
+(``--gate-qps 1000000``, ``--gate-p95-ms '*=500'``, ...; see ``docs/loadtests.md``).
+With ``--start-stack`` it starts the one-machine stack itself (as ``make run`` does) and stops it
+afterwards. Unless ``--api-key`` is given it creates a key for the run in the gateway's Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ragfleet.loadtests.users import MIXES, SCENARIOS
+
+log = logging.getLogger("ragfleet.loadtests.run")
+
+HERE = Path(__file__).parent
+LOCUSTFILE = HERE / "locustfile.py"
+RAMPFILE = HERE / "ramp.py"
+DEFAULT_HOST = "http://127.0.0.1:8080"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
+DEFAULT_METRICS_URL = "http://127.0.0.1:8010/metrics"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ragfleet.loadtests.run",
+        description="Run a ragfleet load-test scenario headless; exit non-zero if a gate fails.",
+        epilog="Unknown options are passed to Locust (e.g. --gate-qps 1000000, --processes 2).",
+    )
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="search")
+    p.add_argument("--mix", choices=sorted(MIXES), default="normal", help="weights for --scenario mixed")
+    p.add_argument("--duration", default="60s", help="Locust --run-time, e.g. 30s, 5m")
+    p.add_argument("--users", type=int, default=50)
+    p.add_argument(
+        "--spawn-rate", type=float, default=None, help="users started per second (default: all in 1 s)"
+    )
+    p.add_argument("--host", default=None, help=f"gateway or ingress URL (default {DEFAULT_HOST})")
+    p.add_argument("--report-dir", type=Path, default=None, help="default reports/<scenario>-<timestamp>")
+    p.add_argument("--ramp", action="store_true", help="step-ramp until p95 breaks (--step-* options)")
+    p.add_argument("--api-key", default=None, help="use this key instead of creating one")
+    p.add_argument(
+        "--redis-url", default=DEFAULT_REDIS_URL, help="the gateway's Redis, where a key is created"
+    )
+    p.add_argument("--metrics-url", action="append", default=None, help="retrieval /metrics (repeatable)")
+    p.add_argument("--start-stack", action="store_true", help="start the one-machine stack for this run")
+    return p
+
+
+def create_api_key(redis_url: str, scenario: str) -> str:
+    """A key for the run, through the gateway's own CLI; its rate limit is high enough not to be the test."""
+    argv = [
+        sys.executable,
+        "-m",
+        "ragfleet.gateway.keys",
+        "create",
+        "--tenant",
+        "default",
+        "--collections",
+        "*",
+        "--name",
+        f"loadtest-{scenario}",
+        "--rate",
+        "1000000",
+        "--burst",
+        "1000000",
+        "--json",
+    ]
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=_child_env({"RAGFLEET_GATEWAY_REDIS_URL": redis_url}),
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"could not create an API key in {redis_url}: {done.stderr.strip()}")
+    return str(json.loads(done.stdout)["api_key"])
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    """The child inherits our environment (PATH, the virtualenv) plus the variables it is given."""
+    return {**os.environ, **extra}
+
+
+def shown_command(argv: Sequence[str]) -> str:
+    """The command as the report shows it, with the API key's value elided."""
+    shown: list[str] = []
+    for arg in argv:
+        if shown and shown[-1] == "--api-key":
+            arg = "***"
+        elif arg.startswith("--api-key="):
+            arg = "--api-key=***"
+        shown.append(arg)
+    return shlex.join(["python", "-m", "ragfleet.loadtests.run", *shown])
+
+
+@contextlib.contextmanager
+def maybe_stack(start: bool) -> Iterator[tuple[str, str, str] | None]:
+    """With --start-stack: (url, redis url, retrieval metrics url) of a fresh stack, stopped afterwards."""
+    if not start:
+        yield None
+        return
+    from ragfleet.devstack.settings import DevstackSettings
+    from ragfleet.devstack.stack import Stack
+
+    stack = Stack(DevstackSettings())
+    log.info("starting the stack (Redis, services, worker, gateways, NGINX)...")
+    stack.start()
+    try:
+        yield stack.url, stack.redis_url, f"http://127.0.0.1:{stack.settings.retrieval_port}/metrics"
+    finally:
+        log.info("stopping the stack")
+        stack.stop()
+
+
+def locust_argv(
+    args: argparse.Namespace, host: str, metrics_urls: list[str], passthrough: Sequence[str]
+) -> list[str]:
+    report_dir: Path = args.report_dir
+    files = f"{LOCUSTFILE},{RAMPFILE}" if args.ramp else str(LOCUSTFILE)
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        files,
+        "--headless",
+        "--host",
+        host,
+        "--run-time",
+        args.duration,
+        "--csv",
+        str(report_dir / "locust"),
+        "--csv-full-history",
+        "--html",
+        str(report_dir / "locust.html"),
+        "--only-summary",
+        "--scenario",
+        args.scenario,
+        "--mix",
+        args.mix,
+        "--report-dir",
+        str(report_dir),
+        "--run-command",
+        shown_command(sys.argv[1:] if args.command_line is None else args.command_line),
+    ]
+    if not args.ramp:
+        argv += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate or args.users)]
+    for url in metrics_urls:
+        argv += ["--metrics-url", url]
+    return [*argv, *passthrough, *(cls.__name__ for cls in SCENARIOS[args.scenario])]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args, passthrough = parser().parse_known_args(argv)
+    args.command_line = list(argv) if argv is not None else None
+    if args.report_dir is None:
+        args.report_dir = Path("reports") / f"{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    with maybe_stack(args.start_stack) as stack:
+        host = stack[0] if stack else args.host or DEFAULT_HOST
+        redis_url = stack[1] if stack else args.redis_url
+        metrics_urls = [stack[2]] if stack else args.metrics_url or [DEFAULT_METRICS_URL]
+        api_key = args.api_key or create_api_key(redis_url, args.scenario)
+        command = locust_argv(args, host, metrics_urls, passthrough)
+        log.info("running: %s", shlex.join(command))
+        # The key travels in the environment, not on a command line anyone can read in `ps`.
+        exit_code = subprocess.run(command, env=_child_env({"RAGFLEET_LOADTEST_API_KEY": api_key})).returncode
+    log.info("report: %s (exit code %d)", args.report_dir / "summary.md", exit_code)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

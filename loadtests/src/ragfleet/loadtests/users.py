@@ -1,0 +1,368 @@
+"""Locust users, one per kind of traffic. Select them by class name or by tag (search, chat, sse,
+websocket, ingest); the ``mixed`` scenario runs them together with the weights of ``--mix``.
+
+Every request is named by route and variant (``/v1/search [vector]``, ``/v1/chat [sse]``) so the
+report and the per-endpoint p95 gates see each variant separately. Chat time to first token is
+reported as its own entry with request type ``TTFT``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from locust import FastHttpUser, User, between, constant, tag, task
+from locust.env import Environment
+from websockets.sync.client import ClientConnection, connect
+
+from ragfleet.loadtests.gates import TTFT_REQUEST_TYPE
+from ragfleet.loadtests.queries import (
+    SEARCH_MODES,
+    SearchRequestFactory,
+    ZipfSampler,
+    load_pool,
+    parse_weights,
+)
+from ragfleet.loadtests.traffic import request_headers
+
+# X-Cache values seen by the clients; informative only (the hit-rate gate reads the services' metrics).
+X_CACHE_SEEN: Counter[str] = Counter()
+_user_numbers = itertools.count(1)
+
+# Weights of the mixed scenario per --mix: (search, chat REST+SSE, chat WebSocket, ingest).
+MIXES: dict[str, tuple[int, int, int, int]] = {
+    "normal": (70, 15, 5, 10),  # mostly reads, some conversations, a trickle of uploads
+    "intense": (90, 5, 0, 5),  # a search storm: what the QPS gate is about
+    "rag": (30, 45, 20, 5),  # chat-heavy: retrieval + generation on most requests
+}
+
+
+@functools.cache
+def query_pool(path: str) -> list[str]:
+    return load_pool(Path(path) if path else None)
+
+
+def user_rng(environment: Environment) -> random.Random:
+    seed = environment.parsed_options.seed if environment.parsed_options else 0
+    return random.Random(seed * 100_003 + next(_user_numbers)) if seed else random.Random()
+
+
+class RagfleetUser(FastHttpUser):
+    """Common to the HTTP users: the key, the synthetic marks, the options."""
+
+    abstract = True
+    # One client per user, as real clients have; NGINX's affinity cookie keeps each on one replica.
+    concurrency = 1
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.options = options
+        self.headers = request_headers(options.api_key or None, options.scenario)
+        self.rng = user_rng(self.environment)
+        self.sampler = ZipfSampler(query_pool(options.query_file), options.zipf_exponent, self.rng)
+
+
+class SearchUser(RagfleetUser):
+    """``POST /v1/search``: Zipf-popular queries, the three modes by weight, some with filters."""
+
+    def wait_time(self) -> float:
+        return float(self.environment.parsed_options.think_time)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.searches = SearchRequestFactory(
+            sampler=self.sampler,
+            mode_weights=parse_weights(self.options.search_modes, SEARCH_MODES),
+            filter_ratio=self.options.filter_ratio,
+            collection=self.options.collection,
+        )
+
+    @tag("search")
+    @task
+    def search(self) -> None:
+        body = self.searches.build()
+        with self.client.post(
+            "/v1/search",
+            json=body,
+            headers=self.headers,
+            name=f"/v1/search [{body['mode']}]",
+            catch_response=True,
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                return
+            X_CACHE_SEEN[response.headers.get("x-cache", "absent")] += 1
+            if not isinstance(response.json().get("results"), list):
+                response.failure("search answer has no 'results' list")
+
+
+def sse_events(chunks: Any) -> Any:
+    """Parse a text/event-stream into ``(event, data)`` pairs as chunks arrive."""
+    buffer = ""
+    event, data = "message", list[str]()
+    for chunk in chunks:
+        buffer += chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+        while "\n" in buffer:
+            line, buffer = buffer.split("\n", 1)
+            line = line.rstrip("\r")
+            if not line:
+                if data:
+                    yield event, "\n".join(data)
+                event, data = "message", list[str]()
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+
+
+TOKEN_EVENTS = frozenset({"token", "delta", "message"})
+ERROR_EVENTS = frozenset({"error"})
+
+
+class ChatUser(RagfleetUser):
+    """Multi-turn conversations over ``POST /v1/chat``: plain JSON answers and SSE streams."""
+
+    wait_time = between(0.5, 2.0)
+
+    def _conversation(self, stream: bool) -> None:
+        conversation_id: str | None = None
+        for _ in range(max(1, self.options.chat_turns)):
+            body: dict[str, Any] = {
+                "message": self.sampler.sample(),
+                "collection": self.options.collection,
+                "stream": stream,
+            }
+            if conversation_id:
+                body["conversation_id"] = conversation_id
+            conversation_id = self._stream_turn(body) if stream else self._rest_turn(body)
+            if conversation_id is None:
+                return  # the failure is recorded; a broken conversation is not continued
+
+    def _rest_turn(self, body: dict[str, Any]) -> str | None:
+        with self.client.post(
+            "/v1/chat", json=body, headers=self.headers, name="/v1/chat [rest]", catch_response=True
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                return None
+            answer = response.json()
+            conversation_id = answer.get("conversation_id")
+            if not conversation_id:
+                response.failure("chat answer has no conversation_id")
+            return str(conversation_id) if conversation_id else None
+
+    def _stream_turn(self, body: dict[str, Any]) -> str | None:
+        headers = {**self.headers, "Accept": "text/event-stream"}
+        start = time.perf_counter()
+        conversation_id: str | None = body.get("conversation_id")
+        with self.client.request(
+            "POST",
+            "/v1/chat",
+            json=body,
+            headers=headers,
+            name="/v1/chat [sse]",
+            stream=True,
+            catch_response=True,
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}")
+                return None
+            first_token_ms: float | None = None
+            error: str | None = None
+            for event, data in sse_events(response.iter_content(chunk_size=4096, decode_content=False)):
+                payload = _json_or_none(data)
+                if isinstance(payload, dict) and payload.get("conversation_id"):
+                    conversation_id = str(payload["conversation_id"])
+                if event in ERROR_EVENTS:
+                    error = data[:200]
+                    break
+                if first_token_ms is None and event in TOKEN_EVENTS:
+                    first_token_ms = (time.perf_counter() - start) * 1000
+            # The entry's latency is the whole answer, not just the headers.
+            response.request_meta["response_time"] = (time.perf_counter() - start) * 1000
+            if error or first_token_ms is None:
+                response.failure(error or "stream ended without a token")
+                return None
+            fire_ttft(self.environment, "chat sse", first_token_ms)
+            return conversation_id
+
+    @tag("chat", "rest")
+    @task
+    def chat_rest(self) -> None:
+        self._conversation(stream=False)
+
+    @tag("chat", "sse")
+    @task
+    def chat_sse(self) -> None:
+        self._conversation(stream=True)
+
+
+def _json_or_none(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def fire_ttft(environment: Environment, name: str, milliseconds: float) -> None:
+    environment.events.request.fire(
+        request_type=TTFT_REQUEST_TYPE,
+        name=name,
+        response_time=milliseconds,
+        response_length=0,
+        exception=None,
+        context={},
+    )
+
+
+class ChatWebSocketUser(User):
+    """Multi-turn chat over ``GET /v1/chat/ws``, on the ``websockets`` sync client.
+
+    Locust knows only HTTP, so each turn (send a message, read frames until the answer ends) is
+    reported through ``events.request`` like any request, plus its time to first token.
+    """
+
+    wait_time = between(0.5, 2.0)
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.options = options
+        self.rng = user_rng(self.environment)
+        self.sampler = ZipfSampler(query_pool(options.query_file), options.zipf_exponent, self.rng)
+        self.headers = request_headers(options.api_key or None, options.scenario)
+        self.url = (self.host or "").replace("http://", "ws://").replace("https://", "wss://") + "/v1/chat/ws"
+        self.websocket: ClientConnection | None = None
+
+    def on_stop(self) -> None:
+        if self.websocket is not None:
+            self.websocket.close()
+
+    def _connect(self) -> ClientConnection:
+        start = time.perf_counter()
+        exception: Exception | None = None
+        try:
+            self.websocket = connect(self.url, additional_headers=self.headers, open_timeout=10)
+        except Exception as exc:  # any failure to connect is a failed request in the report
+            exception = exc
+            raise
+        finally:
+            self._report("connect", start, exception)
+        return self.websocket
+
+    def _report(self, name: str, start: float, exception: Exception | None, length: int = 0) -> None:
+        self.environment.events.request.fire(
+            request_type="WS",
+            name=f"/v1/chat/ws [{name}]",
+            response_time=(time.perf_counter() - start) * 1000,
+            response_length=length,
+            exception=exception,
+            context={},
+        )
+
+    @tag("chat", "websocket")
+    @task
+    def conversation(self) -> None:
+        websocket = self.websocket or self._connect()
+        conversation_id: str | None = None
+        for _ in range(max(1, self.options.chat_turns)):
+            start = time.perf_counter()
+            first_token_ms: float | None = None
+            length = 0
+            exception: Exception | None = None
+            message: dict[str, Any] = {
+                "type": "message",
+                "message": self.sampler.sample(),
+                "collection": self.options.collection,
+            }
+            if conversation_id:
+                message["conversation_id"] = conversation_id
+            try:
+                websocket.send(json.dumps(message))
+                while True:
+                    frame = json.loads(websocket.recv(timeout=60))
+                    length += 1
+                    kind = frame.get("type") or frame.get("event")
+                    conversation_id = frame.get("conversation_id") or conversation_id
+                    if kind == "error":
+                        raise RuntimeError(f"chat error frame: {str(frame)[:200]}")
+                    if first_token_ms is None and kind in TOKEN_EVENTS:
+                        first_token_ms = (time.perf_counter() - start) * 1000
+                    if kind in ("done", "end", "final"):
+                        break
+                if first_token_ms is None:
+                    raise RuntimeError("answer ended without a token")
+            except Exception as exc:  # reported as a failed turn; the connection is then renewed
+                exception = exc
+            self._report("turn", start, exception, length)
+            if exception is not None:
+                websocket.close()
+                self.websocket = None
+                return
+            assert first_token_ms is not None
+            fire_ttft(self.environment, "chat websocket", first_token_ms)
+
+
+class IngestUser(RagfleetUser):
+    """Uploads small Markdown documents while others search: the cache invalidation path under load."""
+
+    wait_time = constant(2.0)
+
+    @tag("ingest")
+    @task
+    def upload(self) -> None:
+        topic = self.sampler.sample()
+        document = (
+            f"# {topic.capitalize()}\n\n"
+            f"A load-test note about {topic}. It was uploaded by a synthetic user "
+            f"(run {self.options.scenario}, {time.time():.3f}) to exercise ingestion while searching.\n"
+        )
+        body, content_type = multipart_file(
+            f"loadtest-{self.rng.getrandbits(48):012x}.md", document.encode(), "text/markdown"
+        )
+        with self.client.post(
+            f"/v1/documents?collection={self.options.collection}",
+            data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes; Locust's hint is narrower
+            headers={**self.headers, "Content-Type": content_type},
+            name="/v1/documents [upload]",
+            catch_response=True,
+        ) as response:
+            if response.status_code != 202:
+                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+            elif not response.json().get("job_id"):
+                response.failure("upload answer has no job_id")
+
+
+def multipart_file(filename: str, content: bytes, content_type: str) -> tuple[bytes, str]:
+    """One-file ``multipart/form-data`` body (FastHttpUser has no ``files=``, unlike requests)."""
+    boundary = f"ragfleet-{random.getrandbits(64):016x}"
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    return head + content + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+SCENARIOS: dict[str, list[type[User]]] = {
+    "search": [SearchUser],
+    "chat": [ChatUser, ChatWebSocketUser],
+    "ingest": [SearchUser, IngestUser],
+    "mixed": [SearchUser, ChatUser, ChatWebSocketUser, IngestUser],
+}
+
+
+def apply_mix(mix: str) -> None:
+    """Set the class weights of the mixed scenario (Locust reads them when it spawns users)."""
+    search, chat, websocket, ingest = MIXES[mix]
+    SearchUser.weight, ChatUser.weight, ChatWebSocketUser.weight, IngestUser.weight = (
+        search,
+        chat,
+        websocket,
+        ingest,
+    )

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from ragfleet.loadtests.promscrape import hit_rate, parse_cache_counts
+
+BEFORE = """\
+# HELP ragfleet_cache_requests_total Cache lookups by cache name, tier (l1, l2) and result (hit, miss, error).
+# TYPE ragfleet_cache_requests_total counter
+ragfleet_cache_requests_total{cache="search",tier="l1",result="hit"} 10.0
+ragfleet_cache_requests_total{cache="search",tier="l1",result="miss"} 5.0
+ragfleet_cache_requests_total{cache="search",tier="l2",result="hit"} 1.0
+ragfleet_cache_requests_total{cache="embedding",tier="l1",result="hit"} 7.0
+# HELP ragfleet_http_requests_total HTTP requests answered.
+# TYPE ragfleet_http_requests_total counter
+ragfleet_http_requests_total{service="retrieval",method="POST",route="/v1/search",status="200"} 15.0
+"""
+
+AFTER = (
+    BEFORE.replace("} 10.0", "} 810.0")
+    .replace("} 5.0", "} 205.0")
+    .replace('result="hit"} 1.0', 'result="hit"} 101.0')
+)
+
+
+def test_counts_are_read_per_cache_tier_and_result() -> None:
+    counts = parse_cache_counts(BEFORE)
+    assert counts[("search", "l1", "hit")] == 10
+    assert counts[("embedding", "l1", "hit")] == 7
+    assert len(counts) == 4
+
+
+def test_hit_rate_uses_the_difference_between_scrapes() -> None:
+    rate = hit_rate(parse_cache_counts(BEFORE), parse_cache_counts(AFTER), "search")
+    assert (rate.lookups, rate.l1_hits, rate.l2_hits) == (1000, 800, 100)
+    assert rate.rate == 0.9
+    assert rate.available_caches == ["embedding", "search"]
+
+
+def test_a_restarted_service_counts_from_zero() -> None:
+    rate = hit_rate(parse_cache_counts(AFTER), parse_cache_counts(BEFORE), "search")
+    assert rate.lookups == 15
+
+
+def test_an_unknown_cache_has_no_rate() -> None:
+    assert hit_rate({}, parse_cache_counts(AFTER), "nope").rate is None
