@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import httpx
-from fastapi import Depends, Request
+from fastapi import Depends
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from ragfleet.gateway.chat import ChatService
 from ragfleet.gateway.config import GatewaySettings
+from ragfleet.gateway.downstream import Downstream
+from ragfleet.gateway.memory import ConversationStore
 from ragfleet.gateway.stats import GatewayStats, RetrievalCacheStats
 
 
@@ -43,4 +46,23 @@ RedisDep = Annotated[Redis, Depends(get_redis)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 StatsDep = Annotated[GatewayStats, Depends(get_stats)]
 RetrievalCacheStatsDep = Annotated[RetrievalCacheStats, Depends(get_retrieval_cache_stats)]
-__all__ = ["HttpDep", "RedisDep", "Request", "RetrievalCacheStatsDep", "SettingsDep", "StatsDep"]
+
+
+def get_chat(connection: HTTPConnection) -> ChatService:
+    chat: ChatService = connection.app.state.chat
+    return chat
+
+
+def get_downstream(connection: HTTPConnection) -> Downstream:
+    downstream: Downstream = connection.app.state.downstream
+    return downstream
+
+
+def get_memory(connection: HTTPConnection) -> ConversationStore:
+    memory: ConversationStore = connection.app.state.memory
+    return memory
+
+
+ChatDep = Annotated[ChatService, Depends(get_chat)]
+DownstreamDep = Annotated[Downstream, Depends(get_downstream)]
+MemoryDep = Annotated[ConversationStore, Depends(get_memory)]

@@ -7,15 +7,31 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.datastructures import State
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.clients import create_http_client, create_redis
 from ragfleet.common.health import ReadinessCheck, http_ready_check, redis_check
+from ragfleet.gateway.auth import Authenticator
+from ragfleet.gateway.chat import ChatService
 from ragfleet.gateway.config import GatewaySettings
+from ragfleet.gateway.downstream import Downstream
+from ragfleet.gateway.keys import KeyStore
+from ragfleet.gateway.memory import ConversationStore
+from ragfleet.gateway.ratelimit import RateLimiter
+from ragfleet.gateway.routers import chat as chat_routes
+from ragfleet.gateway.routers import documents as document_routes
+from ragfleet.gateway.routers import search as search_routes
+from ragfleet.gateway.routers import sessions as session_routes
 from ragfleet.gateway.routers import stats as stats_routes
 from ragfleet.gateway.stats import GatewayStats, InFlightMiddleware, RetrievalCacheStats
+from ragfleet.gateway.streams import StreamBuffer
 
 DOWNSTREAMS = ("retrieval", "llm_proxy", "ingestion")
+
+# JSON smaller than this is sent as is: compressing it costs more CPU than the bytes it saves.
+GZIP_MINIMUM_BYTES = 1400
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -24,17 +40,34 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = create_redis(settings)
-        app.state.http = create_http_client(settings)
-        app.state.stats = stats
-        app.state.retrieval_cache_stats = RetrievalCacheStats(
-            app.state.http, f"{settings.retrieval_url.rstrip('/')}/v1/cache/stats"
+        redis = create_redis(settings)
+        http = create_http_client(settings)
+        downstream = Downstream(http, settings)
+        memory = ConversationStore(redis, window=settings.memory_window, ttl_s=settings.memory_ttl_s)
+        # Tailers block on Redis for less than the socket timeout, so a quiet stream is not an error.
+        block_ms = max(50, int(settings.redis_socket_timeout_s * 500))
+        buffer = StreamBuffer(
+            redis,
+            ttl_s=settings.stream_buffer_ttl_s,
+            lease_s=settings.stream_lease_s,
+            replica=settings.replica_name,
+            block_ms=block_ms,
         )
+        chat = ChatService(settings, downstream, memory, buffer, stats)
+        app.state.redis = redis
+        app.state.http = http
+        app.state.stats = stats
+        app.state.downstream = downstream
+        app.state.memory = memory
+        app.state.chat = chat
+        app.state.authenticator = Authenticator(KeyStore(redis), RateLimiter(redis), settings)
+        app.state.retrieval_cache_stats = RetrievalCacheStats(http, f"{downstream.retrieval}/v1/cache/stats")
         try:
             yield
         finally:
-            await app.state.http.aclose()
-            await app.state.redis.aclose()
+            await chat.drain(settings.graceful_shutdown_s)
+            await http.aclose()
+            await redis.aclose()  # type: ignore[attr-defined]
 
     def readiness(state: State) -> dict[str, ReadinessCheck]:
         checks = {"redis": redis_check(state.redis)}
@@ -52,5 +85,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         observer=stats.observe,
     )
     app.add_middleware(InFlightMiddleware, stats=stats)
-    app.include_router(stats_routes.router)
+    # GZip leaves text/event-stream alone, so streamed events are never held back to compress.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-Ragfleet-Replica",
+                "X-Ragfleet-Stream-Id",
+                "X-Ragfleet-Session-Id",
+                "X-Cache",
+                "Retry-After",
+            ],
+            max_age=600,
+        )
+    for routes in (search_routes, chat_routes, session_routes, document_routes, stats_routes):
+        app.include_router(routes.router)
     return app

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ragfleet.common.responses import OrjsonResponse
+from ragfleet.gateway.auth import authenticate_websocket
 from ragfleet.gateway.dependencies import (
     RetrievalCacheStatsDep,
     SettingsDep,
@@ -41,11 +42,8 @@ async def stats_feed(
 
     Messages from the client are ignored; a close from either side ends the feed.
     """
-    if settings.stats_require_key:
-        from ragfleet.gateway.auth import authenticate_websocket
-
-        if await authenticate_websocket(websocket) is None:
-            return
+    if settings.stats_require_key and await authenticate_websocket(websocket) is None:
+        return
     await websocket.accept()
     period = interval_s or settings.stats_interval_s
     loop = asyncio.get_running_loop()

@@ -1,0 +1,120 @@
+"""Authentication (API key → principal) and the per-key rate limit, as one dependency.
+
+Keys come in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; WebSockets may also use
+``?api_key=`` because browsers cannot set headers on a WebSocket. Looked-up keys are trusted for
+``key_cache_ttl_s`` per replica, which keeps Redis off the hot path and bounds revocation lag.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Depends
+from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
+
+from ragfleet.common.errors import RateLimited, ServiceUnavailable, Unauthorized
+from ragfleet.gateway.config import GatewaySettings
+from ragfleet.gateway.keys import KeyStore, Principal, key_digest
+from ragfleet.gateway.ratelimit import RateLimiter
+
+# WebSocket close codes in the private range, mirroring HTTP statuses (4000 + status).
+WS_UNAUTHORIZED = 4401
+WS_RATE_LIMITED = 4429
+WS_UNAVAILABLE = 4503
+
+
+def presented_key(connection: HTTPConnection, *, allow_query: bool = False) -> str | None:
+    authorization = connection.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    header = connection.headers.get("x-api-key", "").strip()
+    if header:
+        return header
+    if allow_query:
+        return connection.query_params.get("api_key") or None
+    return None
+
+
+class Authenticator:
+    def __init__(self, store: KeyStore, limiter: RateLimiter, settings: GatewaySettings) -> None:
+        self.store = store
+        self.limiter = limiter
+        self.settings = settings
+        self.cache: dict[str, tuple[Principal, float]] = {}
+
+    async def principal(self, api_key: str | None) -> Principal:
+        if not api_key:
+            raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+        digest = key_digest(api_key)
+        cached = self.cache.get(digest)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            principal = await self.store.lookup(api_key)
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable("cannot check the API key right now; retry shortly") from exc
+        if principal is None:
+            self.cache.pop(digest, None)
+            raise Unauthorized("the API key is not valid", code="invalid_api_key")
+        if len(self.cache) > 50_000:
+            self.cache.clear()
+        self.cache[digest] = (principal, now + self.settings.key_cache_ttl_s)
+        return principal
+
+    async def enforce_rate_limit(self, principal: Principal) -> None:
+        rate = principal.rate_per_s or self.settings.rate_limit_per_s
+        burst = principal.burst or self.settings.rate_limit_burst
+        decision = await self.limiter.check(principal.key_id, rate, burst)
+        if not decision.allowed:
+            raise RateLimited(
+                f"rate limit of {rate:g} requests/s (burst {burst}) exceeded for this API key",
+                retry_after_s=decision.retry_after_s,
+                details={
+                    "retry_after_s": round(decision.retry_after_s, 3),
+                    "limit_per_s": rate,
+                    "burst": burst,
+                },
+            )
+
+
+def get_authenticator(connection: HTTPConnection) -> Authenticator:
+    authenticator: Authenticator = connection.app.state.authenticator
+    return authenticator
+
+
+async def require_key(connection: HTTPConnection) -> Principal:
+    """The caller's principal, after authentication and one unit of its rate limit."""
+    authenticator = get_authenticator(connection)
+    principal = await authenticator.principal(presented_key(connection))
+    await authenticator.enforce_rate_limit(principal)
+    return principal
+
+
+Authenticated = Annotated[Principal, Depends(require_key)]
+
+
+async def authenticate_websocket(websocket: WebSocket) -> Principal | None:
+    """Authenticate a WebSocket before accepting it; on failure close it and return None.
+
+    Closing before ``accept`` makes the server answer the handshake with HTTP 403; the close code
+    (4401, 4429, 4503) tells clients that read it what went wrong.
+    """
+    authenticator = get_authenticator(websocket)
+    try:
+        principal = await authenticator.principal(presented_key(websocket, allow_query=True))
+        await authenticator.enforce_rate_limit(principal)
+    except Unauthorized as exc:
+        await websocket.close(code=WS_UNAUTHORIZED, reason=exc.message[:120])
+        return None
+    except RateLimited as exc:
+        await websocket.close(code=WS_RATE_LIMITED, reason=exc.message[:120])
+        return None
+    except ServiceUnavailable as exc:
+        await websocket.close(code=WS_UNAVAILABLE, reason=exc.message[:120])
+        return None
+    return principal

@@ -1,0 +1,262 @@
+"""RAG chat: retrieve context and load the conversation in parallel, build the prompt, stream the answer.
+
+``generate`` yields the events of one answer (``sources``, ``token``…, ``done`` or ``error``);
+JSON answers collect them, streamed answers write them to the Redis stream buffer from a task
+of their own (see ``streams.py``) that outlives the client's connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ragfleet.common.errors import PayloadTooLarge, RagfleetError
+from ragfleet.gateway.config import GatewaySettings
+from ragfleet.gateway.downstream import Downstream
+from ragfleet.gateway.keys import Principal
+from ragfleet.gateway.memory import ConversationStore, check_session_id
+from ragfleet.gateway.stats import GatewayStats
+from ragfleet.gateway.streams import StreamBuffer, StreamEvent
+
+log = logging.getLogger("ragfleet.gateway.chat")
+
+COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, description="the user's message")
+    session_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,128}$",
+        description="continue this conversation; a new one when absent",
+    )
+    collection: str = Field("default", pattern=COLLECTION_PATTERN)
+    top_k: int | None = Field(None, ge=1, le=50, description="passages retrieved as context")
+    mode: Literal["vector", "bm25", "hybrid"] = "hybrid"
+    system_prompt: str | None = Field(
+        None, max_length=8000, description="sets the conversation's system prompt (kept for later turns)"
+    )
+    model: str | None = Field(None, description="llm-proxy model; the gateway's default when absent")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=32_768)
+
+
+class Source(BaseModel):
+    id: str
+    document_id: str
+    chunk_id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatAnswer(BaseModel):
+    session_id: str
+    answer: str
+    sources: list[Source]
+    model: str
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+def format_sources(sources: list[dict[str, Any]]) -> str:
+    """Passages in the convention llm-proxy's ``extractive`` model reads (docs/internal-contracts.md)."""
+    blocks = []
+    for source in sources:
+        text = source["text"].replace("</source>", "</ source>")
+        blocks.append(
+            f'<source id="{source["id"]}" document_id="{html.escape(source["document_id"], quote=True)}" '
+            f'chunk_id="{html.escape(source["chunk_id"], quote=True)}">\n{text}\n</source>'
+        )
+    return "\n".join(blocks)
+
+
+class ChatService:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        downstream: Downstream,
+        memory: ConversationStore,
+        buffer: StreamBuffer,
+        stats: GatewayStats,
+    ) -> None:
+        self.settings = settings
+        self.downstream = downstream
+        self.memory = memory
+        self.buffer = buffer
+        self.stats = stats
+        self.generations: set[asyncio.Task[None]] = set()
+
+    def check_message(self, request: ChatRequest) -> None:
+        limit = self.settings.max_message_chars
+        if len(request.message) > limit:
+            raise PayloadTooLarge(
+                f"message is longer than the limit of {limit} characters", details={"limit_chars": limit}
+            )
+
+    async def _retrieve(self, principal: Principal, request: ChatRequest) -> list[dict[str, Any]]:
+        response = await self.downstream.search(
+            principal,
+            {
+                "query": request.message,
+                "collection": request.collection,
+                "top_k": request.top_k or self.settings.chat_top_k,
+                "mode": request.mode,
+            },
+        )
+        self.stats.count_retrieval_cache(response.headers.get("x-cache"))
+        results = response.json().get("results", [])
+        return [
+            {
+                "id": str(position),
+                "document_id": str(hit.get("document_id", "")),
+                "chunk_id": str(hit.get("id", "")),
+                "score": float(hit.get("score", 0.0)),
+                "text": str(hit.get("text", "")),
+                "metadata": hit.get("metadata") or {},
+            }
+            for position, hit in enumerate(results, start=1)
+        ]
+
+    async def generate(
+        self, principal: Principal, request: ChatRequest, session_id: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        principal.require_collection(request.collection)
+        self.check_message(request)
+        check_session_id(session_id)
+        sources, conversation = await asyncio.gather(
+            self._retrieve(principal, request), self.memory.load(principal.tenant, session_id)
+        )
+        yield "sources", {"session_id": session_id, "sources": sources}
+
+        system_prompt = (
+            request.system_prompt or conversation.system_prompt or self.settings.default_system_prompt
+        )
+        system = f"{system_prompt}\n\n{format_sources(sources)}" if sources else system_prompt
+        model = request.model or self.settings.chat_model
+        payload: dict[str, Any] = {
+            "model": model,
+            "messages": [
+                {"role": "system", "content": system},
+                *conversation.history(),
+                {"role": "user", "content": request.message},
+            ],
+        }
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            payload["max_tokens"] = request.max_tokens
+
+        parts: list[str] = []
+        finish_reason: str | None = None
+        usage: dict[str, Any] | None = None
+        async for chunk in self.downstream.chat_completion_stream(principal, payload):
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    parts.append(text)
+                    yield "token", {"text": text}
+                finish_reason = choice.get("finish_reason") or finish_reason
+        answer = "".join(parts)
+        await self.memory.append(
+            principal.tenant,
+            session_id,
+            [{"role": "user", "content": request.message}, {"role": "assistant", "content": answer}],
+            system_prompt=request.system_prompt,
+        )
+        yield (
+            "done",
+            {
+                "session_id": session_id,
+                "answer": answer,
+                "model": model,
+                "finish_reason": finish_reason,
+                "usage": usage,
+            },
+        )
+
+    async def answer(self, principal: Principal, request: ChatRequest) -> ChatAnswer:
+        session_id = request.session_id or uuid.uuid4().hex
+        sources: list[dict[str, Any]] = []
+        done: dict[str, Any] = {}
+        async for event, data in self.generate(principal, request, session_id):
+            if event == "sources":
+                sources = data["sources"]
+            elif event == "done":
+                done = data
+        return ChatAnswer(
+            session_id=session_id,
+            answer=done["answer"],
+            sources=[Source(**s) for s in sources],
+            model=done["model"],
+            finish_reason=done["finish_reason"],
+            usage=done["usage"],
+        )
+
+    async def start_stream(self, principal: Principal, request: ChatRequest) -> tuple[str, str]:
+        """Start generating into a new stream buffer; returns (stream id, session id) at once."""
+        principal.require_collection(request.collection)
+        self.check_message(request)
+        session_id = check_session_id(request.session_id or uuid.uuid4().hex)
+        stream_id = uuid.uuid4().hex
+        await self.buffer.open(stream_id, principal.tenant, principal.key_id, session_id)
+        task = asyncio.create_task(self._write_stream(stream_id, principal, request, session_id))
+        # The set keeps the task referenced (and lets shutdown wait for it) — the client may leave.
+        self.generations.add(task)
+        task.add_done_callback(self.generations.discard)
+        return stream_id, session_id
+
+    async def _write_stream(
+        self, stream_id: str, principal: Principal, request: ChatRequest, session_id: str
+    ) -> None:
+        self.stats.active_generations += 1
+        lease = asyncio.create_task(self.buffer.keep_lease(stream_id))
+        seq = 0
+        try:
+            try:
+                async for event, data in self.generate(principal, request, session_id):
+                    seq += 1
+                    if event == "sources":
+                        data = {"stream_id": stream_id, **data}
+                    await self.buffer.append(StreamEvent(stream_id, seq, event, data))
+            except RagfleetError as exc:
+                await self.buffer.append(
+                    StreamEvent(
+                        stream_id,
+                        seq + 1,
+                        "error",
+                        {"code": exc.code, "message": exc.message, "status": exc.status_code},
+                    )
+                )
+            except Exception:
+                log.exception("chat generation failed", extra={"stream_id": stream_id})
+                await self.buffer.append(
+                    StreamEvent(
+                        stream_id,
+                        seq + 1,
+                        "error",
+                        {
+                            "code": "internal_error",
+                            "message": "the answer failed; send the message again",
+                            "status": 500,
+                        },
+                    )
+                )
+        except Exception:
+            # Redis itself is gone: readers will see the lease expire and report the interruption.
+            log.exception("cannot write to the stream buffer", extra={"stream_id": stream_id})
+        finally:
+            lease.cancel()
+            self.stats.active_generations -= 1
+
+    async def drain(self, timeout_s: float) -> None:
+        """On shutdown, let answers being generated finish (their clients may resume elsewhere)."""
+        if self.generations:
+            await asyncio.wait(set(self.generations), timeout=timeout_s)

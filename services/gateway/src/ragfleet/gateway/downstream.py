@@ -1,0 +1,189 @@
+"""Calls to retrieval, llm-proxy and ingestion over the pooled HTTP client.
+
+Every call carries the tenant (``X-Ragfleet-Tenant``); calls to llm-proxy also carry the key id
+(``X-Ragfleet-Key-Id``) for its per-key accounting. Failures become domain errors: a downstream
+4xx is relayed as is (it describes the caller's mistake), a 5xx or a broken connection is a 502
+or 503, a timeout a 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+from ragfleet.common.errors import RagfleetError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from ragfleet.gateway.config import GatewaySettings
+from ragfleet.gateway.keys import Principal
+
+T = TypeVar("T")
+
+# Response headers worth relaying from a downstream answer to the client.
+RELAYED_HEADERS = ("content-type", "x-cache", "location", "retry-after")
+
+
+class DownstreamError(RagfleetError):
+    """A downstream 4xx, relayed with its own status, code and message."""
+
+    def __init__(self, status_code: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message, code=code, details=details)
+        self.status_code = status_code
+
+
+def raise_for_downstream(service: str, response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    message = error.get("message") or f"{service} answered {response.status_code}"
+    if response.status_code < 500:
+        raise DownstreamError(
+            response.status_code, error.get("code", "bad_request"), message, error.get("details")
+        )
+    if response.status_code in (502, 503):
+        raise ServiceUnavailable(f"{service} is unavailable: {message}", details={"service": service})
+    if response.status_code == 504:
+        raise UpstreamTimeout(f"{service} timed out: {message}", details={"service": service})
+    raise UpstreamError(f"{service} failed: {message}", details={"service": service})
+
+
+def translate_transport_error(service: str, exc: httpx.HTTPError) -> RagfleetError:
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"{service} did not answer in time", details={"service": service})
+    return ServiceUnavailable(f"{service} cannot be reached", details={"service": service})
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it (and the downstream calls it makes) if the client goes away.
+
+    Only for handlers that have read their body already: it listens on the request's channel.
+    """
+    task = asyncio.ensure_future(work)
+
+    async def client_gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(client_gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise asyncio.CancelledError("client disconnected")
+    return task.result()
+
+
+class Downstream:
+    def __init__(self, http: httpx.AsyncClient, settings: GatewaySettings) -> None:
+        self.http = http
+        self.settings = settings
+        self.retrieval = settings.retrieval_url.rstrip("/")
+        self.llm_proxy = settings.llm_proxy_url.rstrip("/")
+        self.ingestion = settings.ingestion_url.rstrip("/")
+
+    @staticmethod
+    def tenant_headers(principal: Principal) -> dict[str, str]:
+        return {"x-ragfleet-tenant": principal.tenant}
+
+    async def search(self, principal: Principal, body: Mapping[str, Any]) -> httpx.Response:
+        try:
+            response = await self.http.post(
+                f"{self.retrieval}/v1/search",
+                content=orjson.dumps(body),
+                headers={**self.tenant_headers(principal), "content-type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise translate_transport_error("retrieval", exc) from exc
+        raise_for_downstream("retrieval", response)
+        return response
+
+    async def collections(self, principal: Principal) -> list[dict[str, Any]]:
+        try:
+            response = await self.http.get(
+                f"{self.retrieval}/v1/collections", headers=self.tenant_headers(principal)
+            )
+        except httpx.HTTPError as exc:
+            raise translate_transport_error("retrieval", exc) from exc
+        raise_for_downstream("retrieval", response)
+        collections: list[dict[str, Any]] = response.json().get("collections", [])
+        return collections
+
+    async def forward(
+        self,
+        service: str,
+        principal: Principal,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Relay one call and its answer (status, body, useful headers) without re-encoding it."""
+        try:
+            response = await self.http.request(
+                method,
+                url,
+                params=params,
+                content=content,
+                headers={**self.tenant_headers(principal), **(headers or {})},
+            )
+        except httpx.HTTPError as exc:
+            raise translate_transport_error(service, exc) from exc
+        if response.status_code >= 500:
+            raise_for_downstream(service, response)
+        relayed = {k: v for k, v in response.headers.items() if k.lower() in RELAYED_HEADERS}
+        return Response(response.content, status_code=response.status_code, headers=relayed)
+
+    async def chat_completion_stream(
+        self, principal: Principal, payload: Mapping[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The chunks of a streamed chat completion, as parsed JSON objects."""
+        headers = {
+            **self.tenant_headers(principal),
+            "x-ragfleet-key-id": principal.key_id,
+            "accept": "text/event-stream",
+            "content-type": "application/json",
+        }
+        request = self.http.build_request(
+            "POST",
+            f"{self.llm_proxy}/v1/chat/completions",
+            content=orjson.dumps({**payload, "stream": True}),
+            headers=headers,
+            timeout=httpx.Timeout(self.settings.llm_timeout_s, connect=self.settings.http_connect_timeout_s),
+        )
+        try:
+            response = await self.http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise translate_transport_error("llm-proxy", exc) from exc
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                raise_for_downstream("llm-proxy", response)
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                chunk = orjson.loads(data)
+                if "error" in chunk:
+                    error = (
+                        chunk["error"] if isinstance(chunk["error"], dict) else {"message": chunk["error"]}
+                    )
+                    raise UpstreamError(f"llm-proxy failed mid-stream: {error.get('message', 'unknown')}")
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise translate_transport_error("llm-proxy", exc) from exc
+        finally:
+            await response.aclose()

@@ -1,0 +1,98 @@
+"""Conversation memory: a system prompt plus a sliding window of the last N messages, in Redis.
+
+Per conversation, ``gw:conv:<tenant>:<session>`` is a list of JSON messages trimmed to the window
+on every append, and ``gw:conv:<tenant>:<session>:system`` the system prompt. Both expire after
+``memory_ttl_s``; any read or write refreshes the expiry. The tenant is part of the key, so a
+session id from another tenant is simply not found.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from ragfleet.common.errors import BadRequest
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def check_session_id(session_id: str) -> str:
+    if not SESSION_ID.match(session_id):
+        raise BadRequest("session_id must be 1-128 characters of letters, digits, '-' or '_'")
+    return session_id
+
+
+@dataclass
+class Conversation:
+    session_id: str
+    system_prompt: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    ttl_s: int | None = None
+
+    def history(self) -> list[dict[str, str]]:
+        """The messages as the LLM sees them (role and content only)."""
+        return [{"role": m["role"], "content": m["content"]} for m in self.messages]
+
+
+class ConversationStore:
+    def __init__(self, redis: Redis, *, window: int, ttl_s: int) -> None:
+        self.redis = redis
+        self.window = window
+        self.ttl_s = ttl_s
+
+    @staticmethod
+    def _keys(tenant: str, session_id: str) -> tuple[str, str]:
+        base = f"gw:conv:{tenant}:{session_id}"
+        return base, f"{base}:system"
+
+    async def load(self, tenant: str, session_id: str) -> Conversation:
+        messages_key, system_key = self._keys(tenant, session_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(messages_key, 0, -1)
+            pipe.get(system_key)
+            pipe.expire(messages_key, self.ttl_s)
+            pipe.expire(system_key, self.ttl_s)
+            raw_messages, system_prompt, *_ = await pipe.execute()
+        return Conversation(
+            session_id=session_id,
+            system_prompt=system_prompt.decode() if system_prompt else None,
+            messages=[orjson.loads(m) for m in raw_messages],
+            ttl_s=self.ttl_s if raw_messages or system_prompt else None,
+        )
+
+    async def append(
+        self,
+        tenant: str,
+        session_id: str,
+        messages: list[dict[str, str]],
+        *,
+        system_prompt: str | None = None,
+    ) -> None:
+        messages_key, system_key = self._keys(tenant, session_id)
+        now = round(time.time(), 3)
+        encoded = [orjson.dumps({**m, "at": now}) for m in messages]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if encoded:
+                pipe.rpush(messages_key, *encoded)
+                pipe.ltrim(messages_key, -self.window, -1)
+                pipe.expire(messages_key, self.ttl_s)
+            if system_prompt is not None:
+                pipe.set(system_key, system_prompt, ex=self.ttl_s)
+            else:
+                pipe.expire(system_key, self.ttl_s)
+            await pipe.execute()
+
+    async def exists(self, tenant: str, session_id: str) -> bool:
+        return bool(await self.redis.exists(*self._keys(tenant, session_id)))
+
+    async def delete(self, tenant: str, session_id: str) -> bool:
+        return bool(await self.redis.delete(*self._keys(tenant, session_id)))
+
+    async def ttl(self, tenant: str, session_id: str) -> int | None:
+        remaining = await self.redis.ttl(self._keys(tenant, session_id)[0])
+        return int(remaining) if remaining and remaining > 0 else None

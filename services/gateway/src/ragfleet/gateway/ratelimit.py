@@ -1,0 +1,91 @@
+"""Per-key rate limits: GCRA in one Lua script, so every replica shares one bucket per key.
+
+GCRA keeps one number per key (the "theoretical arrival time"), is exact, and the script makes
+check-and-update atomic. The clock is Redis's own (``TIME``), so replicas with skewed clocks agree.
+
+If Redis is unreachable the gateway fails *open* onto an in-process limiter with the same
+parameters: a Redis outage then loosens the limit to "per replica" instead of refusing all
+traffic (the limiter protects capacity; it is not a billing record).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("ragfleet.gateway.ratelimit")
+
+# KEYS[1]: the key's bucket. ARGV[1]: emission interval in µs. ARGV[2]: burst.
+# Returns {allowed (0|1), µs until a request would be allowed, requests left in the burst}.
+GCRA_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tolerance
+if allow_at > now then
+  return {0, math.ceil(allow_at - now), 0}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+return {1, 0, math.floor((now - allow_at) / interval)}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after_s: float
+    remaining: int
+    shared: bool  # False when decided by the local fallback
+
+
+class LocalGcra:
+    """The same algorithm in process memory: the fallback while Redis is unreachable."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.tats: dict[str, float] = {}
+        self.max_keys = max_keys
+
+    def check(self, bucket: str, rate_per_s: float, burst: int) -> Decision:
+        now = time.monotonic()
+        interval = 1.0 / rate_per_s
+        tat = max(self.tats.get(bucket, now), now)
+        new_tat = tat + interval
+        allow_at = new_tat - interval * burst
+        if allow_at > now:
+            return Decision(False, allow_at - now, 0, shared=False)
+        if len(self.tats) >= self.max_keys:
+            self.tats.clear()  # bounded memory beats precision during an outage
+        self.tats[bucket] = new_tat
+        return Decision(True, 0.0, math.floor((now - allow_at) / interval), shared=False)
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis) -> None:
+        self.script = redis.register_script(GCRA_SCRIPT)
+        self.local = LocalGcra()
+        self.redis_failures = 0
+
+    async def check(self, key_id: str, rate_per_s: float, burst: int) -> Decision:
+        bucket = f"gw:ratelimit:{key_id}"
+        interval_us = max(1, round(1_000_000 / rate_per_s))
+        try:
+            allowed, wait_us, remaining = await self.script(keys=[bucket], args=[interval_us, burst])
+        except (RedisError, OSError) as exc:
+            self.redis_failures += 1
+            if self.redis_failures == 1 or self.redis_failures % 1000 == 0:
+                log.warning(
+                    "rate limiter falling back to the local limiter: %s",
+                    exc,
+                    extra={"failures": self.redis_failures},
+                )
+            return self.local.check(bucket, rate_per_s, burst)
+        return Decision(bool(allowed), int(wait_us) / 1_000_000, int(remaining), shared=True)

@@ -1,0 +1,97 @@
+"""Documents, jobs and collections: passed to ingestion and retrieval for the key's tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from ragfleet.common.errors import BadRequest
+from ragfleet.common.responses import OrjsonResponse
+from ragfleet.gateway.auth import Authenticated
+from ragfleet.gateway.chat import COLLECTION_PATTERN
+from ragfleet.gateway.dependencies import DownstreamDep
+from ragfleet.gateway.limits import SizeLimitedRoute
+
+router = APIRouter(prefix="/v1", tags=["documents"], route_class=SizeLimitedRoute)
+
+CollectionQuery = Query("default", pattern=COLLECTION_PATTERN, description="the collection")
+
+
+@router.post(
+    "/documents",
+    status_code=202,
+    summary="Upload a document (JSON or multipart); answers 202 with a job id",
+)
+async def upload_document(
+    request: Request, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
+) -> Response:
+    principal.require_collection(collection)
+    body = await request.body()
+    content_type = request.headers.get("content-type", "application/json")
+    if content_type.startswith("application/json"):
+        try:
+            document: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+        if isinstance(document, dict) and isinstance(document.get("collection"), str):
+            principal.require_collection(document["collection"])
+    return await downstream.forward(
+        "ingestion",
+        principal,
+        "POST",
+        f"{downstream.ingestion}/v1/documents",
+        params={"collection": collection},
+        content=body,
+        headers={"content-type": content_type},
+    )
+
+
+@router.get("/jobs/{job_id}", summary="An ingestion job's status")
+async def get_job(
+    job_id: str, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
+) -> Response:
+    principal.require_collection(collection)
+    return await downstream.forward(
+        "ingestion",
+        principal,
+        "GET",
+        f"{downstream.ingestion}/v1/jobs/{job_id}",
+        params={"collection": collection},
+    )
+
+
+@router.get("/documents/{document_id}", summary="A document's ingestion record")
+async def get_document(
+    document_id: str, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
+) -> Response:
+    principal.require_collection(collection)
+    return await downstream.forward(
+        "ingestion",
+        principal,
+        "GET",
+        f"{downstream.ingestion}/v1/documents/{document_id}",
+        params={"collection": collection},
+    )
+
+
+@router.delete("/documents/{document_id}", summary="Delete a document and its chunks")
+async def delete_document(
+    document_id: str, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
+) -> Response:
+    principal.require_collection(collection)
+    return await downstream.forward(
+        "ingestion",
+        principal,
+        "DELETE",
+        f"{downstream.ingestion}/v1/documents/{document_id}",
+        params={"collection": collection},
+    )
+
+
+@router.get("/collections", summary="The collections this key may use, with their sizes")
+async def list_collections(principal: Authenticated, downstream: DownstreamDep) -> OrjsonResponse:
+    collections = await downstream.collections(principal)
+    return OrjsonResponse({"collections": [c for c in collections if principal.may_use(c.get("name", ""))]})
