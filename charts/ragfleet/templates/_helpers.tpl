@@ -1,0 +1,160 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "ragfleet.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Resource-name prefix: release-chart, or the release name alone when it already holds the chart name. */}}
+{{- define "ragfleet.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ragfleet.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Name of one component's objects: <fullname>-<component>, kept under 63 characters. */}}
+{{- define "ragfleet.componentName" -}}
+{{- printf "%s-%s" (include "ragfleet.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object; call with (dict "root" $ "name" "<component>"). */}}
+{{- define "ragfleet.labels" -}}
+helm.sh/chart: {{ include "ragfleet.chart" .root }}
+{{ include "ragfleet.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: ragfleet
+{{- end }}
+
+{{/* Selector labels: only the immutable name, instance and component. */}}
+{{- define "ragfleet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ragfleet.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{/*
+Deep merge of two maps returned as YAML: maps merge key by key, anything else in `over`
+replaces `base`. Written out because sprig's merge/mergeOverwrite treat false, 0 and "" as
+"unset", so a component could never turn off what `default:` turns on.
+*/}}
+{{- define "ragfleet.merge" -}}
+{{- $out := deepCopy .base }}
+{{- range $key, $value := .over }}
+{{- $current := get $out $key }}
+{{- if and (kindIs "map" $value) (kindIs "map" $current) }}
+{{- $_ := set $out $key (include "ragfleet.merge" (dict "base" $current "over" $value) | fromYaml) }}
+{{- else }}
+{{- $_ := set $out $key $value }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+The resolved settings of every enabled component, as YAML: a map of component name to its
+values merged over `components.default`, plus what the chart derives (service, module,
+env prefix, image). The one table every template reads; call with the root context.
+*/}}
+{{- define "ragfleet.components" -}}
+{{- $known := dict
+  "gateway" (dict "service" "gateway" "module" "ragfleet.gateway" "prefix" "RAGFLEET_GATEWAY_" "http" true)
+  "retrieval" (dict "service" "retrieval" "module" "ragfleet.retrieval" "prefix" "RAGFLEET_RETRIEVAL_" "http" true)
+  "llm-proxy" (dict "service" "llm-proxy" "module" "ragfleet.llm_proxy" "prefix" "RAGFLEET_LLM_PROXY_" "http" true)
+  "ingestion-api" (dict "service" "ingestion" "module" "ragfleet.ingestion" "prefix" "RAGFLEET_INGESTION_" "http" true)
+  "ingestion-worker" (dict "service" "ingestion" "module" "ragfleet.ingestion.worker" "prefix" "RAGFLEET_INGESTION_" "http" false)
+}}
+{{- $result := dict }}
+{{- range $name, $meta := $known }}
+{{- $over := get $.Values.components $name | default dict }}
+{{- $c := include "ragfleet.merge" (dict "base" $.Values.components.default "over" $over) | fromYaml }}
+{{- if $c.enabled }}
+{{- $_ := set $c "name" $name }}
+{{- $_ := set $c "meta" $meta }}
+{{- $repository := $c.image.repository | default (printf "%s/ragfleet-%s" $.Values.image.registry $meta.service) }}
+{{- $tag := $c.image.tag | default $.Values.image.tag | default $.Chart.AppVersion }}
+{{- $_ := set $c "imageRef" (printf "%s:%s" $repository $tag) }}
+{{- if and (eq $name "retrieval") (eq $.Values.retrieval.backend "embedded") (eq $.Values.retrieval.embedded.accessMode "ReadWriteOnce") }}
+{{- /* One writer on a ReadWriteOnce volume: one pod, replaced (not rolled) on updates. */}}
+{{- $_ := set $c "replicas" 1 }}
+{{- $_ := set $c.autoscaling "enabled" false }}
+{{- $_ := set $c "singleWriter" true }}
+{{- end }}
+{{- $_ := set $result $name $c }}
+{{- end }}
+{{- end }}
+{{- toYaml $result }}
+{{- end }}
+
+{{/* The Redis URL as an env var value or valueFrom; call with the root context. */}}
+{{- define "ragfleet.redisEnv" -}}
+{{- if .Values.redis.bundled.enabled }}
+value: {{ printf "redis://%s-redis:6379/0" (include "ragfleet.fullname" .) | quote }}
+{{- else if .Values.redis.external.existingSecret }}
+valueFrom:
+  secretKeyRef:
+    name: {{ .Values.redis.external.existingSecret }}
+    key: {{ .Values.redis.external.existingSecretKey }}
+{{- else if .Values.redis.external.url }}
+value: {{ .Values.redis.external.url | quote }}
+{{- else }}
+{{- fail "redis: enable redis.bundled, or set redis.external.existingSecret (or redis.external.url)" }}
+{{- end }}
+{{- end }}
+
+{{/* The Weaviate URL the retrieval service uses; call with the root context. */}}
+{{- define "ragfleet.weaviateUrl" -}}
+{{- if .Values.weaviate.bundled.enabled }}
+{{- printf "http://%s-weaviate:8080" (include "ragfleet.fullname" .) }}
+{{- else if .Values.weaviate.external.url }}
+{{- .Values.weaviate.external.url }}
+{{- else }}
+{{- fail "retrieval.backend=weaviate: enable weaviate.bundled or set weaviate.external.url" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The restricted container security context (Pod Security Standards "restricted"); pods also
+set runAsNonRoot and the RuntimeDefault seccomp profile.
+*/}}
+{{- define "ragfleet.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Pod security context; call with the uid the image runs as. */}}
+{{- define "ragfleet.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+fsGroup: {{ . }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Soft spread over nodes and zones; call with (dict "root" $ "name" "<component>" "spread" <values>). */}}
+{{- define "ragfleet.topologySpread" -}}
+{{- range .spread.topologyKeys }}
+- maxSkew: {{ $.spread.maxSkew }}
+  topologyKey: {{ . }}
+  whenUnsatisfiable: {{ $.spread.whenUnsatisfiable }}
+  labelSelector:
+    matchLabels:
+      {{- include "ragfleet.selectorLabels" (dict "root" $.root "name" $.name) | nindent 6 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,108 @@
+"""All static checks of the Kubernetes artefacts and images, as one run with one report."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragfleet.k8scheck import render
+from ragfleet.k8scheck.policy import check_policy
+from ragfleet.k8scheck.toolchain import REPO_ROOT, Toolchain
+from ragfleet.k8scheck.validate import validate_core, validate_custom
+
+DOCKERFILES = sorted(REPO_ROOT.glob("services/*/Dockerfile"))
+HADOLINT_CONFIG = REPO_ROOT / ".hadolint.yaml"
+
+
+@dataclass
+class Report:
+    """Each check's name, in the order run, with its problems (none = passed)."""
+
+    results: dict[str, list[str]] = field(default_factory=dict)
+
+    def run(self, name: str, check: Callable[[], list[str]]) -> None:
+        try:
+            self.results[name] = check()
+        except (render.RenderError, ValueError) as error:
+            self.results[name] = [str(error)]
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.results.values())
+
+    def text(self) -> str:
+        lines = []
+        for name, problems in self.results.items():
+            lines.append(f"{'FAIL' if problems else 'ok  '} {name}")
+            lines += [f"       {p}" for p in problems]
+        failed = sum(1 for p in self.results.values() if p)
+        lines.append(f"{len(self.results) - failed} passed, {failed} failed")
+        return "\n".join(lines)
+
+
+def _variants() -> list[Path | None]:
+    return [None, *render.ci_values_files()]
+
+
+def _check_rendering(tools: Toolchain, values: Path | None) -> list[str]:
+    objects = render.parse_objects(render.helm_template(tools.helm, values))
+    problems = []
+    for version in render.KUBE_VERSIONS:
+        problems += validate_core(objects, version)
+    problems += validate_custom(objects, tools)
+    problems += check_policy(objects)
+    return problems
+
+
+def _check_overlay(tools: Toolchain, overlay: Path) -> list[str]:
+    objects = render.parse_objects(render.kustomize(tools.kubectl, overlay))
+    problems = []
+    for version in render.KUBE_VERSIONS:
+        problems += validate_core(objects, version)
+    return problems + validate_custom(objects, tools) + check_policy(objects)
+
+
+def _check_drift(tools: Toolchain) -> list[str]:
+    fresh = render.render_default_manifest(tools.helm)
+    committed = render.RENDERED_MANIFEST.read_text() if render.RENDERED_MANIFEST.is_file() else ""
+    if fresh == committed:
+        return []
+    return [
+        f"{render.RENDERED_MANIFEST.relative_to(REPO_ROOT)} differs from a fresh render of the chart: "
+        "run `uv run python -m ragfleet.k8scheck render` and commit the result"
+    ]
+
+
+def _check_dockerfile(tools: Toolchain, dockerfile: Path) -> list[str]:
+    command = [str(tools.hadolint), "--no-color"]
+    if HADOLINT_CONFIG.is_file():
+        command += ["--config", str(HADOLINT_CONFIG)]
+    result = subprocess.run([*command, str(dockerfile)], capture_output=True, text=True, check=False)
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+
+
+def run_all(tools: Toolchain) -> Report:
+    report = Report()
+    for values in _variants():
+        label = values.name if values else "defaults"
+        report.run(f"helm lint --strict ({label})", lambda v=values: _lint(tools, v))
+        report.run(f"render + validate + policy ({label})", lambda v=values: _check_rendering(tools, v))
+    for overlay in render.OVERLAYS:
+        report.run(
+            f"kustomize + validate + policy (kubernetes/overlays/{overlay.name})",
+            lambda o=overlay: _check_overlay(tools, o),
+        )
+    report.run("drift: kubernetes/ equals a fresh render", lambda: _check_drift(tools))
+    if not DOCKERFILES:
+        report.results["hadolint"] = ["no services/*/Dockerfile found"]
+    for dockerfile in DOCKERFILES:
+        name = str(dockerfile.relative_to(REPO_ROOT))
+        report.run(f"hadolint {name}", lambda d=dockerfile: _check_dockerfile(tools, d))
+    return report
+
+
+def _lint(tools: Toolchain, values: Path | None) -> list[str]:
+    render.helm_lint(tools.helm, values)
+    return []

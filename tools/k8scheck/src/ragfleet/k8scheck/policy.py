@@ -1,0 +1,90 @@
+"""The project's policy for every workload the chart renders.
+
+Each long-running workload (Deployment, StatefulSet, DaemonSet) must have, for every container:
+requests and a memory limit, startup/liveness/readiness probes, and the restricted security
+context (non-root, read-only root filesystem, no privilege escalation, all capabilities dropped,
+seccomp RuntimeDefault); its ServiceAccount token must not be mounted; a PodDisruptionBudget and
+a NetworkPolicy must select its pods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ragfleet.k8scheck.validate import describe
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """matchLabels semantics (the chart uses no matchExpressions); an empty selector selects all."""
+    if selector is None:
+        return False
+    if selector.get("matchExpressions"):
+        raise ValueError("the policy check understands matchLabels only")
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def _container_problems(name: str, container: dict[str, Any], pod_security: dict[str, Any]) -> list[str]:
+    problems = []
+    where = f"{name} container {container.get('name')}"
+    resources = container.get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    if not {"cpu", "memory"} <= requests.keys():
+        problems.append(f"{where}: needs cpu and memory requests")
+    if "memory" not in limits:
+        problems.append(f"{where}: needs a memory limit")
+    for probe in PROBES:
+        if probe not in container:
+            problems.append(f"{where}: needs a {probe}")
+    security = container.get("securityContext") or {}
+
+    def setting(key: str) -> Any:
+        return security.get(key, pod_security.get(key))
+
+    if setting("runAsNonRoot") is not True:
+        problems.append(f"{where}: needs runAsNonRoot: true")
+    if setting("runAsUser") == 0:
+        problems.append(f"{where}: must not run as uid 0")
+    if security.get("readOnlyRootFilesystem") is not True:
+        problems.append(f"{where}: needs readOnlyRootFilesystem: true")
+    if security.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"{where}: needs allowPrivilegeEscalation: false")
+    if "ALL" not in ((security.get("capabilities") or {}).get("drop") or []):
+        problems.append(f"{where}: needs capabilities.drop: [ALL]")
+    if security.get("privileged"):
+        problems.append(f"{where}: must not be privileged")
+    if (setting("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        problems.append(f"{where}: needs seccompProfile RuntimeDefault")
+    return problems
+
+
+def check_policy(objects: list[dict[str, Any]], *, require_network_policy: bool = True) -> list[str]:
+    """Every policy violation in one rendering, as readable lines (empty when all is well)."""
+    problems: list[str] = []
+    pdbs = [o for o in objects if o.get("kind") == "PodDisruptionBudget"]
+    netpols = [o for o in objects if o.get("kind") == "NetworkPolicy"]
+    accounts = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "ServiceAccount"}
+    workloads = [o for o in objects if o.get("kind") in WORKLOAD_KINDS]
+    if not workloads:
+        problems.append("no workload rendered at all")
+    for workload in workloads:
+        name = describe(workload)
+        pod = workload["spec"]["template"]
+        labels = pod["metadata"].get("labels") or {}
+        spec = pod["spec"]
+        pod_security = spec.get("securityContext") or {}
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            problems += _container_problems(name, container, pod_security)
+        if spec.get("automountServiceAccountToken") is not False:
+            account = accounts.get(spec.get("serviceAccountName", "default"))
+            if account is None or account.get("automountServiceAccountToken") is not False:
+                problems.append(f"{name}: its ServiceAccount token must not be mounted")
+        if not any(_selects(p["spec"].get("selector"), labels) for p in pdbs):
+            problems.append(f"{name}: no PodDisruptionBudget selects its pods")
+        if require_network_policy and not any(
+            _selects(n["spec"].get("podSelector"), labels) for n in netpols
+        ):
+            problems.append(f"{name}: no NetworkPolicy selects its pods")
+    return problems
