@@ -13,6 +13,7 @@ concurrent queries.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import threading
@@ -532,6 +533,10 @@ def _validated_row(chunk: Chunk) -> list[Any]:
 class EmbeddedVectorStore(VectorStore):
     """`VectorStore` on local files: ``<data_dir>/<tenant>/<collection>/``.
 
+    One process owns a data directory (an exclusive lock file enforces it): the index lives in
+    that process's memory, so a second writer would silently diverge. Several replicas need
+    the Weaviate backend.
+
     Collections are opened on first use (or all at once by `warm()`), and `close()` snapshots
     every collection with unsnapshotted writes, so the next start loads instead of replaying.
     """
@@ -548,6 +553,14 @@ class EmbeddedVectorStore(VectorStore):
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.data_dir / ".lock", "a")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise RuntimeError(
+                f"{self.data_dir} is in use by another vector store (one owner per data directory)"
+            ) from None
         self.dim = dim
         self.settings = settings or IndexSettings()
         self._executor = ThreadPoolExecutor(
@@ -665,3 +678,4 @@ class EmbeddedVectorStore(VectorStore):
         await self._run(work)
         self._closed = True
         self._executor.shutdown(wait=True)
+        self._lock_file.close()  # releases the flock
