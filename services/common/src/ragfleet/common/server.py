@@ -16,7 +16,10 @@ def serve(settings: ServiceSettings, app_factory: str) -> None:
     ``graceful_shutdown_s``, which is what a Kubernetes rolling update needs.
     """
     configure_logging(settings.service_name, settings.log_level)
-    prepare_multiprocess_dir(settings.metrics_dir)
+    if settings.workers > 1:
+        # Only worker processes (fresh interpreters) see the directory at import time; with one
+        # worker this process serves, and its prometheus_client is already imported in-memory mode.
+        prepare_multiprocess_dir(settings.metrics_dir)
     uvicorn.run(
         app_factory,
         factory=True,

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.datastructures import State
 
 from ragfleet.common.app import create_service_app
+from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.clients import create_redis
-from ragfleet.common.health import ReadinessCheck, redis_check
+from ragfleet.common.embeddings import Embedder, MicroBatcher
+from ragfleet.common.health import ReadinessCheck
 from ragfleet.retrieval.config import RetrievalSettings
+from ragfleet.retrieval.internal.router import router as internal_router
+from ragfleet.retrieval.search.router import router as search_router
+from ragfleet.retrieval.search.service import SearchService
+from ragfleet.retrieval.store import VectorStore
+
+
+def create_store(settings: RetrievalSettings) -> VectorStore:
+    if settings.backend == "embedded":
+        from ragfleet.retrieval.store.embedded import EmbeddedVectorStore
+
+        return EmbeddedVectorStore(settings.data_dir)
+    if not settings.weaviate_url:
+        raise ValueError("RAGFLEET_RETRIEVAL_WEAVIATE_URL must be set when backend=weaviate")
+    # Imported by name so that the embedded default never loads the Weaviate client.
+    module: Any = importlib.import_module("ragfleet.retrieval.store.weaviate")
+    store: VectorStore = module.WeaviateVectorStore(
+        settings.weaviate_url, grpc_port=settings.weaviate_grpc_port, api_key=settings.weaviate_api_key
+    )
+    return store
 
 
 def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
@@ -19,19 +42,48 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = create_redis(settings)
+        redis = create_redis(settings)
+        store = create_store(settings)
+        embedder = Embedder(threads=settings.embed_threads)
+        batcher = MicroBatcher(
+            embedder, max_batch=settings.embed_max_batch, max_wait_ms=settings.embed_max_wait_ms
+        )
+        cache = TwoTierCache(
+            redis,
+            service=settings.service_name,
+            config=settings.cache_config(),
+            replica=settings.replica_name,
+        )
+        app.state.redis, app.state.store, app.state.batcher, app.state.cache = redis, store, batcher, cache
+        app.state.search = SearchService(store, batcher, cache)
         try:
+            # Load the model and open the collections now, so the first request does not pay for it.
+            await batcher.embed_many(["warm up"])
+            warm = getattr(store, "warm", None)
+            if warm is not None:
+                await warm()
+            await cache.start()
             yield
         finally:
-            await app.state.redis.aclose()
+            await cache.close()
+            await batcher.close()
+            await store.close()
+            await redis.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
 
     def readiness(state: State) -> dict[str, ReadinessCheck]:
-        return {"redis": redis_check(state.redis)}
+        # Redis is not a readiness condition: without it searches still answer (from L1 and the index).
+        async def cache_check() -> dict[str, Any]:
+            return {"redis": "ok" if state.cache.listening else "unavailable (serving without L2)"}
 
-    return create_service_app(
+        return {"cache": cache_check}
+
+    app = create_service_app(
         settings,
         title="ragfleet retrieval",
         description="Vector, BM25 and hybrid search over the embedded index or Weaviate, with a two-tier cache.",
         lifespan=lifespan,
         readiness=readiness,
     )
+    app.include_router(search_router)
+    app.include_router(internal_router)
+    return app

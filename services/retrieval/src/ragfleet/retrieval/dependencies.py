@@ -1,0 +1,47 @@
+"""Typed dependencies: the tenant of a request and the clients the lifespan created."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from ragfleet.common.cache import TwoTierCache
+from ragfleet.common.embeddings import MicroBatcher
+from ragfleet.retrieval.search.service import SearchService
+from ragfleet.retrieval.store import VectorStore, validate_name
+
+
+def get_tenant(
+    x_ragfleet_tenant: Annotated[
+        str, Header(description="set by the gateway from the API key; absent means `default`")
+    ] = "default",
+) -> str:
+    return validate_name("tenant", x_ragfleet_tenant)
+
+
+def get_search_service(request: Request) -> SearchService:
+    service: SearchService = request.app.state.search
+    return service
+
+
+def get_store(request: Request) -> VectorStore:
+    store: VectorStore = request.app.state.store
+    return store
+
+
+def get_cache(request: Request) -> TwoTierCache:
+    cache: TwoTierCache = request.app.state.cache
+    return cache
+
+
+def get_batcher(request: Request) -> MicroBatcher:
+    batcher: MicroBatcher = request.app.state.batcher
+    return batcher
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]
+SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
+StoreDep = Annotated[VectorStore, Depends(get_store)]
+CacheDep = Annotated[TwoTierCache, Depends(get_cache)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]

@@ -1,0 +1,19 @@
+"""The retrieval service's own instruments (the cache's are in ``ragfleet.common.cache``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from ragfleet.common.metrics import LATENCY_BUCKETS_S
+
+SEARCH_DURATION = Histogram(
+    "ragfleet_retrieval_search_duration_seconds",
+    "Time to answer a search inside the service, by mode and cache result (hit-l1, hit-l2, miss).",
+    ["mode", "cache"],
+    buckets=LATENCY_BUCKETS_S,
+)
+CHUNKS_WRITTEN = Counter(
+    "ragfleet_retrieval_chunks_written_total",
+    "Chunks upserted or deleted through the internal API.",
+    ["operation"],
+)

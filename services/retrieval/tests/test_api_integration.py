@@ -1,0 +1,255 @@
+"""The retrieval service as real processes: real embeddings, the embedded index, a real Redis."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from ragfleet.devstack.pytest_plugin import RedisServer, RunningService, ServiceStarter
+
+pytestmark = pytest.mark.integration
+
+CHUNKS = [
+    (
+        "cats",
+        "Cats are small domesticated carnivorous mammals that purr.",
+        {"topic": "animals", "year": 2021},
+    ),
+    ("dogs", "Dogs are loyal companions and were bred from wolves.", {"topic": "animals", "year": 2019}),
+    ("paris", "Paris is the capital of France, on the river Seine.", {"topic": "geography", "year": 2020}),
+    ("python", "Python is a programming language with dynamic typing.", {"topic": "software", "year": 2023}),
+    ("redis", "Redis is an in-memory key-value store used as a cache.", {"topic": "software", "year": 2022}),
+]
+
+
+def start_retrieval(run_service: ServiceStarter, redis_url: str, data_dir: Path, name: str) -> RunningService:
+    return run_service(
+        name,
+        "ragfleet.retrieval",
+        "RAGFLEET_RETRIEVAL_",
+        {
+            "REDIS_URL": redis_url,
+            "DATA_DIR": str(data_dir),
+            "REPLICA_NAME": name,
+            "EMBED_THREADS": "1",
+            "ACCESS_LOG": "false",
+            "REDIS_SOCKET_TIMEOUT_S": "0.5",
+            "REDIS_CONNECT_TIMEOUT_S": "0.5",
+        },
+    )
+
+
+def seed(client: httpx.Client, collection: str = "docs", tenant: str = "acme") -> dict[str, Any]:
+    chunks = [
+        {"id": f"{doc}:0", "document_id": doc, "text": text, "position": 0, "metadata": meta}
+        for doc, text, meta in CHUNKS
+    ]
+    response = client.post(
+        f"/internal/v1/collections/{collection}/upsert",
+        json={"chunks": chunks},
+        headers={"X-Ragfleet-Tenant": tenant},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def search(client: httpx.Client, tenant: str = "acme", **body: Any) -> httpx.Response:
+    return client.post(
+        "/v1/search", json={"collection": "docs", **body}, headers={"X-Ragfleet-Tenant": tenant}
+    )
+
+
+def doc_ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [r["document_id"] for r in response.json()["results"]]
+
+
+def test_search_end_to_end(run_service: ServiceStarter, redis_url: str, tmp_path: Path) -> None:
+    service = start_retrieval(run_service, redis_url, tmp_path / "data", "r1")
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        written = seed(client)
+        assert written["written"] == 5 and written["version"] == 1 and written["replicas_purged"] == 1
+
+        first = search(client, query="Which animal purrs?", top_k=2)
+        assert doc_ids(first)[0] == "cats"
+        assert first.headers["x-cache"] == "miss"
+        body = first.json()
+        assert body["mode"] == "vector" and body["collection"] == "docs" and body["took_ms"] >= 0
+        assert set(body["results"][0]) == {"id", "document_id", "text", "score", "metadata"}
+        # Case and whitespace do not make a different query.
+        again = search(client, query="  which ANIMAL   purrs? ", top_k=2)
+        assert again.headers["x-cache"] == "hit-l1"
+        assert doc_ids(again) == doc_ids(first)
+
+        assert doc_ids(search(client, query="capital of France", mode="bm25"))[0] == "paris"
+        hybrid = search(client, query="in-memory cache", mode="hybrid", alpha=0.3, fusion="rrf", top_k=3)
+        assert doc_ids(hybrid)[0] == "redis"
+        filtered = search(client, query="a pet", filters={"topic": "software", "year": {"gte": 2023}})
+        assert doc_ids(filtered) == ["python"]
+        vector = search(client, vector=[0.1] * 384, top_k=3)
+        assert len(doc_ids(vector)) == 3
+        # Another tenant sees nothing of acme's.
+        assert search(client, tenant="other", query="cats").status_code == 404
+
+        collections = client.get("/v1/collections", headers={"X-Ragfleet-Tenant": "acme"}).json()
+        assert collections == {"collections": [{"name": "docs", "chunks": 5, "documents": 5, "version": 1}]}
+        document = client.get(
+            "/internal/v1/collections/docs/documents/cats", headers={"X-Ragfleet-Tenant": "acme"}
+        )
+        assert document.status_code == 200 and document.json()["chunks"] == 1
+        missing = client.get(
+            "/internal/v1/collections/docs/documents/nope", headers={"X-Ragfleet-Tenant": "acme"}
+        )
+        assert missing.status_code == 404
+
+        stats = client.get("/v1/cache/stats").json()["caches"]
+        assert stats["search"]["l1"]["hits"] >= 1
+        assert stats["embedding"]["requests"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"query": "   "}, 422, "query must not be empty"),
+        ({"query": "x", "top_k": 0}, 422, "top_k"),
+        ({"query": "x", "top_k": 10000}, 422, "top_k"),
+        ({"query": "x", "collection": "nope"}, 404, "collection 'nope' does not exist"),
+        ({"vector": [0.1] * 3}, 400, "vector has 3 dimensions"),
+        ({"query": "x", "filters": {"year": {"near": 3}}}, 400, "unknown filter operator"),
+        ({"query": "x", "mode": "sideways"}, 422, "mode"),
+        ({"vector": [0.1] * 384, "mode": "bm25"}, 422, "needs a query text"),
+        ({}, 422, "give a query text or a vector"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx(
+    retrieval_with_docs: RunningService, body: dict[str, Any], status: int, says: str
+) -> None:
+    response = httpx.post(
+        f"{retrieval_with_docs.url}/v1/search",
+        json={"collection": "docs", **body},
+        headers={"X-Ragfleet-Tenant": "acme"},
+        timeout=30,
+    )
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def retrieval_with_docs(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One service for the many small validation cases (module scope: they write nothing)."""
+    from ragfleet.devstack.processes import free_port, start_service
+
+    port = free_port()
+    directory = tmp_path_factory.mktemp("validation")
+    env = {
+        "RAGFLEET_RETRIEVAL_PORT": str(port),
+        "RAGFLEET_RETRIEVAL_ENVIRONMENT": "test",
+        "RAGFLEET_RETRIEVAL_REDIS_URL": redis_server.url,
+        "RAGFLEET_RETRIEVAL_DATA_DIR": str(directory / "data"),
+        "RAGFLEET_RETRIEVAL_EMBED_THREADS": "1",
+    }
+    process = start_service(
+        "retrieval-validation", "ragfleet.retrieval", port=port, env=env, log_dir=directory
+    )
+    service = RunningService("retrieval-validation", port, process)
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        seed(client)
+    yield service
+    process.stop()
+
+
+def test_writes_reach_every_replica_cache_before_returning(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    """Two replicas, one Redis. The embedded index is one per process (single writer per data
+    directory), so each replica has its own, and the test writes to both, as it would to two
+    embedded replicas; what is shared, and checked, is the cache: a write through one replica
+    drops every replica's cached results before it returns."""
+    a = start_retrieval(run_service, redis_url, tmp_path / "a", "replica-a")
+    b = start_retrieval(run_service, redis_url, tmp_path / "b", "replica-b")
+    with httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+        seed(ca)
+        seed(cb)
+        query: dict[str, Any] = {"query": "an animal that purrs", "top_k": 5}
+        assert "cats" in doc_ids(search(ca, **query))
+        assert "cats" in doc_ids(search(cb, **query))
+        assert search(ca, **query).headers["x-cache"] == "hit-l1"
+        assert search(cb, **query).headers["x-cache"] == "hit-l1"
+
+        deleted = ca.post(
+            "/internal/v1/collections/docs/delete",
+            json={"document_ids": ["cats"]},
+            headers={"X-Ragfleet-Tenant": "acme"},
+        ).json()
+        assert deleted["written"] == 1
+        # Every retrieval process on this Redis listens (other tests' may be up too); all acked.
+        assert deleted["replicas"] >= 2 and deleted["replicas_purged"] == deleted["replicas"]
+
+        after_a = search(ca, **query)
+        assert after_a.headers["x-cache"] == "miss" and "cats" not in doc_ids(after_a)
+        # B dropped its cached result before A answered: its next search is not served from its
+        # stale L1, but from the result A stored in L2 under the new version.
+        after_b = search(cb, **query)
+        assert after_b.headers["x-cache"] == "hit-l2" and "cats" not in doc_ids(after_b)
+
+        cb.post(
+            "/internal/v1/collections/docs/delete",
+            json={"document_ids": ["cats"]},
+            headers={"X-Ragfleet-Tenant": "acme"},
+        )
+        assert "cats" not in doc_ids(search(cb, **query))
+
+        # An update (same chunk id, new text) replaces the old text in results and caches.
+        paris: dict[str, Any] = {"query": "capital of France", "top_k": 1}
+        assert search(ca, **paris).json()["results"][0]["text"].startswith("Paris is the capital")
+        for client in (ca, cb):
+            response = client.post(
+                "/internal/v1/collections/docs/upsert",
+                json={
+                    "chunks": [
+                        {"id": "paris:0", "document_id": "paris", "text": "Paris, capital city of France."}
+                    ]
+                },
+                headers={"X-Ragfleet-Tenant": "acme"},
+            )
+            assert response.json()["replicas_purged"] == response.json()["replicas"] >= 2
+        for client in (ca, cb):
+            updated = search(client, **paris)
+            assert updated.json()["results"][0]["text"] == "Paris, capital city of France."
+
+
+def test_searches_answer_while_redis_is_down_and_cache_recovers(
+    run_service: ServiceStarter, redis_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    service = start_retrieval(run_service, redis_url, tmp_path / "data", "r1")
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        seed(client)
+        assert search(client, query="dogs and wolves").headers["x-cache"] == "miss"
+
+        redis_server.stop()
+        try:
+            for query in ("dogs and wolves", "a new question while redis is away", "capital of France"):
+                response = search(client, query=query)
+                assert response.status_code == 200, response.text
+            assert search(client, query="capital of France", mode="bm25").status_code == 200
+            assert client.get("/readyz").json()["checks"]["cache"]["redis"] != "ok"
+        finally:
+            redis_server.restart()
+
+        deadline = time.monotonic() + 15
+        while client.get("/readyz").json()["checks"]["cache"]["redis"] != "ok":
+            assert time.monotonic() < deadline, "the cache did not reconnect to Redis"
+            time.sleep(0.1)
+        assert search(client, query="a question after redis returned").headers["x-cache"] == "miss"
+        r = redis.Redis.from_url(redis_url)
+        try:
+            assert r.keys("retrieval:search:acme:docs:*"), "L2 is filled again"
+        finally:
+            r.close()
+        assert search(client, query="a question after redis returned").headers["x-cache"] == "hit-l1"
