@@ -1,0 +1,154 @@
+"""Chat over JSON, SSE and WebSocket, and resumption on another replica, against the real
+retrieval (embedded backend) and llm-proxy (built-in ``extractive`` model)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import redis as sync_redis
+import websockets
+
+from ragfleet.devstack.pytest_plugin import RunningService
+
+pytestmark = pytest.mark.integration
+
+CHUNKS = [
+    {
+        "id": "paris:0",
+        "document_id": "paris",
+        "text": "Paris is the capital of France. It lies on the Seine and is known for the Eiffel Tower.",
+        "position": 0,
+        "metadata": {},
+    },
+    {
+        "id": "rome:0",
+        "document_id": "rome",
+        "text": "Rome is the capital of Italy. The Colosseum stands in its centre.",
+        "position": 0,
+        "metadata": {},
+    },
+]
+
+
+@pytest.fixture
+def stack(run_service, start_gateway, redis_url: str, tmp_path: Path) -> Iterator[dict[str, RunningService]]:
+    retrieval = run_service(
+        "retrieval",
+        "ragfleet.retrieval",
+        "RAGFLEET_RETRIEVAL_",
+        {"REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "index"), "ACCESS_LOG": "false"},
+        ready_path="/readyz",
+    )
+    llm_proxy = run_service(
+        "llm-proxy", "ragfleet.llm_proxy", "RAGFLEET_LLM_PROXY_", {"REDIS_URL": redis_url}
+    )
+    upserted = httpx.post(
+        f"{retrieval.url}/internal/v1/collections/handbook/upsert",
+        json={"chunks": CHUNKS},
+        headers={"X-Ragfleet-Tenant": "acme"},
+        timeout=60,
+    )
+    assert upserted.status_code == 200, upserted.text
+    env = {"RETRIEVAL_URL": retrieval.url, "LLM_PROXY_URL": llm_proxy.url}
+    yield {"a": start_gateway("gw-a", env), "b": start_gateway("gw-b", env)}
+
+
+def parse_sse(text: str) -> list[dict[str, str]]:
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":")
+        )
+        if "event" in fields:
+            events.append(fields)
+    return events
+
+
+async def test_json_chat_answers_with_sources_and_remembers(stack, make_key) -> None:
+    headers = {"X-API-Key": await make_key("acme", ["handbook"])}
+    async with httpx.AsyncClient(base_url=stack["a"].url, headers=headers, timeout=30) as client:
+        first = await client.post(
+            "/v1/chat", json={"message": "What is the capital of France?", "collection": "handbook"}
+        )
+        assert first.status_code == 200, first.text
+        answer = first.json()
+        assert "Paris" in answer["answer"]
+        assert answer["sources"][0]["document_id"] == "paris"
+
+        search = await client.post("/v1/search", json={"query": "capital of Italy", "collection": "handbook"})
+        assert search.status_code == 200, search.text
+        assert search.json()["results"][0]["document_id"] == "rome"
+
+        session = (await client.get(f"/v1/sessions/{answer['session_id']}")).json()
+        assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
+        assert (await client.delete(f"/v1/sessions/{answer['session_id']}")).status_code == 204
+
+
+async def test_sse_chat_resumes_on_the_other_replica_after_the_first_dies(stack, make_key, redis_url) -> None:
+    headers = {"X-API-Key": await make_key("acme", ["handbook"]), "Accept": "text/event-stream"}
+    question = {"message": "What is the capital of France?", "collection": "handbook"}
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+        seen: list[str] = []
+        async with client.stream("POST", f"{stack['a'].url}/v1/chat", json=question) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            stream_id = response.headers["x-ragfleet-stream-id"]
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    seen.append(line[4:])
+                if len(seen) == 3:  # sources and two tokens, then the replica dies
+                    break
+            # The answer lands in the shared buffer whether or not anyone reads it.
+            buffer = sync_redis.Redis.from_url(redis_url)
+            for _ in range(100):
+                if buffer.xrevrange(f"gw:stream:{stream_id}", count=1)[0][1][b"event"] == b"done":
+                    break
+                await asyncio.sleep(0.05)
+            stack["a"].process.kill()
+
+        resumed = await client.post(f"{stack['b'].url}/v1/chat", headers={"Last-Event-ID": seen[-1]})
+        assert resumed.headers["x-ragfleet-replica"] == "gw-b"
+        events = parse_sse(resumed.text)
+    assert events[0]["id"] == f"{stream_id}:4"
+    assert events[-1]["event"] == "done"
+    done = orjson.loads(events[-1]["data"])
+    assert "Paris" in done["answer"]
+    tokens_after = "".join(orjson.loads(e["data"])["text"] for e in events if e["event"] == "token")
+    assert done["answer"].endswith(tokens_after)
+    # Generated once: one assistant message in the conversation.
+    session = httpx.get(f"{stack['b'].url}/v1/sessions/{done['session_id']}", headers=headers).json()
+    assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
+
+
+async def test_websocket_chat_streams_turns_and_answers_pings(stack, make_key) -> None:
+    api_key = await make_key("acme", ["handbook"])
+    url = stack["a"].url.replace("http://", "ws://") + f"/v1/chat/ws?api_key={api_key}"
+    async with websockets.connect(url) as ws:
+        await ws.send(orjson.dumps({"type": "ping", "data": 7}).decode())
+        assert orjson.loads(await ws.recv()) == {"type": "pong", "data": 7}
+        session_id = None
+        for question in ("What is the capital of France?", "And of Italy?"):
+            await ws.send(
+                orjson.dumps(
+                    {"message": question, "collection": "handbook", "session_id": session_id}
+                ).decode()
+            )
+            events = []
+            while not events or events[-1]["type"] not in ("done", "error"):
+                events.append(orjson.loads(await ws.recv()))
+            kinds = [e["type"] for e in events]
+            assert kinds[0] == "sources" and kinds[-1] == "done" and "token" in kinds, events
+            session_id = events[-1]["session_id"]
+        await ws.send(orjson.dumps({"message": "x", "collection": "payroll"}).decode())
+        forbidden = orjson.loads(await ws.recv())
+        assert forbidden["type"] == "error" and forbidden["code"] == "collection_forbidden"
+    assert "Rome" in events[-1]["answer"] or "Italy" in events[-1]["answer"]
+
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        async with websockets.connect(url.replace(api_key, "rfk_bad")):
+            pass
