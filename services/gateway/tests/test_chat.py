@@ -114,6 +114,8 @@ async def test_sse_chat_resumes_on_the_other_replica_after_the_first_dies(stack,
         resumed = await client.post(f"{stack['b'].url}/v1/chat", headers={"Last-Event-ID": seen[-1]})
         assert resumed.headers["x-ragfleet-replica"] == "gw-b"
         events = parse_sse(resumed.text)
+        done = orjson.loads(events[-1]["data"])
+        session = (await client.get(f"{stack['b'].url}/v1/sessions/{done['session_id']}")).json()
     assert events[0]["id"] == f"{stream_id}:4"
     assert events[-1]["event"] == "done"
     done = orjson.loads(events[-1]["data"])
@@ -121,7 +123,6 @@ async def test_sse_chat_resumes_on_the_other_replica_after_the_first_dies(stack,
     tokens_after = "".join(orjson.loads(e["data"])["text"] for e in events if e["event"] == "token")
     assert done["answer"].endswith(tokens_after)
     # Generated once: one assistant message in the conversation.
-    session = httpx.get(f"{stack['b'].url}/v1/sessions/{done['session_id']}", headers=headers).json()
     assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
 
 
