@@ -1,0 +1,1 @@
+"""ragfleet-ops: SRE tooling on the official Kubernetes client."""

@@ -1,0 +1,5 @@
+import sys
+
+from ragfleet.ops.cli import main
+
+sys.exit(main())
