@@ -35,7 +35,8 @@ class Rendered:
 
 
 def ci_values_files() -> list[Path]:
-    return sorted((CHART_DIR / "ci").glob("*-values.yaml"))
+    """Every CI variant, plus the values `make deploy` and skaffold use on kind."""
+    return [*sorted((CHART_DIR / "ci").glob("*-values.yaml")), REPO_ROOT / "kind" / "values-kind.yaml"]
 
 
 def _run(command: list[str], what: str) -> str:
