@@ -42,7 +42,6 @@ class RetrievalSettings(ServiceSettings):
     embed_threads: int | None = Field(
         None, ge=1, le=64, description="onnxruntime threads; default: the cores"
     )
-    max_chunks_per_upsert: int = Field(2048, ge=1)
 
     def cache_config(self) -> CacheConfig:
         return CacheConfig(

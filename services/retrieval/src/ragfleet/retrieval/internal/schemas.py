@@ -21,7 +21,7 @@ class ChunkIn(BaseModel):
 class UpsertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    chunks: list[ChunkIn] = Field(min_length=1)
+    chunks: list[ChunkIn] = Field(min_length=1, max_length=2048)
 
 
 class DeleteRequest(BaseModel):
