@@ -26,11 +26,19 @@ def create_celery(settings: IngestionSettings) -> Celery:
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
         worker_max_memory_per_child=settings.worker_max_memory_per_child_kb,
         worker_hijack_root_logger=False,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # Failures are recorded by the task itself (job status, dead letters); a task that raised
+        # anyway is acknowledged rather than redelivered forever.
+        task_acks_on_failure_or_timeout=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for tasks of dead workers every interval (not every interval x 10).
+            "unacked_restore_interval": settings.unacked_restore_interval_s,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         result_expires=24 * 3600,
         task_track_started=True,
-        task_default_queue="ingestion",
+        task_default_queue=settings.queue_name,
     )
     app.autodiscover_tasks(["ragfleet.ingestion"], related_name="tasks", force=True)
     task_tracing.install()

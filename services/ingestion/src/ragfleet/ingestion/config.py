@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ragfleet.common.config import ServiceSettings
@@ -13,17 +13,68 @@ class IngestionSettings(ServiceSettings):
 
     service_name: str = "ingestion"
     port: int = 8030
+    retrieval_url: str = Field("http://127.0.0.1:8010", description="retrieval's internal API")
+
+    # Celery
     broker_url: str | None = Field(None, description="Celery broker; redis_url when unset")
     result_backend_url: str | None = Field(None, description="Celery result backend; redis_url when unset")
+    queue_name: str = Field("ingestion", description="the Celery queue (and Redis list) tasks go through")
     worker_concurrency: int = Field(2, ge=1, le=64)
     worker_max_tasks_per_child: int = Field(200, ge=1, description="recycle a worker child after N tasks")
     worker_max_memory_per_child_kb: int = Field(
         1_500_000, ge=10_000, description="recycle a worker child above this resident memory"
     )
     visibility_timeout_s: int = Field(
-        3600, ge=60, description="an unacknowledged task is redelivered after this long"
+        3600,
+        ge=1,
+        description="an unacknowledged task (its worker died) is redelivered after this long; "
+        "keep it above the longest document's processing time",
+    )
+    unacked_restore_interval_s: int = Field(
+        10, ge=1, description="how often a worker sweeps for unacknowledged tasks to redeliver"
     )
     worker_check_timeout_s: float = Field(10.0, gt=0)
+    worker_metrics_port: int = Field(
+        9031, ge=0, le=65535, description="the worker's Prometheus endpoint; 0 turns it off"
+    )
+
+    # Limits (checked by the API before anything is queued)
+    max_document_bytes: int = Field(20 * 1024 * 1024, ge=1, description="one document, raw bytes")
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="one POST /v1/documents body")
+    max_documents_per_request: int = Field(500, ge=1)
+    max_html_depth: int = Field(
+        1000, ge=10, description="deeper HTML is refused: parsing cost grows with the square of depth"
+    )
+    max_pdf_pages: int = Field(2000, ge=1)
+
+    # Chunking and embedding
+    chunk_size_chars: int = Field(1000, ge=100, description="target chunk length")
+    chunk_overlap_chars: int = Field(150, ge=0, description="text repeated from the previous chunk")
+    embed_batch_size: int = Field(32, ge=1, le=1024)
+    upsert_batch_size: int = Field(128, ge=1, le=4096)
+
+    # Reliability
+    task_max_retries: int = Field(5, ge=0, description="retries of a transient failure before dead-lettering")
+    retry_backoff_s: float = Field(2.0, gt=0, description="first retry delay; doubles each retry")
+    retry_backoff_max_s: float = Field(60.0, gt=0)
+    max_worker_crashes: int = Field(
+        3, ge=1, description="a document that killed this many workers is dead-lettered, not retried"
+    )
+    document_lock_s: int = Field(
+        600, ge=1, description="one task at a time per document; a dead holder's lock expires after this"
+    )
+    job_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long job status stays readable")
+    payload_ttl_s: int = Field(
+        2 * 24 * 3600, ge=60, description="how long staged document bytes wait for a worker"
+    )
+    dead_letter_max: int = Field(10_000, ge=1, description="dead-letter records kept (newest)")
+    queue_depth_interval_s: float = Field(5.0, gt=0, description="how often the API samples the queue")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestionSettings:
+        if self.chunk_overlap_chars >= self.chunk_size_chars:
+            raise ValueError("chunk_overlap_chars must be smaller than chunk_size_chars")
+        return self
 
     @property
     def broker(self) -> str:

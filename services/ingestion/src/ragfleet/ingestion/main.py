@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,13 +12,33 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from fastapi import FastAPI, Request
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.datastructures import State
 
 from ragfleet.common.app import create_service_app
-from ragfleet.common.clients import create_redis
+from ragfleet.common.clients import create_http_client, create_redis
 from ragfleet.common.errors import ServiceUnavailable
 from ragfleet.common.health import ReadinessCheck, redis_check
 from ragfleet.ingestion.config import IngestionSettings
+from ragfleet.ingestion.documents import router as documents_router
+from ragfleet.ingestion.metrics import QUEUE_DEPTH, QUEUE_UNACKED
+
+log = logging.getLogger("ragfleet.ingestion")
+
+
+async def sample_queue_depth(redis: Redis, settings: IngestionSettings) -> None:
+    """Export the broker's queue length as a gauge, so an HPA or KEDA can scale workers on it."""
+    while True:
+        try:
+            # Kombu's Redis transport keeps a queue as a list named after it, and tasks taken
+            # but not yet acknowledged in the ``unacked`` hash.
+            waiting, unacked = await asyncio.gather(redis.llen(settings.queue_name), redis.hlen("unacked"))
+            QUEUE_DEPTH.labels(settings.queue_name).set(waiting)
+            QUEUE_UNACKED.set(unacked)
+        except RedisError as exc:
+            log.warning("cannot sample the queue depth: %s", exc)
+        await asyncio.sleep(settings.queue_depth_interval_s)
 
 
 def create_app(settings: IngestionSettings | None = None) -> FastAPI:
@@ -27,14 +49,22 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         from ragfleet.ingestion.celery_app import celery_app
 
         app.state.celery = celery_app
-        app.state.redis = create_redis(settings, url=settings.broker)
+        app.state.redis = create_redis(settings)  # job state and staged documents
+        app.state.broker = create_redis(settings, url=settings.broker)
+        app.state.retrieval = create_http_client(settings, base_url=settings.retrieval_url.rstrip("/"))
+        sampler = asyncio.create_task(sample_queue_depth(app.state.broker, settings))
         try:
             yield
         finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            await app.state.retrieval.aclose()
             await app.state.redis.aclose()
+            await app.state.broker.aclose()
 
     def readiness(state: State) -> dict[str, ReadinessCheck]:
-        return {"broker": redis_check(state.redis)}
+        return {"redis": redis_check(state.redis), "broker": redis_check(state.broker)}
 
     app = create_service_app(
         settings,
@@ -43,6 +73,7 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
     )
+    app.include_router(documents_router)
 
     @app.post("/v1/worker-check", tags=["health"], summary="Run a task on a real worker and wait for it")
     async def worker_check(request: Request) -> dict[str, Any]:

@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
-from ragfleet.ingestion.celery_app import celery_app
 from ragfleet.ingestion.config import IngestionSettings
+
+log = logging.getLogger("ragfleet.ingestion.worker")
+
+
+def start_metrics_server(settings: IngestionSettings) -> None:
+    """Serve the worker's Prometheus metrics, summed over its pool processes.
+
+    The multiprocess directory must be set before prometheus_client is first imported, which is
+    why the Celery app (and with it the tasks and their instruments) is imported only afterwards.
+    """
+    from ragfleet.common.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(settings.metrics_dir)
+    if settings.worker_metrics_port == 0:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    start_http_server(settings.worker_metrics_port, addr=settings.host, registry=registry)
 
 
 def main() -> None:
     settings = IngestionSettings()
+    start_metrics_server(settings)
+    from ragfleet.ingestion.celery_app import celery_app
+
     celery_app.worker_main(
         [
             "worker",
             f"--loglevel={settings.log_level}",
             f"--concurrency={settings.worker_concurrency}",
             f"--hostname=ingestion@{settings.replica_name or socket.gethostname()}",
-            "--queues=ingestion",
+            f"--queues={settings.queue_name}",
             "--without-gossip",
             "--without-mingle",
         ]

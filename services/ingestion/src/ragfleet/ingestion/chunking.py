@@ -1,0 +1,82 @@
+"""Sections in, chunks out: about ``size`` characters each, cut at sentence boundaries, a new
+chunk at a heading whenever the heading's section would not fit, and ``overlap`` characters of
+whole sentences carried over so that a fact cut in two is still found whole in one chunk."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from ragfleet.ingestion.parsers import Section
+
+# A sentence ends at . ! ? (optionally followed by a closing quote or bracket) before whitespace,
+# or at a blank line.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*\n")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    position: int
+    text: str
+    heading: str
+
+
+def split_sentences(text: str) -> list[str]:
+    return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
+
+
+def _pieces(sentence: str, size: int) -> Iterator[str]:
+    """A sentence longer than a chunk is cut at whitespace (or hard, if it has none)."""
+    while len(sentence) > size:
+        cut = sentence.rfind(" ", size // 2, size)
+        cut = cut if cut > 0 else size
+        yield sentence[:cut].strip()
+        sentence = sentence[cut:].strip()
+    if sentence:
+        yield sentence
+
+
+def chunk_sections(sections: Sequence[Section], *, size: int, overlap: int) -> list[Chunk]:
+    if overlap >= size:
+        raise ValueError("overlap must be smaller than size")
+    chunks: list[Chunk] = []
+    current: list[str] = []  # sentences of the chunk being built
+    fresh = 0  # how many of them are new (not carried over as overlap)
+    heading = ""
+
+    def length(sentences: list[str]) -> int:
+        return sum(len(s) + 1 for s in sentences)
+
+    def emit() -> None:
+        nonlocal current, fresh
+        if fresh:
+            chunks.append(Chunk(len(chunks), " ".join(current), heading))
+        # Carry whole trailing sentences, up to ``overlap`` characters, into the next chunk.
+        carried: list[str] = []
+        for sentence in reversed(current):
+            if length(carried) + len(sentence) + 1 > overlap:
+                break
+            carried.insert(0, sentence)
+        current, fresh = carried, 0
+
+    for section in sections:
+        sentences = [piece for s in split_sentences(section.text) for piece in _pieces(s, size)]
+        # A heading starts a fresh chunk (no overlap across sections) unless the whole section
+        # still fits in the current one: tiny sections are merged rather than left alone.
+        if fresh and length(current) + length(sentences) > size:
+            emit()
+            current = []
+        elif not fresh:
+            current = []
+        for sentence in sentences:
+            if fresh and length(current) + len(sentence) + 1 > size:
+                emit()
+                if length(current) + len(sentence) + 1 > size:
+                    current = []
+            if not fresh:
+                heading = section.heading  # a chunk is filed under the heading it starts in
+            current.append(sentence)
+            fresh += 1
+    emit()
+    return chunks

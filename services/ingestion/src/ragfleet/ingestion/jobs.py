@@ -1,0 +1,84 @@
+"""Job state in Redis: what the API shows in ``GET /v1/jobs/{id}``.
+
+Layout (every key expires; nothing here is the record of what is indexed — the index is, and
+``GET /v1/documents/{id}`` reads it from retrieval — so losing Redis loses only progress reports):
+
+- ``ingestion:job:{job_id}`` — a hash: ``meta`` (tenant, collection, created_at, document ids) and
+  one field ``doc:{document_id}`` per document with its state, chunk count, error and attempts.
+- ``ingestion:payload:{job_id}:{document_id}`` — the document's bytes, staged by the API so that
+  the broker carries only references (Redis lists are a poor place for 20 MB messages).
+- ``ingestion:crashes:{job_id}:{document_id}`` — starts of a task that never finished (its worker
+  was killed): how poison documents are recognised.
+- ``ingestion:lock:{tenant}:{collection}:{document_id}`` — one task at a time per document.
+- ``ingestion:deadletter`` — the newest dead-letter records, a capped list.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+DOC_STATES_DONE = frozenset({"succeeded", "unchanged", "failed"})
+DEAD_LETTER_KEY = "ingestion:deadletter"
+
+
+def job_key(job_id: str) -> str:
+    return f"ingestion:job:{job_id}"
+
+
+def payload_key(job_id: str, document_id: str) -> str:
+    return f"ingestion:payload:{job_id}:{document_id}"
+
+
+def crashes_key(job_id: str, document_id: str) -> str:
+    return f"ingestion:crashes:{job_id}:{document_id}"
+
+
+def lock_key(tenant: str, collection: str, document_id: str) -> str:
+    return f"ingestion:lock:{tenant}:{collection}:{document_id}"
+
+
+def doc_field(document_id: str) -> str:
+    return f"doc:{document_id}"
+
+
+def doc_state(state: str, **fields: Any) -> bytes:
+    return orjson.dumps({"state": state, "updated_at": round(time.time(), 3), **fields})
+
+
+def summarise(job_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+    """The public view of a job from its Redis hash; None when the job is unknown or expired."""
+    meta_raw = raw.get(b"meta")
+    if meta_raw is None:
+        return None
+    meta = orjson.loads(meta_raw)
+    documents = []
+    for document_id in meta["documents"]:
+        entry = raw.get(doc_field(document_id).encode())
+        documents.append(
+            {"document_id": document_id, **(orjson.loads(entry) if entry else {"state": "queued"})}
+        )
+    counts: dict[str, int] = {}
+    for doc in documents:
+        counts[doc["state"]] = counts.get(doc["state"], 0) + 1
+    done = sum(counts.get(state, 0) for state in DOC_STATES_DONE)
+    if done == len(documents):
+        state = "failed" if counts.get("failed") else "succeeded"
+    elif done == 0 and counts.get("queued", 0) == len(documents):
+        state = "queued"
+    else:
+        state = "running"
+    return {
+        "job_id": job_id,
+        "state": state,
+        "tenant": meta["tenant"],
+        "collection": meta["collection"],
+        "created_at": meta["created_at"],
+        "documents_total": len(documents),
+        "documents_done": done,
+        "documents_failed": counts.get("failed", 0),
+        "chunks": sum(doc.get("chunks") or 0 for doc in documents if doc["state"] != "failed"),
+        "documents": documents,
+    }
