@@ -150,8 +150,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, proxy:
     )
     proxy.later(proxy.limiter.record(caller, served_by, usage))
     if policy.write and proxy.cache is not None and _finished_normally(payload):
+        # Stored before answering, so that the same request right after is a hit.
         entry = {"body": payload, "served_by": served_by}
-        proxy.later(proxy.cache.store(caller.tenant, body, entry, replace=not policy.read))
+        await proxy.cache.store(caller.tenant, body, entry, replace=not policy.read)
     metrics.REQUESTS.labels(body.model, "chat", stream, "ok").inc()
     headers = proxy_headers(request, upstream_s=dispatched.upstream_s, x_cache=x_cache, served_by=served_by)
     return Response(orjson.dumps(payload), media_type=JSON, headers=headers)
@@ -212,7 +213,6 @@ async def _relay(
     sent: list[str] = []
     text: list[str] = []
     usage: dict[str, Any] | None = None
-    complete = False
     try:
         async for chunk in opened.chunks():
             if chunk.parsed.get("usage"):
@@ -223,8 +223,11 @@ async def _relay(
                 text.append(str((choice.get("delta") or {}).get("content") or ""))
             sent.append(chunk.data)
             yield sse_data(chunk.data)
+        if policy.write and proxy.cache is not None:
+            # The upstream finished the stream: store it before the client can ask again.
+            entry = {"chunks": sent, "served_by": deployment.name}
+            await proxy.cache.store(caller.tenant, body, entry, replace=not policy.read)
         yield DONE_EVENT
-        complete = True
         metrics.REQUESTS.labels(body.model, "chat", "true", "ok").inc()
     except UpstreamFailure as failure:
         metrics.STREAM_ERRORS.labels(body.model, failure.reason).inc()
@@ -239,9 +242,6 @@ async def _relay(
         proxy.later(
             proxy.limiter.record(caller, deployment.name, usage or estimate_usage(body, "".join(text)))
         )
-        if complete and policy.write and proxy.cache is not None:
-            entry = {"chunks": sent, "served_by": deployment.name}
-            proxy.later(proxy.cache.store(caller.tenant, body, entry, replace=not policy.read))
 
 
 @router.post("/embeddings", summary="Embeddings (built-in all-minilm-l6-v2, or a configured upstream)")

@@ -9,7 +9,8 @@ else the default one.
     POST /_control/script   {"behaviours": [{"status": 429, "retry_after": 1, "times": 3}, ...]}
     POST /_control/default  {"ttft_ms": 50, "token_interval_ms": 5}
     POST /_control/reset    forget the script, the default and the request log
-    GET  /_control/requests what was received: [{"path", "model", "stream", "behaviour"}]
+    GET  /_control/requests what was received: [{"path", "model", "stream", "behaviour", "body",
+                            "client_disconnected"}]
 
 A behaviour: ``status`` (with ``retry_after`` and ``error_message``), ``latency_ms`` before the
 response starts, ``ttft_ms`` before a stream's first chunk, ``token_interval_ms`` between chunks,
@@ -27,6 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
@@ -146,19 +148,23 @@ def create_app(settings: FakeUpstreamSettings | None = None) -> FastAPI:
     app = create_service_app(settings, title="fake OpenAI-compatible upstream")
     upstream = Upstream()
 
-    async def behave(path: str, body: dict[str, Any]) -> Behaviour | Response:
+    async def behave(request: Request, body: dict[str, Any]) -> Behaviour | Response:
         behaviour = upstream.take(body.get("model"))
-        upstream.received.append(
-            {
-                "path": path,
-                "model": body.get("model"),
-                "stream": bool(body.get("stream")),
-                "behaviour": behaviour.model_dump(exclude_defaults=True),
-                "body": body,
-            }
-        )
+        record = {
+            "path": request.url.path,
+            "model": body.get("model"),
+            "stream": bool(body.get("stream")),
+            "behaviour": behaviour.model_dump(exclude_defaults=True),
+            "body": body,
+            "client_disconnected": False,
+        }
+        upstream.received.append(record)
         if behaviour.hang:
-            await asyncio.Event().wait()  # until the client gives up and the server cancels us
+            # Never answer; note when the caller gives up, so tests can see that it did.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            record["client_disconnected"] = True
+            return Response(status_code=499)
         await asyncio.sleep(behaviour.latency_ms / 1000)
         if behaviour.status != 200:
             return _error(behaviour)
@@ -167,7 +173,7 @@ def create_app(settings: FakeUpstreamSettings | None = None) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body = orjson.loads(await request.body())
-        behaviour = await behave("/v1/chat/completions", body)
+        behaviour = await behave(request, body)
         if isinstance(behaviour, Response):
             return behaviour
         content = behaviour.content or DEFAULT_CONTENT
@@ -193,7 +199,7 @@ def create_app(settings: FakeUpstreamSettings | None = None) -> FastAPI:
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         body = orjson.loads(await request.body())
-        behaviour = await behave("/v1/embeddings", body)
+        behaviour = await behave(request, body)
         if isinstance(behaviour, Response):
             return behaviour
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
@@ -242,3 +248,28 @@ def create_app(settings: FakeUpstreamSettings | None = None) -> FastAPI:
         return {"count": len(upstream.received), "requests": upstream.received}
 
     return app
+
+
+class FakeUpstreamControl:
+    """Drives a running fake upstream from a test (sync, so it fits any test style)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=5)
+
+    def script(self, *behaviours: dict[str, Any]) -> None:
+        """Queue behaviours; each request takes the first one matching its model (see the module doc)."""
+        self.http.post("/_control/script", json={"behaviours": list(behaviours)}).raise_for_status()
+
+    def set_default(self, **behaviour: Any) -> None:
+        self.http.post("/_control/default", json=behaviour).raise_for_status()
+
+    def reset(self) -> None:
+        self.http.post("/_control/reset").raise_for_status()
+
+    def requests(self, model: str | None = None) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = self.http.get("/_control/requests").json()["requests"]
+        return [r for r in received if model is None or r["model"] == model]
+
+    def close(self) -> None:
+        self.http.close()
