@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ragfleet.loadtests.promscrape import HitRate
 
 TTFT_REQUEST_TYPE = "TTFT"
+GATES_FAILED_EXIT_CODE = 3  # distinct from Locust's 1 (request errors) and 2 (crash)
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,15 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from ragfleet.loadtests import report, shapes
-from ragfleet.loadtests.gates import EndpointStats, RunSummary, evaluate
+from ragfleet.loadtests.gates import GATES_FAILED_EXIT_CODE, EndpointStats, RunSummary, evaluate
 from ragfleet.loadtests.options import add_options, gate_config, metrics_urls
 from ragfleet.loadtests.promscrape import CacheCounts, hit_rate, scrape
-from ragfleet.loadtests.users import MIXES, X_CACHE_SEEN, apply_mix
+from ragfleet.loadtests.scenarios import MIXES
+from ragfleet.loadtests.users import X_CACHE_SEEN, apply_mix
 
 log = logging.getLogger("ragfleet.loadtests")
 
 SAMPLE_EVERY_S = 2.0
-GATES_FAILED_EXIT_CODE = 3  # distinct from Locust's 1 (errors) and 2 (crash)
 
 
 def _options(environment: Environment) -> Any:
@@ -127,6 +127,9 @@ def _on_init_parser(parser: Any, **_: Any) -> None:
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
+    # gevent's loop caches its clock, last refreshed before the slow imports of the locustfile; Locust
+    # arms the --run-time timer on that stale clock, and the run ended seconds early without this.
+    gevent.get_hub().loop.update_now()
     options = environment.parsed_options
     if options is not None and options.mix in MIXES:
         apply_mix(options.mix)

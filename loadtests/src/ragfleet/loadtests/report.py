@@ -76,6 +76,12 @@ def machine() -> dict[str, Any]:
 def _plot(samples: list[Sample], directory: Path) -> list[str]:
     if not samples:
         return []
+    # Imported here, not at the top: importing matplotlib takes seconds, and Locust's run-time timer,
+    # armed on gevent's cached clock right after the locustfile loads, would fire that much early.
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on servers and CI
+
     t = [s.t_s for s in samples]
     written = []
 
@@ -119,7 +125,7 @@ def _plot(samples: list[Sample], directory: Path) -> list[str]:
 def _save(fig: Any, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.clf()
     return path.name
 
 

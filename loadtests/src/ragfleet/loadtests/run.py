@@ -23,7 +23,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ragfleet.loadtests.users import MIXES, SCENARIOS
+from ragfleet.loadtests import corpus
+from ragfleet.loadtests.scenarios import MIXES, SCENARIOS
 
 log = logging.getLogger("ragfleet.loadtests.run")
 
@@ -39,10 +40,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ragfleet.loadtests.run",
         description="Run a ragfleet load-test scenario headless; exit non-zero if a gate fails.",
+        allow_abbrev=False,  # unknown options go to Locust; never guess them as ours
         epilog="Unknown options are passed to Locust (e.g. --gate-qps 1000000, --processes 2).",
     )
     p.add_argument("--scenario", choices=sorted(SCENARIOS), default="search")
     p.add_argument("--mix", choices=sorted(MIXES), default="normal", help="weights for --scenario mixed")
+    p.add_argument("--collection", default="default", help="collection searched and uploaded to")
     p.add_argument("--duration", default="60s", help="Locust --run-time, e.g. 30s, 5m")
     p.add_argument("--users", type=int, default=50)
     p.add_argument(
@@ -57,6 +60,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--metrics-url", action="append", default=None, help="retrieval /metrics (repeatable)")
     p.add_argument("--start-stack", action="store_true", help="start the one-machine stack for this run")
+    p.add_argument(
+        "--seed-corpus",
+        metavar="RETRIEVAL_URL",
+        default=None,
+        help="first write a small corpus into the collection through retrieval's internal API",
+    )
     return p
 
 
@@ -153,6 +162,8 @@ def locust_argv(
         args.scenario,
         "--mix",
         args.mix,
+        "--collection",
+        args.collection,
         "--report-dir",
         str(report_dir),
         "--run-command",
@@ -162,7 +173,7 @@ def locust_argv(
         argv += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate or args.users)]
     for url in metrics_urls:
         argv += ["--metrics-url", url]
-    return [*argv, *passthrough, *(cls.__name__ for cls in SCENARIOS[args.scenario])]
+    return [*argv, *passthrough, *SCENARIOS[args.scenario]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = stack[0] if stack else args.host or DEFAULT_HOST
         redis_url = stack[1] if stack else args.redis_url
         metrics_urls = [stack[2]] if stack else args.metrics_url or [DEFAULT_METRICS_URL]
+        if args.seed_corpus or args.start_stack:
+            retrieval = args.seed_corpus or metrics_urls[0].removesuffix("/metrics")
+            log.info("seeded %d chunks into %s", corpus.seed(retrieval, args.collection), retrieval)
         api_key = args.api_key or create_api_key(redis_url, args.scenario)
         command = locust_argv(args, host, metrics_urls, passthrough)
         log.info("running: %s", shlex.join(command))

@@ -29,18 +29,12 @@ from ragfleet.loadtests.queries import (
     load_pool,
     parse_weights,
 )
+from ragfleet.loadtests.scenarios import MIXES
 from ragfleet.loadtests.traffic import request_headers
 
 # X-Cache values seen by the clients; informative only (the hit-rate gate reads the services' metrics).
 X_CACHE_SEEN: Counter[str] = Counter()
 _user_numbers = itertools.count(1)
-
-# Weights of the mixed scenario per --mix: (search, chat REST+SSE, chat WebSocket, ingest).
-MIXES: dict[str, tuple[int, int, int, int]] = {
-    "normal": (70, 15, 5, 10),  # mostly reads, some conversations, a trickle of uploads
-    "intense": (90, 5, 0, 5),  # a search storm: what the QPS gate is about
-    "rag": (30, 45, 20, 5),  # chat-heavy: retrieval + generation on most requests
-}
 
 
 @functools.cache
@@ -121,8 +115,10 @@ def sse_events(chunks: Any) -> Any:
                 data.append(line[5:].lstrip())
 
 
-TOKEN_EVENTS = frozenset({"token", "delta", "message"})
-ERROR_EVENTS = frozenset({"error"})
+# The gateway's stream events (docs/api.md): sources, token..., then done or error.
+TOKEN_EVENT = "token"
+DONE_EVENT = "done"
+ERROR_EVENT = "error"
 
 
 class ChatUser(RagfleetUser):
@@ -131,17 +127,13 @@ class ChatUser(RagfleetUser):
     wait_time = between(0.5, 2.0)
 
     def _conversation(self, stream: bool) -> None:
-        conversation_id: str | None = None
+        session_id: str | None = None
         for _ in range(max(1, self.options.chat_turns)):
-            body: dict[str, Any] = {
-                "message": self.sampler.sample(),
-                "collection": self.options.collection,
-                "stream": stream,
-            }
-            if conversation_id:
-                body["conversation_id"] = conversation_id
-            conversation_id = self._stream_turn(body) if stream else self._rest_turn(body)
-            if conversation_id is None:
+            body: dict[str, Any] = {"message": self.sampler.sample(), "collection": self.options.collection}
+            if session_id:
+                body["session_id"] = session_id
+            session_id = self._stream_turn(body) if stream else self._rest_turn(body)
+            if session_id is None:
                 return  # the failure is recorded; a broken conversation is not continued
 
     def _rest_turn(self, body: dict[str, Any]) -> str | None:
@@ -151,16 +143,14 @@ class ChatUser(RagfleetUser):
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
                 return None
-            answer = response.json()
-            conversation_id = answer.get("conversation_id")
-            if not conversation_id:
-                response.failure("chat answer has no conversation_id")
-            return str(conversation_id) if conversation_id else None
+            session_id = response.json().get("session_id")
+            if not session_id:
+                response.failure("chat answer has no session_id")
+            return str(session_id) if session_id else None
 
     def _stream_turn(self, body: dict[str, Any]) -> str | None:
         headers = {**self.headers, "Accept": "text/event-stream"}
         start = time.perf_counter()
-        conversation_id: str | None = body.get("conversation_id")
         with self.client.request(
             "POST",
             "/v1/chat",
@@ -173,24 +163,29 @@ class ChatUser(RagfleetUser):
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}")
                 return None
+            session_id = response.headers.get("x-ragfleet-session-id") or body.get("session_id")
+            done = False
             first_token_ms: float | None = None
             error: str | None = None
             for event, data in sse_events(response.iter_content(chunk_size=4096, decode_content=False)):
-                payload = _json_or_none(data)
-                if isinstance(payload, dict) and payload.get("conversation_id"):
-                    conversation_id = str(payload["conversation_id"])
-                if event in ERROR_EVENTS:
+                if event == ERROR_EVENT:
                     error = data[:200]
                     break
-                if first_token_ms is None and event in TOKEN_EVENTS:
+                if first_token_ms is None and event == TOKEN_EVENT:
                     first_token_ms = (time.perf_counter() - start) * 1000
+                if event == DONE_EVENT:
+                    payload = _json_or_none(data)
+                    if isinstance(payload, dict) and payload.get("session_id"):
+                        session_id = str(payload["session_id"])
+                    done = True
+                    break
             # The entry's latency is the whole answer, not just the headers.
             response.request_meta["response_time"] = (time.perf_counter() - start) * 1000
-            if error or first_token_ms is None:
-                response.failure(error or "stream ended without a token")
+            if error or first_token_ms is None or not done:
+                response.failure(error or ("stream ended without a token" if done else "stream cut short"))
                 return None
             fire_ttft(self.environment, "chat sse", first_token_ms)
-            return conversation_id
+            return session_id
 
     @tag("chat", "rest")
     @task
@@ -269,31 +264,31 @@ class ChatWebSocketUser(User):
     @task
     def conversation(self) -> None:
         websocket = self.websocket or self._connect()
-        conversation_id: str | None = None
+        session_id: str | None = None
         for _ in range(max(1, self.options.chat_turns)):
             start = time.perf_counter()
             first_token_ms: float | None = None
             length = 0
             exception: Exception | None = None
             message: dict[str, Any] = {
-                "type": "message",
+                "type": "chat",
                 "message": self.sampler.sample(),
                 "collection": self.options.collection,
             }
-            if conversation_id:
-                message["conversation_id"] = conversation_id
+            if session_id:
+                message["session_id"] = session_id
             try:
                 websocket.send(json.dumps(message))
                 while True:
                     frame = json.loads(websocket.recv(timeout=60))
                     length += 1
-                    kind = frame.get("type") or frame.get("event")
-                    conversation_id = frame.get("conversation_id") or conversation_id
-                    if kind == "error":
+                    kind = frame.get("type")
+                    if kind == ERROR_EVENT:
                         raise RuntimeError(f"chat error frame: {str(frame)[:200]}")
-                    if first_token_ms is None and kind in TOKEN_EVENTS:
+                    if first_token_ms is None and kind == TOKEN_EVENT:
                         first_token_ms = (time.perf_counter() - start) * 1000
-                    if kind in ("done", "end", "final"):
+                    if kind == DONE_EVENT:
+                        session_id = frame.get("session_id") or session_id
                         break
                 if first_token_ms is None:
                     raise RuntimeError("answer ended without a token")
@@ -347,14 +342,6 @@ def multipart_file(filename: str, content: bytes, content_type: str) -> tuple[by
         f"Content-Type: {content_type}\r\n\r\n"
     ).encode()
     return head + content + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-SCENARIOS: dict[str, list[type[User]]] = {
-    "search": [SearchUser],
-    "chat": [ChatUser, ChatWebSocketUser],
-    "ingest": [SearchUser, IngestUser],
-    "mixed": [SearchUser, ChatUser, ChatWebSocketUser, IngestUser],
-}
 
 
 def apply_mix(mix: str) -> None:
