@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,13 +65,13 @@ def _check_overlay(tools: Toolchain, overlay: Path) -> list[str]:
     return problems + validate_custom(objects, tools) + check_policy(objects)
 
 
-def _check_drift(tools: Toolchain) -> list[str]:
+def check_drift(tools: Toolchain, manifest: Path = render.RENDERED_MANIFEST) -> list[str]:
     fresh = render.render_default_manifest(tools.helm)
-    committed = render.RENDERED_MANIFEST.read_text() if render.RENDERED_MANIFEST.is_file() else ""
+    committed = manifest.read_text() if manifest.is_file() else ""
     if fresh == committed:
         return []
     return [
-        f"{render.RENDERED_MANIFEST.relative_to(REPO_ROOT)} differs from a fresh render of the chart: "
+        f"{manifest} differs from a fresh render of the chart: "
         "run `uv run python -m ragfleet.k8scheck render` and commit the result"
     ]
 
@@ -87,19 +88,19 @@ def run_all(tools: Toolchain) -> Report:
     report = Report()
     for values in _variants():
         label = values.name if values else "defaults"
-        report.run(f"helm lint --strict ({label})", lambda v=values: _lint(tools, v))
-        report.run(f"render + validate + policy ({label})", lambda v=values: _check_rendering(tools, v))
-    for overlay in render.OVERLAYS:
+        report.run(f"helm lint --strict ({label})", functools.partial(_lint, tools, values))
         report.run(
-            f"kustomize + validate + policy (kubernetes/overlays/{overlay.name})",
-            lambda o=overlay: _check_overlay(tools, o),
+            f"render + validate + policy ({label})", functools.partial(_check_rendering, tools, values)
         )
-    report.run("drift: kubernetes/ equals a fresh render", lambda: _check_drift(tools))
+    for overlay in render.OVERLAYS:
+        name = f"kustomize + validate + policy (kubernetes/overlays/{overlay.name})"
+        report.run(name, functools.partial(_check_overlay, tools, overlay))
+    report.run("drift: kubernetes/ equals a fresh render", functools.partial(check_drift, tools))
     if not DOCKERFILES:
         report.results["hadolint"] = ["no services/*/Dockerfile found"]
     for dockerfile in DOCKERFILES:
-        name = str(dockerfile.relative_to(REPO_ROOT))
-        report.run(f"hadolint {name}", lambda d=dockerfile: _check_dockerfile(tools, d))
+        name = f"hadolint {dockerfile.relative_to(REPO_ROOT)}"
+        report.run(name, functools.partial(_check_dockerfile, tools, dockerfile))
     return report
 
 
