@@ -211,11 +211,13 @@ async def post_documents(
     except RedisError as exc:
         raise ServiceUnavailable(f"cannot stage documents: Redis is unavailable ({exc})") from exc
 
-    from ragfleet.ingestion.tasks import ingest_document
+    celery = request.app.state.celery
 
     def enqueue() -> None:
+        # Through the app object, not the task proxy: Celery's "current app" is per thread.
         for doc in staged:
-            ingest_document.apply_async(
+            celery.send_task(
+                "ragfleet.ingestion.ingest_document",
                 args=[job_id, tenant, collection, doc.document_id, doc.fmt.value, doc.metadata],
                 task_id=f"{job_id}:{doc.document_id}",
             )
