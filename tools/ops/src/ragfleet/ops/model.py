@@ -133,7 +133,7 @@ class Snapshot:
     selector: str
     taken_at: str
     components: list[ComponentState]
-    # None: the VerticalPodAutoscaler CRD is not installed (or not readable).
+    # False: the VerticalPodAutoscaler API (autoscaling.k8s.io/v1) is not installed or not readable.
     vpa_installed: bool
     notes: list[str] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
