@@ -55,6 +55,3 @@ class GatewaySettings(ServiceSettings):
     stats_require_key: bool = Field(
         False, description="stats carry no tenant data, so they are open unless this is set"
     )
-
-    # Search hot path: see docs/benchmarks/gateway.md for why this is off.
-    search_cache: bool = False
