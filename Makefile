@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: help deps run stop test test-unit lint format clean
+.PHONY: help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval-http
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ test-unit: deps  ## only the tests that start no process
 lint: deps  ## ruff (lint + format check) and mypy
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy services tools
+	$(UV) run mypy services tools loadtests/src
 
 format:  ## apply ruff's fixes and formatting
 	$(UV) run ruff check --fix .
@@ -35,3 +35,26 @@ format:  ## apply ruff's fixes and formatting
 
 clean:  ## remove run state (logs, Redis and index data under .run/)
 	rm -rf .run
+
+SCENARIO ?= search
+DURATION ?= 60s
+USERS ?= 50
+HOST ?= http://127.0.0.1:8080
+
+loadtest: deps  ## run a Locust scenario headless against `make run` (SCENARIO=search DURATION=60s USERS=50)
+	$(UV) run python -m ragfleet.loadtests.run --scenario $(SCENARIO) --duration $(DURATION) --users $(USERS) \
+		--host $(HOST) --report-dir reports/$(SCENARIO)-$$(date +%Y%m%d-%H%M%S) $(LOADTEST_ARGS)
+
+loadtest-kind: deps  ## the same against a kind cluster (port-forward the ingress and retrieval; KEY=api key)
+	$(UV) run python -m ragfleet.loadtests.run --scenario $(or $(SCENARIO),mixed) --duration $(DURATION) \
+		--users $(USERS) --host $(HOST) --api-key "$(KEY)" --metrics-url http://127.0.0.1:8010/metrics \
+		--report-dir reports/kind-$$(date +%Y%m%d-%H%M%S) $(LOADTEST_ARGS)
+
+bench: deps  ## vector-search QPS run with its gates, report under docs/benchmarks/ (needs `make run`)
+	$(UV) run python -m ragfleet.loadtests.run --scenario search --search-modes vector \
+		--gate-qps-endpoint "/v1/search [vector]" --users 40 --duration 60s \
+		--report-dir docs/benchmarks/loadtest-search-vector-$$(date +%Y%m%d) $(LOADTEST_ARGS)
+
+bench-retrieval-http: deps  ## retrieval HTTP QPS, cached and uncached (needs a running retrieval on :8010)
+	$(UV) run python services/retrieval/bench/bench_http.py --url http://127.0.0.1:8010 --chunks 5000 \
+		--seconds 10 --concurrency 32
