@@ -91,7 +91,7 @@ def start_proxy(name: str, redis_url: str, upstream_url: str, log_dir: Path, **o
         "ENVIRONMENT": "test",
         "REDIS_URL": redis_url,
         "MODELS": json.dumps(model_list(upstream_url)),
-        "EMBEDDINGS_BUILTIN": "false",
+        "EMBEDDINGS_BUILTIN": "true",  # loads the model only if a test embeds
         **overrides,
     }
     env = {f"RAGFLEET_LLM_PROXY_{key}": value for key, value in settings.items()}

@@ -221,3 +221,18 @@ def test_overhead_header_and_embeddings_forwarded(proxy: Any) -> None:
     embedded = proxy.http.post("/v1/embeddings", json={"model": "plain", "input": ["a", "b"]})
     assert embedded.status_code == 200
     assert [d["index"] for d in embedded.json()["data"]] == [0, 1]
+
+
+def test_builtin_embeddings_through_the_openai_client(proxy: Any) -> None:
+    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0)
+    result = client.embeddings.create(model="all-minilm-l6-v2", input=["a cat", "a kitten", "tax law"])
+    vectors = [item.embedding for item in result.data]
+    assert [len(v) for v in vectors] == [384, 384, 384]
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert abs(cosine(vectors[0], vectors[0]) - 1) < 1e-4
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
+    single = proxy.http.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": "a cat"}).json()
+    assert abs(cosine(single["data"][0]["embedding"], vectors[0]) - 1) < 1e-3

@@ -1,0 +1,263 @@
+"""The llm-proxy's own overhead: the same requests, at the same fixed rate, direct to an upstream and through the proxy.
+
+Starts a Redis, the fake upstream (answering at once, so all the latency measured is HTTP and
+proxy work) and one proxy replica as real processes on loopback, then sends an open-loop load:
+requests leave on a fixed schedule whether or not earlier ones finished, and each latency is
+measured from its scheduled time, so a stall shows up in the tail instead of hiding it
+(no coordinated omission). Non-streaming requests are timed to the full answer, streaming ones
+to the first content chunk (what a chat user waits for). Requests are non-deterministic
+(temperature 1), so the cache is bypassed and every request goes upstream.
+
+    uv run python services/llm-proxy/bench/bench_overhead.py --rate 100 --duration 20 \
+        --output docs/benchmarks/llm-proxy.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ragfleet.devstack.processes import ManagedProcess, free_port, start_redis, start_service
+
+log = logging.getLogger("bench_overhead")
+
+
+@dataclass
+class Result:
+    target: str
+    mode: str
+    latencies_ms: list[float]
+    errors: int
+    header_overhead_ms: list[float]
+
+    def pct(self, values: list[float], q: float) -> float:
+        if not values:
+            return float("nan")
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def one_request(
+    client: httpx.AsyncClient, url: str, model: str, stream: bool, result: Result, due: float
+) -> None:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": f"benchmark question {due}"}],
+        "temperature": 1,
+        "stream": stream,
+    }
+    try:
+        if not stream:
+            response = await client.post(url, json=body)
+            response.raise_for_status()
+            result.latencies_ms.append((time.perf_counter() - due) * 1000)
+        else:
+            async with client.stream("POST", url, json=body) as response:
+                response.raise_for_status()
+                first = None
+                async for line in response.aiter_lines():
+                    if first is None and '"content":"' in line and '"content":""' not in line:
+                        first = (time.perf_counter() - due) * 1000
+                if first is None:
+                    raise RuntimeError("no content chunk")
+                result.latencies_ms.append(first)
+        if "x-proxy-overhead-ms" in response.headers:
+            result.header_overhead_ms.append(float(response.headers["x-proxy-overhead-ms"]))
+    except Exception as exc:
+        result.errors += 1
+        log.debug("request failed: %s", exc)
+
+
+async def run_load(
+    url: str, model: str, stream: bool, rate: float, duration_s: float, result: Result
+) -> None:
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        tasks = []
+        start = time.perf_counter() + 0.05
+        for i in range(int(rate * duration_s)):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one_request(client, url, model, stream, result, due)))
+        await asyncio.gather(*tasks)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} vCPU ({cpu}){memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def report(results: list[Result], args: argparse.Namespace, command: str) -> str:
+    lines = [
+        "# llm-proxy overhead benchmark",
+        "",
+        "The same requests at the same fixed rate (open loop), direct to the fake upstream and through",
+        "one llm-proxy replica (1 uvicorn worker, Redis on loopback, cache bypassed: temperature 1).",
+        "Non-streaming requests are timed to the full answer; streaming ones to the first content chunk.",
+        "The upstream answers at once, so the difference is what the proxy adds (validation, breaker",
+        "read in Redis, a second HTTP hop, relaying the chunks, accounting).",
+        "",
+        f"- Machine: {machine()}",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {git_commit()}",
+        f"- Load: {args.rate:g} requests/s for {args.duration:g} s per row, after {args.warmup:g} s of warm-up",
+        f"- Command: `{command}`",
+        "",
+        "| mode | target | requests | errors | p50 ms | p90 ms | p99 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    by_key = {(r.mode, r.target): r for r in results}
+    for r in results:
+        lines.append(
+            f"| {r.mode} | {r.target} | {len(r.latencies_ms)} | {r.errors} | "
+            f"{r.pct(r.latencies_ms, 50):.2f} | {r.pct(r.latencies_ms, 90):.2f} | {r.pct(r.latencies_ms, 99):.2f} |"
+        )
+    lines += [
+        "",
+        "| mode | added p50 ms | added p99 ms | X-Proxy-Overhead-Ms p50 | X-Proxy-Overhead-Ms p99 |",
+    ]
+    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    for mode in ("json", "stream"):
+        direct, proxied = by_key.get((mode, "direct")), by_key.get((mode, "proxy"))
+        if direct is None or proxied is None:
+            continue
+        lines.append(
+            f"| {mode} | {proxied.pct(proxied.latencies_ms, 50) - direct.pct(direct.latencies_ms, 50):.2f} | "
+            f"{proxied.pct(proxied.latencies_ms, 99) - direct.pct(direct.latencies_ms, 99):.2f} | "
+            f"{proxied.pct(proxied.header_overhead_ms, 50):.3f} | {proxied.pct(proxied.header_overhead_ms, 99):.3f} |"
+        )
+    lines += [
+        "",
+        "`X-Proxy-Overhead-Ms` is the proxy's own measure: time from receiving the request to starting",
+        "the response, minus the time spent waiting on the upstream; it excludes the extra network hop",
+        "and the load generator's share of the CPU, which the end-to-end difference includes.",
+        "",
+    ]
+    if args.note:
+        lines += [args.note, ""]
+    return "\n".join(lines)
+
+
+async def measure(args: argparse.Namespace, direct_url: str, proxy_url: str) -> list[Result]:
+    results = []
+    for mode, stream in (("json", False), ("stream", True)):
+        for target, url, model in (("direct", direct_url, "bench-up"), ("proxy", proxy_url, "bench")):
+            warm = Result(target, mode, [], 0, [])
+            await run_load(url, model, stream, args.rate, args.warmup, warm)
+            result = Result(target, mode, [], 0, [])
+            await run_load(url, model, stream, args.rate, args.duration, result)
+            log.info(
+                "%s %s: p50 %.2f ms, p99 %.2f ms, %d errors",
+                mode, target, result.pct(result.latencies_ms, 50), result.pct(result.latencies_ms, 99), result.errors,
+            )  # fmt: skip
+            results.append(result)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per row")
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds of unmeasured load before each row"
+    )
+    parser.add_argument("--output", type=Path, help="write the Markdown report here")
+    parser.add_argument("--note", default="", help="a line added to the report (e.g. about a shared CPU)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-llm-proxy-"))
+    processes: list[ManagedProcess] = []
+    try:
+        redis_port, upstream_port, proxy_port = free_port(), free_port(), free_port()
+        processes.append(start_redis(redis_port, workdir / "redis"))
+        processes.append(
+            start_service(
+                "fake-upstream", "ragfleet.llm_proxy.fake_upstream", port=upstream_port, log_dir=workdir,
+                env={"RAGFLEET_FAKE_UPSTREAM_PORT": str(upstream_port), "RAGFLEET_FAKE_UPSTREAM_LOG_LEVEL": "WARNING"},
+            )
+        )  # fmt: skip
+        models = [
+            {
+                "name": "bench",
+                "upstream_model": "bench-up",
+                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+            }
+        ]
+        processes.append(
+            start_service(
+                "llm-proxy", "ragfleet.llm_proxy", port=proxy_port, log_dir=workdir,
+                env={
+                    "RAGFLEET_LLM_PROXY_PORT": str(proxy_port),
+                    "RAGFLEET_LLM_PROXY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                    "RAGFLEET_LLM_PROXY_MODELS": json.dumps(models),
+                    "RAGFLEET_LLM_PROXY_ACCESS_LOG": "false",
+                    "RAGFLEET_LLM_PROXY_LOG_LEVEL": "WARNING",
+                    "RAGFLEET_LLM_PROXY_EMBEDDINGS_BUILTIN": "false",
+                },
+            )
+        )  # fmt: skip
+        results = asyncio.run(
+            measure(
+                args,
+                f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
+                f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+            )
+        )
+    finally:
+        for process in reversed(processes):
+            process.stop()
+    command = "uv run python services/llm-proxy/bench/bench_overhead.py " + " ".join(
+        a if " " not in a else json.dumps(a) for a in sys.argv[1:]
+    )
+    text = report(results, args, command)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        log.info("report written to %s", args.output)
+    else:
+        sys.stdout.write(text)
+    if any(r.errors for r in results):
+        log.warning("some requests failed; see the errors column")
+
+
+if __name__ == "__main__":
+    main()
