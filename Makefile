@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval-http
+.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval-http
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,3 +58,32 @@ bench: deps  ## vector-search QPS run with its gates, report under docs/benchmar
 bench-retrieval-http: deps  ## retrieval HTTP QPS, cached and uncached (needs a running retrieval on :8010)
 	$(UV) run python services/retrieval/bench/bench_http.py --url http://127.0.0.1:8010 --chunks 5000 \
 		--seconds 10 --concurrency 32
+
+HELM := .tools/kubectl-layer-v32-2.1.0/helm
+KIND_CONTEXT := kind-ragfleet
+
+k8s-check: deps  ## helm lint/template, strict schema + CRD validation, policy, overlays, drift, hadolint
+	$(UV) run python -m ragfleet.k8scheck check
+
+render-manifests: deps  ## regenerate kubernetes/base from the chart
+	$(UV) run python -m ragfleet.k8scheck render
+
+kind-up:  ## a kind cluster with ingress-nginx (needs docker, kind, kubectl: not on this build machine)
+	kind create cluster --config kind/cluster.yaml
+	kubectl --context $(KIND_CONTEXT) apply -f https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.0/deploy/static/provider/kind/deploy.yaml
+	kubectl --context $(KIND_CONTEXT) -n ingress-nginx wait --for=condition=ready pod \
+		-l app.kubernetes.io/component=controller --timeout=300s
+
+images:  ## build the four images and load them into kind
+	for s in gateway retrieval llm-proxy ingestion; do \
+		docker build -f services/$$s/Dockerfile -t ragfleet/ragfleet-$$s:dev . && \
+		kind load docker-image --name ragfleet ragfleet/ragfleet-$$s:dev || exit 1; done
+
+deploy: deps  ## helm install on kind, then wait for every rollout
+	$(UV) run python -m ragfleet.k8scheck tools
+	$(HELM) upgrade --install ragfleet charts/ragfleet --kube-context $(KIND_CONTEXT) --namespace ragfleet \
+		--create-namespace -f kind/values-kind.yaml --set image.tag=dev --wait --timeout 10m
+	$(UV) run ragfleet-ops wait --context $(KIND_CONTEXT) --namespace ragfleet --release ragfleet --timeout 300
+
+kind-down:  ## delete the kind cluster
+	kind delete cluster --name ragfleet
