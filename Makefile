@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval-http
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 deps:  ## install uv, the virtualenv, Redis and NGINX where missing
 	@bash tools/bootstrap.sh
