@@ -46,7 +46,7 @@ def validate_name(kind: str, value: str) -> str:
 # --- filters -----------------------------------------------------------------------------------
 
 
-def _parse_date(value: str) -> datetime:
+def parse_iso_date(value: str) -> datetime:
     """ISO dates and datetimes; naive values are taken as UTC so that they compare with aware ones."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -99,7 +99,7 @@ class FieldCondition(BaseModel):
             raise ValueError("range bounds of one field must be all numbers or all ISO dates")
         for bound in bounds:
             if isinstance(bound, str):
-                _parse_date(bound)
+                parse_iso_date(bound)
         return self
 
     @property
@@ -127,10 +127,10 @@ class FieldCondition(BaseModel):
             if not isinstance(value, str | date):
                 return False
             try:
-                actual: Any = _parse_date(value) if isinstance(value, str) else _as_datetime(value)
+                actual: Any = parse_iso_date(value) if isinstance(value, str) else _as_datetime(value)
             except ValueError:
                 return False
-            convert: Any = _parse_date
+            convert: Any = parse_iso_date
         else:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return False

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import hnswlib
 import numpy as np
 import orjson
+from threadpoolctl import threadpool_limits
 
 from ragfleet.common.errors import BadRequest
 from ragfleet.retrieval.store.base import (
@@ -550,7 +551,14 @@ class EmbeddedVectorStore(VectorStore):
         dim: int = DEFAULT_DIM,
         settings: IndexSettings | None = None,
         threads: int | None = None,
+        blas_threads: int | None = 1,
     ) -> None:
+        # Exact scans are numpy matrix-vector products. Searches already run in parallel on the
+        # pool, so a multi-threaded BLAS per query only oversubscribes the cores: on this 2-core
+        # box under load it made them ~10x slower. This limit is process-wide (BLAS is); None
+        # leaves BLAS alone.
+        if blas_threads is not None:
+            threadpool_limits(limits=blas_threads, user_api="blas")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.data_dir / ".lock", "a")  # noqa: SIM115 - held until close()
