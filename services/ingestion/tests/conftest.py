@@ -72,7 +72,12 @@ def stack(run_service: ServiceStarter, redis_url: str, tmp_path: Path) -> Iterat
         "retrieval",
         "ragfleet.retrieval",
         "RAGFLEET_RETRIEVAL_",
-        {"REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "index"), "EMBED_THREADS": "1", "ACCESS_LOG": "false"},
+        {
+            "REDIS_URL": redis_url,
+            "DATA_DIR": str(tmp_path / "index"),
+            "EMBED_THREADS": "1",
+            "ACCESS_LOG": "false",
+        },
     )
     settings = {
         "RAGFLEET_INGESTION_REDIS_URL": redis_url,

@@ -44,22 +44,37 @@ def post_files(stack: Any, files: list[tuple[str, bytes, str]], collection: str 
 
 def test_mixed_files_are_searchable_and_reingest_is_a_no_op(stack: Any) -> None:
     files = [
-        ("ragfleet-operations-guide.pdf", (CORPUS / "ragfleet-operations-guide.pdf").read_bytes(), "application/pdf"),
-        ("cats.md", b"# Cats\n\nCats purr when they are content. A purring cat is a happy cat.\n", "text/markdown"),
+        (
+            "ragfleet-operations-guide.pdf",
+            (CORPUS / "ragfleet-operations-guide.pdf").read_bytes(),
+            "application/pdf",
+        ),
+        (
+            "cats.md",
+            b"# Cats\n\nCats purr when they are content. A purring cat is a happy cat.\n",
+            "text/markdown",
+        ),
         (
             "tea.html",
             b"<html><head><style>p{color:red}</style><script>var secret='zzz-script-text';</script></head>"
             b"<body><h1>Green tea</h1><p>Green tea is brewed at 80 degrees for two minutes.</p></body></html>",
             "text/html",
         ),
-        ("rivers.txt", b"The Danube flows through ten countries before it reaches the Black Sea.", "text/plain"),
+        (
+            "rivers.txt",
+            b"The Danube flows through ten countries before it reaches the Black Sea.",
+            "text/plain",
+        ),
     ]
     accepted = post_files(stack, files)
     assert accepted.status_code == 202, accepted.text
     job = stack.wait_for_job(accepted.json()["job_id"])
     assert job["state"] == "succeeded", job
     assert {d["document_id"] for d in job["documents"]} == {
-        "ragfleet-operations-guide.pdf", "cats.md", "tea.html", "rivers.txt"
+        "ragfleet-operations-guide.pdf",
+        "cats.md",
+        "tea.html",
+        "rivers.txt",
     }
 
     assert search(stack, "how long to brew green tea")[0]["document_id"] == "tea.html"
@@ -82,13 +97,19 @@ def test_mixed_files_are_searchable_and_reingest_is_a_no_op(stack: Any) -> None:
 def test_replacing_a_document_with_fewer_chunks_leaves_no_leftovers(stack: Any) -> None:
     long_text = " ".join(f"Sentence {i} is about lighthouse keeper number {i}." for i in range(120))
     with stack.client() as client:
-        job = client.post("/v1/documents", params={"collection": "docs"},
-                          json={"documents": [{"id": "keepers", "text": long_text}]}).json()
+        job = client.post(
+            "/v1/documents",
+            params={"collection": "docs"},
+            json={"documents": [{"id": "keepers", "text": long_text}]},
+        ).json()
         assert stack.wait_for_job(job["job_id"])["state"] == "succeeded"
         before = client.get("/v1/documents/keepers", params={"collection": "docs"}).json()["chunks"]
         assert before > 3
-        job = client.post("/v1/documents", params={"collection": "docs"},
-                          json={"documents": [{"id": "keepers", "text": "Only one short sentence now."}]}).json()
+        job = client.post(
+            "/v1/documents",
+            params={"collection": "docs"},
+            json={"documents": [{"id": "keepers", "text": "Only one short sentence now."}]},
+        ).json()
         assert stack.wait_for_job(job["job_id"])["state"] == "succeeded"
         assert client.get("/v1/documents/keepers", params={"collection": "docs"}).json()["chunks"] == 1
     assert collection_chunks(stack, "docs") == 1
@@ -97,8 +118,16 @@ def test_replacing_a_document_with_fewer_chunks_leaves_no_leftovers(stack: Any) 
 def test_delete_removes_every_chunk_from_search(stack: Any) -> None:
     text = " ".join(f"The zebrafish fact number {i} concerns fin regeneration." for i in range(60))
     with stack.client() as client:
-        job = client.post("/v1/documents", params={"collection": "docs"},
-                          json={"documents": [{"id": "zebrafish", "text": text}, {"id": "other", "text": "Owls hunt at night."}]}).json()
+        job = client.post(
+            "/v1/documents",
+            params={"collection": "docs"},
+            json={
+                "documents": [
+                    {"id": "zebrafish", "text": text},
+                    {"id": "other", "text": "Owls hunt at night."},
+                ]
+            },
+        ).json()
         assert stack.wait_for_job(job["job_id"])["state"] == "succeeded"
         assert search(stack, "zebrafish fin regeneration")[0]["document_id"] == "zebrafish"  # now cached
 
@@ -111,7 +140,9 @@ def test_delete_removes_every_chunk_from_search(stack: Any) -> None:
 
 def test_tenants_do_not_see_each_others_jobs_or_documents(stack: Any) -> None:
     with stack.client("acme") as acme, stack.client("globex") as globex:
-        job = acme.post("/v1/documents", json={"documents": [{"id": "memo", "text": "Acme's private memo."}]}).json()
+        job = acme.post(
+            "/v1/documents", json={"documents": [{"id": "memo", "text": "Acme's private memo."}]}
+        ).json()
         assert stack.wait_for_job(job["job_id"], tenant="acme")["state"] == "succeeded"
         assert globex.get(f"/v1/jobs/{job['job_id']}").status_code == 404
         assert globex.get("/v1/documents/memo").status_code == 404
@@ -120,11 +151,16 @@ def test_tenants_do_not_see_each_others_jobs_or_documents(stack: Any) -> None:
 
 def test_sigkilled_worker_mid_job_loses_and_duplicates_nothing(stack: Any) -> None:
     documents = [
-        {"id": f"doc-{n}", "text": " ".join(f"Document {n} talks about topic {n}, sentence {i}." for i in range(80))}
+        {
+            "id": f"doc-{n}",
+            "text": " ".join(f"Document {n} talks about topic {n}, sentence {i}." for i in range(80)),
+        }
         for n in range(24)
     ]
     with stack.client() as client:
-        job_id = client.post("/v1/documents", params={"collection": "crash"}, json={"documents": documents}).json()["job_id"]
+        job_id = client.post(
+            "/v1/documents", params={"collection": "crash"}, json={"documents": documents}
+        ).json()["job_id"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             job = client.get(f"/v1/jobs/{job_id}").json()
@@ -190,5 +226,7 @@ def test_hostile_inputs_get_clear_errors_and_the_worker_keeps_running(stack: Any
     assert stack.worker.alive()
     assert httpx.post(f"{stack.api.url}/v1/worker-check", timeout=15).status_code == 200
 
-    metrics = httpx.get(f"http://127.0.0.1:{stack.worker_env['RAGFLEET_INGESTION_WORKER_METRICS_PORT']}/metrics").text
+    metrics = httpx.get(
+        f"http://127.0.0.1:{stack.worker_env['RAGFLEET_INGESTION_WORKER_METRICS_PORT']}/metrics"
+    ).text
     assert 'ragfleet_ingestion_failures_total{reason="no_text_layer"} 1.0' in metrics

@@ -13,12 +13,17 @@ log = logging.getLogger("ragfleet.ingestion.worker")
 def start_metrics_server(settings: IngestionSettings) -> None:
     """Serve the worker's Prometheus metrics, summed over its pool processes.
 
-    The multiprocess directory must be set before prometheus_client is first imported, which is
-    why the Celery app (and with it the tasks and their instruments) is imported only afterwards.
+    Pool processes are forked, so they write their samples to files in a shared directory only if
+    the instruments were created in multiprocess mode. Importing the common metrics module loads
+    prometheus_client before the directory is known, so its value class is chosen again here;
+    the Celery app (and with it the tasks and their instruments) is imported only afterwards.
     """
+    from prometheus_client import values
+
     from ragfleet.common.metrics import prepare_multiprocess_dir
 
     prepare_multiprocess_dir(settings.metrics_dir)
+    values.ValueClass = values.get_value_class()
     if settings.worker_metrics_port == 0:
         return
     from prometheus_client import CollectorRegistry, start_http_server
