@@ -7,8 +7,8 @@ import urllib.request
 from urllib.error import HTTPError
 
 import pytest
-
 from kubernetes import client
+
 from ragfleet.ops.cluster import ClusterReader, OpsError, connect, release_selector, selector_matches
 from ragfleet.ops.testing import scenarios
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from kubernetes import client, config
 from ragfleet.ops.diagnosis import component_problems, events_of_component, rollout_status
 from ragfleet.ops.model import (
     ComponentState,
