@@ -230,3 +230,30 @@ def test_hostile_inputs_get_clear_errors_and_the_worker_keeps_running(stack: Any
         f"http://127.0.0.1:{stack.worker_env['RAGFLEET_INGESTION_WORKER_METRICS_PORT']}/metrics"
     ).text
     assert 'ragfleet_ingestion_failures_total{reason="no_text_layer"} 1.0' in metrics
+
+
+def test_cli_ingests_the_sample_corpus_and_waits(stack: Any) -> None:
+    import subprocess
+    import sys
+
+    argv = [
+        sys.executable,
+        "-m",
+        "ragfleet.ingestion.cli",
+        "ingest",
+        str(CORPUS),
+        "--url",
+        stack.api.url,
+        "--tenant",
+        TENANT,
+        "--collection",
+        "corpus",
+        "--batch-files",
+        "10",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "0 failed" in done.stdout
+    assert search(stack, "what does the circuit breaker do when half-open", "corpus")[0]["document_id"] == (
+        "tech-circuit-breaker.md"
+    )

@@ -12,7 +12,7 @@ from ragfleet.ingestion.parsers import Section
 
 # A sentence ends at . ! ? (optionally followed by a closing quote or bracket) before whitespace,
 # or at a blank line.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"')\]])\s+|\n\s*\n")
 
 
 @dataclass(frozen=True)
