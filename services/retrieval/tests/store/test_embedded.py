@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ragfleet.retrieval.store.base import Chunk, SearchQuery
 from ragfleet.retrieval.store.bm25 import tokenize
@@ -97,12 +96,26 @@ async def test_a_crash_loses_nothing_acknowledged(tmp_path: Path) -> None:
     await final.close()
 
 
-async def test_one_store_per_data_directory(tmp_path: Path) -> None:
-    store = EmbeddedVectorStore(tmp_path, dim=DIM)
-    with pytest.raises(RuntimeError, match="in use"):
-        EmbeddedVectorStore(tmp_path, dim=DIM)
-    await store.close()
-    await EmbeddedVectorStore(tmp_path, dim=DIM).close()
+async def test_stores_sharing_a_directory_see_each_others_writes(tmp_path: Path) -> None:
+    """Two replicas on one data directory: a write is visible to the other once it returns."""
+    data = chunks(40)
+    first = EmbeddedVectorStore(tmp_path, dim=DIM)
+    second = EmbeddedVectorStore(tmp_path, dim=DIM)
+    await first.upsert("t", "c", data[:20])
+    probe = SearchQuery(vector=data[25].vector, top_k=100)
+    assert len(await second.search("t", "c", probe)) == 20
+    await second.upsert("t", "c", data[20:])
+    await second.delete_documents("t", "c", ["d0"])
+    assert {h.id for h in await first.search("t", "c", probe)} == {c.id for c in data[2:]}
+    assert (await first.get_document("t", "c", "d12")) is not None
+    # One replica closing snapshots the collection; the other follows the new generation.
+    await first.close()
+    await second.upsert("t", "c", chunks(2, seed=7, prefix="late"))
+    assert len(await second.search("t", "c", probe)) == 40
+    await second.close()
+    reopened = EmbeddedVectorStore(tmp_path, dim=DIM)
+    assert (await reopened.list_collections("t"))[0].chunks == 40
+    await reopened.close()
 
 
 async def test_snapshots_roll_over_and_old_generations_are_removed(tmp_path: Path) -> None:

@@ -123,6 +123,11 @@ class CollectionIndex:
 
     Chunks live at integer labels; a deleted chunk's label is reused by a later insert.
     Methods are synchronous and do their own locking; call them from worker threads.
+
+    Several processes (replicas, uvicorn workers) may open the same directory: a write takes
+    an exclusive file lock, first replays what other processes appended to the log, then
+    appends its own record; every read first checks (one stat) whether the log grew and
+    replays the new records. So a write is visible to every process once the call returns.
     """
 
     def __init__(self, directory: Path, dim: int, settings: IndexSettings) -> None:
@@ -132,6 +137,11 @@ class CollectionIndex:
         self.lock = RWLock()
         self._write_mutex = threading.Lock()
         self._files = CollectionFiles(directory)
+        self._lock_path = directory / "write.lock"
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        dim = self.dim
         self._capacity = 1024
         self._vectors = np.zeros((self._capacity, dim), dtype=np.float32)
         self._chunk_ids: list[str | None] = []
@@ -150,6 +160,7 @@ class CollectionIndex:
         self._filter_masks_lock = threading.Lock()  # searches share the cache from many threads
         self._generation = 0
         self._wal: WriteAheadLog | None = None
+        self._wal_offset = 0  # bytes of the current log applied to this process's state
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -165,11 +176,26 @@ class CollectionIndex:
     def open(cls, directory: Path, dim: int, settings: IndexSettings) -> CollectionIndex:
         directory.mkdir(parents=True, exist_ok=True)
         index = cls(directory, dim, settings)
-        index._load()
+        with index._write_mutex, index._file_lock(), index.lock.write():
+            index._load(holding_file_lock=True)
         return index
 
-    def _load(self) -> None:
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """The cross-process write lock of this collection (flock; released if the process dies)."""
+        with open(self._lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _load(self, *, holding_file_lock: bool) -> None:
+        """Newest snapshot + its log, from scratch (caller holds the in-process locks)."""
         started = time.perf_counter()
+        if self._wal is not None:
+            self._wal.close()
+        self._reset_state()
         generation = self._files.current_generation()
         snapshot = self._files.load_snapshot(generation)
         if snapshot is not None:
@@ -177,15 +203,10 @@ class CollectionIndex:
                 raise ValueError(f"{self.directory} holds {snapshot.meta['dim']}-d vectors, not {self.dim}-d")
             self._restore(snapshot)
         self._generation = generation
-        replayed = 0
-        for record in WriteAheadLog.replay(self._files.wal_path(generation), self.dim):
-            if record.payload["op"] == "upsert":
-                assert record.vectors is not None
-                self._apply_upsert(record.payload["chunks"], record.vectors)
-            else:
-                self._apply_delete(record.payload["chunk_ids"])
-            replayed += 1
+        replayed = self._replay(truncate=holding_file_lock)
         self._wal = WriteAheadLog(self._files.wal_path(generation), self.dim)
+        if holding_file_lock:  # leftovers of a process that died between snapshot and cleanup
+            self._files.remove_older_than(generation)
         log.info(
             "loaded %s: %d chunks (snapshot %d + %d log records) in %.2fs",
             self.directory,
@@ -194,6 +215,47 @@ class CollectionIndex:
             replayed,
             time.perf_counter() - started,
         )
+
+    def _replay(self, *, truncate: bool) -> int:
+        """Apply the log's records past our offset. Only a writer holding the file lock may cut
+        a torn tail; a reader just stops before an incomplete record (it may be mid-append)."""
+        replayed = 0
+        path = self._files.wal_path(self._generation)
+        for record, end in WriteAheadLog.replay(path, self.dim, start=self._wal_offset, truncate=truncate):
+            if record.payload["op"] == "upsert":
+                assert record.vectors is not None
+                self._apply_upsert(record.payload["chunks"], record.vectors)
+            else:
+                self._apply_delete(record.payload["chunk_ids"])
+            self._wal_offset = end
+            replayed += 1
+        return replayed
+
+    def _catch_up(self, *, truncate: bool) -> None:
+        """Bring this process's state up to the files (caller holds the write mutex and RW write lock)."""
+        if self._files.current_generation() != self._generation:
+            self._load(holding_file_lock=truncate)  # another process took a snapshot: start from it
+        else:
+            self._replay(truncate=truncate)
+
+    def refresh(self) -> None:
+        """Apply other processes' writes, if any: the common case costs one stat()."""
+        try:
+            size = os.stat(self._files.wal_path(self._generation)).st_size
+        except FileNotFoundError:
+            size = -1  # the log rolled over to a new generation
+        if size == self._wal_offset:
+            return
+        with self._write_mutex, self.lock.write():
+            self._catch_up(truncate=False)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Exclusive across threads and processes, with the state caught up with the files."""
+        with self._write_mutex, self._file_lock():
+            with self.lock.write():
+                self._catch_up(truncate=True)
+            yield
 
     def _restore(self, snapshot: Snapshot) -> None:
         next_label = int(snapshot.meta["next_label"])
@@ -234,10 +296,11 @@ class CollectionIndex:
             self._wal.close()
         self._wal = WriteAheadLog(self._files.wal_path(generation), self.dim)
         self._generation = generation
+        self._wal_offset = self._wal.size
         self._files.remove_older_than(generation)
 
     def close(self) -> None:
-        with self._write_mutex, self.lock.write():
+        with self._writing(), self.lock.write():
             if self._wal is not None and self._wal.size > 0:
                 self.snapshot()
             if self._wal is not None:
@@ -341,35 +404,40 @@ class CollectionIndex:
             vectors[i] = as_vector(chunk.vector, self.dim, f"vector of chunk {chunk.id!r}")
         if not rows:
             return 0
-        with self._write_mutex:
+        with self._writing():
             assert self._wal is not None
             self._wal.append({"op": "upsert", "chunks": rows}, vectors)
             with self.lock.write():
                 self._apply_upsert(rows, vectors)
+                self._wal_offset = self._wal.size
                 self._maybe_snapshot()
         return len(rows)
 
     def delete_chunks(self, chunk_ids: Sequence[str]) -> int:
-        with self._write_mutex:
-            present = [c for c in dict.fromkeys(chunk_ids) if c in self._label_of]
-            if not present:
-                return 0
-            assert self._wal is not None
-            self._wal.append({"op": "delete", "chunk_ids": present})
-            with self.lock.write():
-                removed = self._apply_delete(present)
-                self._maybe_snapshot()
-            return removed
+        with self._writing():
+            return self._delete_locked(chunk_ids)
 
     def delete_documents(self, document_ids: Sequence[str]) -> int:
-        with self._write_mutex:
+        with self._writing():
             chunk_ids = [
                 cid
                 for doc_id in dict.fromkeys(document_ids)
                 for label in sorted(self._doc_labels.get(doc_id, ()))
                 if (cid := self._chunk_ids[label]) is not None
             ]
-        return self.delete_chunks(chunk_ids)
+            return self._delete_locked(chunk_ids)
+
+    def _delete_locked(self, chunk_ids: Sequence[str]) -> int:
+        present = [c for c in dict.fromkeys(chunk_ids) if c in self._label_of]
+        if not present:
+            return 0
+        assert self._wal is not None
+        self._wal.append({"op": "delete", "chunk_ids": present})
+        with self.lock.write():
+            removed = self._apply_delete(present)
+            self._wal_offset = self._wal.size
+            self._maybe_snapshot()
+        return removed
 
     def _maybe_snapshot(self) -> None:
         if self._wal is not None and self._wal.size >= self.settings.snapshot_log_bytes:
@@ -378,10 +446,12 @@ class CollectionIndex:
     # --- reads --------------------------------------------------------------------------------
 
     def info(self, name: str) -> CollectionInfo:
+        self.refresh()
         with self.lock.read():
             return CollectionInfo(name=name, chunks=len(self._label_of), documents=len(self._doc_labels))
 
     def get_document(self, document_id: str) -> DocumentInfo | None:
+        self.refresh()
         with self.lock.read():
             labels = sorted(self._doc_labels.get(document_id, ()), key=lambda label: self._positions[label])
             if not labels:
@@ -396,6 +466,7 @@ class CollectionIndex:
 
     def search(self, query: SearchQuery) -> list[Hit]:
         vector = as_vector(query.vector, self.dim, "query vector") if query.vector is not None else None
+        self.refresh()
         with self.lock.read():
             live = len(self._label_of)
             if live == 0:
@@ -534,9 +605,10 @@ def _validated_row(chunk: Chunk) -> list[Any]:
 class EmbeddedVectorStore(VectorStore):
     """`VectorStore` on local files: ``<data_dir>/<tenant>/<collection>/``.
 
-    One process owns a data directory (an exclusive lock file enforces it): the index lives in
-    that process's memory, so a second writer would silently diverge. Several replicas need
-    the Weaviate backend.
+    Several processes may share a data directory (replicas on one machine, uvicorn workers):
+    each holds the index in memory and follows the others' writes through the log (see
+    `CollectionIndex`). Each process pays the memory and the index-building work, so many
+    replicas or very large corpora are what the Weaviate backend is for.
 
     Collections are opened on first use (or all at once by `warm()`), and `close()` snapshots
     every collection with unsnapshotted writes, so the next start loads instead of replaying.
@@ -561,14 +633,6 @@ class EmbeddedVectorStore(VectorStore):
             threadpool_limits(limits=blas_threads, user_api="blas")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.data_dir / ".lock", "a")  # noqa: SIM115 - held until close()
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise RuntimeError(
-                f"{self.data_dir} is in use by another vector store (one owner per data directory)"
-            ) from None
         self.dim = dim
         self.settings = settings or IndexSettings()
         self._executor = ThreadPoolExecutor(
@@ -686,4 +750,3 @@ class EmbeddedVectorStore(VectorStore):
         await self._run(work)
         self._closed = True
         self._executor.shutdown(wait=True)
-        self._lock_file.close()  # releases the flock

@@ -72,12 +72,16 @@ class WriteAheadLog:
         self._file.close()
 
     @staticmethod
-    def replay(path: Path, dim: int) -> Iterator[LogRecord]:
-        """Every intact record in order; cuts a torn or corrupt tail off the file."""
+    def replay(
+        path: Path, dim: int, *, start: int = 0, truncate: bool = True
+    ) -> Iterator[tuple[LogRecord, int]]:
+        """Every intact record from byte `start` on, with the offset just past it. With
+        `truncate`, a torn or corrupt tail (a crash mid-append) is cut off the file."""
         if not path.exists():
             return
-        good_end = 0
+        good_end = start
         with open(path, "rb") as f:
+            f.seek(start)
             while True:
                 header = f.read(_HEADER.size)
                 if len(header) < _HEADER.size:
@@ -89,8 +93,8 @@ class WriteAheadLog:
                     break
                 good_end = f.tell()
                 vectors = np.frombuffer(raw, dtype=np.float32).reshape(-1, dim) if raw_len else None
-                yield LogRecord(orjson.loads(body), vectors)
-        if good_end < path.stat().st_size:
+                yield LogRecord(orjson.loads(body), vectors), good_end
+        if truncate and good_end < path.stat().st_size:
             log.warning("cutting a torn tail off %s at byte %d", path, good_end)
             with open(path, "r+b") as f:
                 f.truncate(good_end)
