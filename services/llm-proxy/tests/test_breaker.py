@@ -14,6 +14,7 @@ from ragfleet.llm_proxy.breaker import (
     after_failure,
     after_success,
     decide,
+    release_probe,
 )
 
 CONFIG = BreakerConfig(failure_threshold=3, window_s=10, open_s=5, probe_timeout_s=2)
@@ -83,3 +84,12 @@ async def test_a_board_without_redis_keeps_local_state() -> None:
         assert await board.state_of("up") == "open"
     finally:
         await redis.aclose()
+
+
+def test_a_probe_without_verdict_is_released() -> None:
+    probing = BreakerState("half_open", opened_at=100, probe_until=110)
+    released = release_probe(probing)
+    assert released is not None
+    permit, _ = decide(released, 105, CONFIG)
+    assert permit.allowed and permit.probe
+    assert release_probe(BreakerState()) is None

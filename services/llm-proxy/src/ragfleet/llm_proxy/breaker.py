@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -112,6 +113,12 @@ def after_success(state: BreakerState, probe: bool) -> BreakerState | None:
     return None
 
 
+def release_probe(state: BreakerState) -> BreakerState | None:
+    if state.state == "half_open" and state.probe_until:
+        return replace(state, probe_until=0.0)
+    return None
+
+
 @dataclass
 class LocalBreakers:
     """This replica's breakers, used when Redis is unreachable."""
@@ -196,28 +203,40 @@ class BreakerBoard:
         """Report a call's outcome. Successes on a closed breaker cost nothing."""
         if ok and not permit.probe:
             return
+
+        def step(state: BreakerState) -> BreakerState | None:
+            return (
+                after_success(state, permit.probe) if ok else after_failure(state, time.time(), self.config)
+            )
+
+        await self._apply(upstream, step)
+
+    async def release_probe(self, upstream: str, permit: Permit) -> None:
+        """A probe that will never report (its client left): let the next call probe at once."""
+        if permit.probe:
+            await self._apply(upstream, release_probe)
+
+    async def _apply(self, upstream: str, step: Callable[[BreakerState], BreakerState | None]) -> None:
         try:
-            await self._record_in_redis(upstream, permit, ok)
+            await self._apply_in_redis(upstream, step)
         except RedisError as exc:
             self._redis_failed(exc)
             state = self.local.get(upstream)
-            new = after_success(state, permit.probe) if ok else after_failure(state, time.time(), self.config)
+            new = step(state)
             if new is not None:
                 self.local.put(upstream, new)
                 self._observe(upstream, state.state, new.state)
 
-    async def _record_in_redis(self, upstream: str, permit: Permit, ok: bool) -> None:
+    async def _apply_in_redis(
+        self, upstream: str, step: Callable[[BreakerState], BreakerState | None]
+    ) -> None:
         key = self._key(upstream)
         for _ in range(8):  # optimistic concurrency: retry when another replica wrote in between
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(key)
                     state = BreakerState.decode(await pipe.hgetall(key))
-                    new = (
-                        after_success(state, permit.probe)
-                        if ok
-                        else after_failure(state, time.time(), self.config)
-                    )
+                    new = step(state)
                     if new is None or new == state:
                         return
                     pipe.multi()

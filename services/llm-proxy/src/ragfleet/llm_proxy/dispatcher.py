@@ -53,7 +53,6 @@ class Dispatched(Generic[T]):
     permit: Permit
     result: T
     upstream_s: float  # time spent waiting on upstreams and in backoff: not the proxy's overhead
-    fell_back: bool
 
 
 def full_jitter_backoff(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -120,6 +119,10 @@ class Dispatcher:
                     call_started = time.monotonic()
                     try:
                         result = await call(deployment)
+                    except asyncio.CancelledError:  # the client left; the probe has no verdict
+                        if permit.probe:
+                            await asyncio.shield(self.breakers.release_probe(deployment.upstream_id, permit))
+                        raise
                     except UpstreamFailure as failure:
                         upstream_s += time.monotonic() - call_started
                         metrics.UPSTREAM_ATTEMPTS.labels(deployment.upstream_id, failure.reason).inc()
@@ -149,7 +152,7 @@ class Dispatcher:
                     metrics.UPSTREAM_ATTEMPTS.labels(deployment.upstream_id, "ok").inc()
                     if deployment.provider.uses_breaker:
                         await self.breakers.record(deployment.upstream_id, permit, ok=True)
-                    return Dispatched(deployment, permit, result, upstream_s, fell_back=position > 0)
+                    return Dispatched(deployment, permit, result, upstream_s)
         raise client_error(last_failure, model, breaker_wait_s)
 
 
