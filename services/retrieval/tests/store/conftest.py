@@ -49,7 +49,7 @@ async def make_store(backend: str, tmp_path: Path) -> AsyncIterator[StoreFactory
 
             url = StoreTestSettings().weaviate_url
             assert url
-            store = WeaviateVectorStore.connect(url, dim=dim, class_prefix=prefix)
+            store = WeaviateVectorStore(url, dim=dim, class_prefix=prefix)
         opened.append(store)
         return store
 

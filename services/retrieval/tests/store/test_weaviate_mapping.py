@@ -24,7 +24,7 @@ def test_chunk_ids_map_to_deterministic_uuid5_per_tenant_and_collection() -> Non
 
 @pytest.mark.parametrize("name", ["docs", "my-docs_1", "a__b", "a-_-b", "0x"])
 def test_collection_names_map_to_valid_distinct_class_names(name: str) -> None:
-    store = WeaviateVectorStore.connect("http://127.0.0.1:1", dim=4)
+    store = WeaviateVectorStore("http://127.0.0.1:1", dim=4)
     class_name = store.class_name(name)
     assert class_name.startswith("Ragfleet_") and class_name.replace("_", "").isalnum()
     assert _unescape(_escape(name)) == name
@@ -55,6 +55,4 @@ def test_every_filter_kind_translates() -> None:
             "draft": True,
         }
     )
-    assert (
-        WeaviateVectorStore._filters(WeaviateVectorStore.connect("http://127.0.0.1:1"), filters) is not None
-    )
+    assert WeaviateVectorStore._filters(WeaviateVectorStore("http://127.0.0.1:1"), filters) is not None

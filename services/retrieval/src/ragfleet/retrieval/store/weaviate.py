@@ -21,6 +21,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 import orjson
 import weaviate
@@ -130,32 +131,25 @@ def _condition_filter(key: str, cond: FieldCondition) -> _Filters:
 
 
 class WeaviateVectorStore(VectorStore):
-    """`VectorStore` on a Weaviate server. Create with `connect()` (or pass a connected client)."""
+    """`VectorStore` on a Weaviate server at `url` (e.g. ``http://weaviate:8080``, gRPC on
+    `grpc_port`). The client connects on first use; `close()` disconnects it."""
 
     backend = "weaviate"
 
     def __init__(
-        self, client: weaviate.WeaviateAsyncClient, *, dim: int = DEFAULT_DIM, class_prefix: str = "Ragfleet"
+        self,
+        url: str,
+        *,
+        grpc_port: int = 50051,
+        api_key: str | None = None,
+        dim: int = DEFAULT_DIM,
+        class_prefix: str = "Ragfleet",
     ) -> None:
         if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", class_prefix):
             raise ValueError("class_prefix must start with a capital letter and hold only letters and digits")
-        self.client = client
-        self.dim = dim
-        self.class_prefix = class_prefix
-        self._known_properties: dict[str, set[str]] = {}
-        self._known_tenants: set[tuple[str, str]] = set()
-        self._schema_lock = asyncio.Lock()
-
-    @classmethod
-    def connect(
-        cls, url: str, *, grpc_port: int = 50051, api_key: str | None = None, **kwargs: Any
-    ) -> WeaviateVectorStore:
-        """A store whose client connects on first use (`url` e.g. ``http://weaviate:8080``)."""
-        from urllib.parse import urlparse
-
         parsed = urlparse(url)
         secure = parsed.scheme == "https"
-        client = weaviate.use_async_with_custom(
+        self.client = weaviate.use_async_with_custom(
             http_host=parsed.hostname or "localhost",
             http_port=parsed.port or (443 if secure else 80),
             http_secure=secure,
@@ -164,7 +158,11 @@ class WeaviateVectorStore(VectorStore):
             grpc_secure=secure,
             auth_credentials=weaviate.auth.AuthApiKey(api_key) if api_key else None,
         )
-        return cls(client, **kwargs)
+        self.dim = dim
+        self.class_prefix = class_prefix
+        self._known_properties: dict[str, set[str]] = {}
+        self._known_tenants: set[tuple[str, str]] = set()
+        self._schema_lock = asyncio.Lock()
 
     async def _client(self) -> weaviate.WeaviateAsyncClient:
         if not self.client.is_connected():
