@@ -29,6 +29,9 @@ def qps(fn, queries: np.ndarray) -> float:
     return len(queries) / (time.perf_counter() - start)
 
 
+SWEEP = (16, 32, 64, 128)
+
+
 def bench_hnswlib(data: np.ndarray, queries: np.ndarray, truth: np.ndarray, ef: int) -> dict:
     n = len(data)
     index = hnswlib.Index(space="cosine", dim=DIM)
@@ -36,14 +39,15 @@ def bench_hnswlib(data: np.ndarray, queries: np.ndarray, truth: np.ndarray, ef: 
     start = time.perf_counter()
     index.add_items(data, np.arange(n), num_threads=os.cpu_count() or 1)
     build = time.perf_counter() - start
+    result: dict = {"params": f"M=16 ef_construction=100, filtered at ef={ef}", "build_s": round(build, 1)}
+    for sweep_ef in SWEEP:
+        index.set_ef(sweep_ef)
+        found = index.knn_query(queries, k=10, num_threads=1)[0]
+        result[f"ef={sweep_ef}"] = {
+            "recall@10": round(recall_at_k(found, truth), 4),
+            "qps_1thread": round(qps(lambda q: index.knn_query(q, k=10, num_threads=1), queries)),
+        }
     index.set_ef(ef)
-    found = index.knn_query(queries, k=10, num_threads=1)[0]
-    result = {
-        "params": f"M=16 ef_construction=100 ef={ef}",
-        "build_s": round(build, 1),
-        "recall@10": round(recall_at_k(found, truth), 4),
-        "qps_1thread": round(qps(lambda q: index.knn_query(q, k=10, num_threads=1), queries)),
-    }
     # Filtered search: the predicate runs inside the graph walk, so results stay top-k.
     allowed = np.zeros(n, dtype=bool)
     allowed[::10] = True  # 10 % of the corpus passes
@@ -79,15 +83,19 @@ def bench_usearch(data: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> d
     start = time.perf_counter()
     index.add(np.arange(n), data, threads=os.cpu_count() or 1)
     build = time.perf_counter() - start
-    found = index.search(queries, 10, threads=1).keys
-    result = {
+    result: dict = {
         "params": f"defaults: connectivity={index.connectivity} expansion_add={index.expansion_add} "
         f"expansion_search={index.expansion_search}",
         "build_s": round(build, 1),
-        "recall@10": round(recall_at_k(found, truth), 4),
-        "qps_1thread": round(qps(lambda q: index.search(q, 10, threads=1), queries)),
         "filtered": "no predicate in the Python API: post-filter an over-fetch, or exact scan",
     }
+    for expansion in SWEEP:
+        index.expansion_search = expansion
+        found = index.search(queries, 10, threads=1).keys
+        result[f"expansion_search={expansion}"] = {
+            "recall@10": round(recall_at_k(found, truth), 4),
+            "qps_1thread": round(qps(lambda q: index.search(q, 10, threads=1), queries)),
+        }
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "index.usearch")
         start = time.perf_counter()
@@ -122,9 +130,11 @@ def main() -> None:
         "dim": DIM,
         "nproc": os.cpu_count(),
         "exact_numpy_qps": round(exact_qps),
-        "hnswlib_ef64": bench_hnswlib(data, queries, truth, ef=64),
+        "load_average_before": os.getloadavg(),
+        "hnswlib": bench_hnswlib(data, queries, truth, ef=64),
         "usearch": bench_usearch(data, queries, truth),
     }
+    report["load_average_after"] = os.getloadavg()
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
 
 

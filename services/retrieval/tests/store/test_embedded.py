@@ -160,3 +160,35 @@ def test_fusion_weights_each_side_by_alpha() -> None:
     rrf = fuse(vector, bm25, alpha=0.5, fusion="rrf")
     assert rrf[0][0] == 3  # ranked by both sides
     assert rrf[0][1] == 0.5 / 63 + 0.5 / 61
+
+
+async def test_filtered_search_over_the_graph_returns_top_k_matches(tmp_path: Path) -> None:
+    """With exact scans turned off, both graph strategies (over-fetch + post-filter for common
+    matches, predicate inside the walk for rare ones) return k true nearest matches."""
+    rng = np.random.default_rng(4)
+    centroids = rng.standard_normal((20, DIM))
+    vectors = centroids[rng.integers(0, 20, 3000)] + 0.5 * rng.standard_normal((3000, DIM))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    store = EmbeddedVectorStore(tmp_path, dim=DIM, settings=IndexSettings(exact_scan_limit=10))
+    await store.upsert(
+        "t",
+        "c",
+        [
+            Chunk(id=str(i), document_id=str(i), text="", vector=vectors[i], metadata={"g": i % 20})
+            for i in range(3000)
+        ],
+    )
+    for groups in ([0, 1, 2, 3, 4, 5, 6], [7]):  # 35 % of chunks match, then 5 %
+        allowed = np.array([i % 20 in groups for i in range(3000)])
+        found = 0
+        for q in rng.integers(0, 3000, 20):
+            query = vectors[q]
+            scores = np.where(allowed, vectors @ query, -np.inf)
+            truth = set(np.argsort(-scores)[:10].tolist())
+            hits = await store.search(
+                "t", "c", SearchQuery(vector=query, top_k=10, filters={"g": {"in": groups}})
+            )
+            assert len(hits) == 10 and all(int(h.id) % 20 in groups for h in hits)
+            found += len(truth & {int(h.id) for h in hits})
+        assert found / 200 >= 0.95, groups
+    await store.close()

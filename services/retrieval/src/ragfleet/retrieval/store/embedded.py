@@ -537,9 +537,22 @@ class CollectionIndex:
                 mask = self._alive[: len(self._chunk_ids)]
         allowed = np.flatnonzero(mask)
         k = min(k, len(allowed))
-        # Few matches: an exact scan of just them is both cheaper and exact. Many: the HNSW walk
-        # with the predicate inside it, which returns top-k matches, not a post-filtered remainder.
+        # Few matches: an exact scan of just them is both cheaper and exact. Many: first an
+        # unfiltered walk over-fetching by the inverse of the match fraction, post-filtered (the
+        # cheapest when a good share of chunks match); if that comes up short, the walk with the
+        # predicate inside it (a Python call per visited node: slower, but it always finds k).
         if len(allowed) > self.settings.exact_scan_limit:
+            fraction = len(allowed) / len(self._label_of)
+            if fraction >= 0.1:
+                fetch = min(len(self._label_of), int(2 * k / fraction) + 10)
+                labels, distances = self._hnsw.knn_query(vector, k=fetch, num_threads=1)
+                kept = [
+                    (int(label), 1.0 - float(d))
+                    for label, d in zip(labels[0], distances[0], strict=True)
+                    if mask[label]
+                ]
+                if len(kept) >= k:
+                    return kept[:k]
             try:
                 labels, distances = self._hnsw.knn_query(
                     vector, k=k, num_threads=1, filter=lambda label: bool(mask[label])
