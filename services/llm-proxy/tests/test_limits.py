@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from redis.asyncio import Redis
 
@@ -24,10 +26,19 @@ async def test_token_limit_holds_across_limiters(redis_url: str) -> None:
     caller, limits = Caller("key:t", "default"), KeyLimits(tpm=100)
     try:
         await replica_a.admit(caller, limits)
-        await replica_a.record(caller, "m", {"prompt_tokens": 60, "completion_tokens": 50})
+        replica_a.record(caller, "m", {"prompt_tokens": 60, "completion_tokens": 50})
+        await replica_b.admit(caller, limits)  # not flushed yet: the budget looks unspent
+        await replica_a.flush()
         with pytest.raises(RateLimited) as refused:
             await replica_b.admit(caller, limits)
         assert refused.value.details == {"limit": "tpm", "per_minute": 100}
         assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
+        assert await replica_a.usage(caller, _today()) == {
+            "m": {"requests": 1, "prompt_tokens": 60, "completion_tokens": 50}
+        }
     finally:
         await redis.aclose()
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()

@@ -6,7 +6,8 @@ half-open ──probe succeeds──▶ closed;  half-open ──probe fails─�
 The transitions are plain functions of a ``BreakerState`` and the time, applied either to a Redis
 hash (read, then an optimistic WATCH/MULTI write when something changes) or, when Redis cannot be
 reached, to this replica's own memory: a replica that loses Redis keeps protecting its upstreams
-on its own rather than failing requests. The hot path of a healthy upstream is one HGETALL.
+on its own rather than failing requests. The hot path of a healthy upstream is one HGETALL, and
+none at all while the last read is younger than ``sync_interval_s``.
 Times are wall-clock seconds, so replicas' clocks are assumed in sync to well under ``open_s``.
 """
 
@@ -135,11 +136,23 @@ class LocalBreakers:
 class BreakerBoard:
     """Every upstream's breaker, shared through Redis."""
 
-    def __init__(self, redis: Redis, config: BreakerConfig, *, prefix: str = "llm-proxy:breaker") -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        config: BreakerConfig,
+        *,
+        sync_interval_s: float = 0.0,
+        prefix: str = "llm-proxy:breaker",
+    ) -> None:
         self.redis = redis
         self.config = config
         self.prefix = prefix
         self.local = LocalBreakers()
+        # A state read from Redis is reused for this long: under load that saves a round trip per
+        # call, at the price of learning another replica's transition up to this much later.
+        # Transitions themselves always read fresh state inside a transaction.
+        self.sync_interval_s = sync_interval_s
+        self._seen: dict[str, tuple[float, BreakerState]] = {}
         # Keep a key a while after its last change so an idle closed breaker cleans itself up.
         self.ttl_s = int(max(config.window_s, config.open_s + config.probe_timeout_s) * 4) + 1
 
@@ -159,11 +172,21 @@ class BreakerBoard:
         metrics.REDIS_ERRORS.labels("breaker").inc()
         log.warning("breaker state unavailable in Redis, using this replica's: %s", exc)
 
+    def _remember(self, upstream: str, state: BreakerState) -> None:
+        self._seen[upstream] = (time.monotonic(), state)
+
+    async def _read(self, upstream: str) -> BreakerState:
+        seen = self._seen.get(upstream)
+        if seen is not None and time.monotonic() - seen[0] < self.sync_interval_s:
+            return seen[1]
+        state = BreakerState.decode(await self.redis.hgetall(self._key(upstream)))
+        self._remember(upstream, state)
+        return state
+
     async def acquire(self, upstream: str) -> Permit:
         now = time.time()
         try:
-            raw = await self.redis.hgetall(self._key(upstream))
-            state = BreakerState.decode(raw)
+            state = await self._read(upstream)
             permit, changed = decide(state, now, self.config)
             if changed is not None:
                 applied = await self._take_probe(upstream)
@@ -188,6 +211,7 @@ class BreakerBoard:
             try:
                 await pipe.watch(key)
                 current = BreakerState.decode(await pipe.hgetall(key))
+                self._remember(upstream, current)
                 permit, changed = decide(current, time.time(), self.config)
                 if changed is None:
                     return permit if permit.allowed else None
@@ -195,6 +219,7 @@ class BreakerBoard:
                 pipe.hset(key, mapping=changed.encode())
                 pipe.expire(key, self.ttl_s)
                 await pipe.execute()
+                self._remember(upstream, changed)
                 return permit
             except WatchError:
                 return None
@@ -236,6 +261,7 @@ class BreakerBoard:
                 try:
                     await pipe.watch(key)
                     state = BreakerState.decode(await pipe.hgetall(key))
+                    self._remember(upstream, state)
                     new = step(state)
                     if new is None or new == state:
                         return
@@ -246,6 +272,7 @@ class BreakerBoard:
                         pipe.hset(key, mapping=new.encode())
                         pipe.expire(key, self.ttl_s)
                     await pipe.execute()
+                    self._remember(upstream, new)
                     self._observe(upstream, state.state, new.state)
                     return
                 except WatchError:

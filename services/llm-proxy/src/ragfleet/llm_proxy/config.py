@@ -80,6 +80,9 @@ class LlmProxySettings(ServiceSettings):
     breaker_window_s: float = Field(30.0, gt=0)
     breaker_open_s: float = Field(15.0, gt=0, description="time open before a half-open probe")
     breaker_probe_timeout_s: float = Field(30.0, gt=0, description="a probe not reported by then is lost")
+    breaker_sync_interval_s: float = Field(
+        0.5, ge=0, description="reuse a breaker state read from Redis this long (0: read on every call)"
+    )
 
     cache_enabled: bool = True
     cache_ttl_s: int = Field(3600, ge=1)
@@ -91,6 +94,7 @@ class LlmProxySettings(ServiceSettings):
     rate_limit_tpm: int = Field(0, ge=0, description="default tokens/minute per key; 0 = unlimited")
     key_limits: dict[str, KeyLimits] = Field(default_factory=dict, description="per-key overrides")
     usage_retention_days: int = Field(35, ge=1, description="how long daily usage counters are kept")
+    usage_flush_interval_s: float = Field(1.0, gt=0, description="token usage is written to Redis this often")
 
     embeddings_builtin: bool = Field(True, description=f"serve {BUILTIN_EMBEDDING_MODEL} in-process")
 

@@ -3,12 +3,14 @@
 Limits are sliding-window counters (this minute's count plus the previous minute's, weighted by how
 much of it still falls in the last 60 s), checked and incremented atomically by one Lua script, so
 they hold across replicas. Tokens are only known once a response is done, so the tokens-per-minute
-limit refuses new requests once the key's budget is spent rather than predicting a request's cost.
+limit refuses new requests once the key's budget is spent rather than predicting a request's cost;
+usage is batched in memory and flushed to Redis every ``usage_flush_interval_s``.
 Redis being down never fails a request: limits are then not enforced, and the errors are counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -29,6 +31,7 @@ log = logging.getLogger("ragfleet.llm_proxy.limits")
 
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 WINDOW_S = 60
+MAX_PENDING_KEYS = 100_000  # usage kept in memory while Redis is away, at most
 
 # KEYS: requests this window, requests last window, tokens this window, tokens last window.
 # ARGV: rpm, tpm, weight of the last window, ttl. Returns {allowed, limit that refused}.
@@ -80,6 +83,7 @@ class Limiter:
         self.retention_s = retention_days * 86400
         self.prefix = prefix
         self._check = redis.register_script(_CHECK_AND_COUNT)
+        self._pending: dict[tuple[str, str], list[int]] = {}  # (key, model) -> requests, prompt, completion
 
     def _window_keys(self, key: str, now: float) -> tuple[list[str], float]:
         window = int(now // WINDOW_S)
@@ -116,27 +120,57 @@ class Limiter:
                 details={"limit": limit_name, "per_minute": budget},
             )
 
-    async def record(self, caller: Caller, model: str, usage: Mapping[str, Any] | None) -> None:
-        """Add a response's tokens to the key's minute budget and to its daily usage per model."""
+    def record(self, caller: Caller, model: str, usage: Mapping[str, Any] | None) -> None:
+        """Count a response's tokens; they reach Redis with the next flush (every ``flush_interval_s``).
+
+        Batching turns one Redis round trip per request into one per interval for all of them,
+        which under load is most of the proxy's Redis traffic. A crash loses at most one interval.
+        """
         prompt = int((usage or {}).get("prompt_tokens") or 0)
         completion = int((usage or {}).get("completion_tokens") or 0)
         metrics.TOKENS.labels(model, "prompt").inc(prompt)
         metrics.TOKENS.labels(model, "completion").inc(completion)
+        counts = self._pending.setdefault((caller.key, model), [0, 0, 0])
+        counts[0] += 1
+        counts[1] += prompt
+        counts[2] += completion
+
+    async def flush(self) -> None:
+        """Write the counted usage: the keys' minute token budgets and their daily usage per model."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
         now = time.time()
-        keys, _ = self._window_keys(caller.key, now)
-        day_key = self._usage_key(caller.key, dt.datetime.fromtimestamp(now, dt.UTC).date())
+        day = dt.datetime.fromtimestamp(now, dt.UTC).date()
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incrby(keys[2], prompt + completion)
-                pipe.expire(keys[2], WINDOW_S * 2)
-                pipe.hincrby(day_key, f"{model}:requests", 1)
-                pipe.hincrby(day_key, f"{model}:prompt_tokens", prompt)
-                pipe.hincrby(day_key, f"{model}:completion_tokens", completion)
-                pipe.expire(day_key, self.retention_s)
+                for (key, model), (requests, prompt, completion) in pending.items():
+                    tokens_key = self._window_keys(key, now)[0][2]
+                    pipe.incrby(tokens_key, prompt + completion)
+                    pipe.expire(tokens_key, WINDOW_S * 2)
+                    day_key = self._usage_key(key, day)
+                    pipe.hincrby(day_key, f"{model}:requests", requests)
+                    pipe.hincrby(day_key, f"{model}:prompt_tokens", prompt)
+                    pipe.hincrby(day_key, f"{model}:completion_tokens", completion)
+                    pipe.expire(day_key, self.retention_s)
                 await pipe.execute()
         except RedisError as exc:
             metrics.REDIS_ERRORS.labels("accounting").inc()
-            log.warning("token accounting lost, Redis unavailable: %s", exc, extra={"key": caller.key})
+            log.warning("token accounting postponed, Redis unavailable: %s", exc)
+            if len(self._pending) < MAX_PENDING_KEYS:  # keep it for the next flush, within bounds
+                for slot, counts in pending.items():
+                    merged = self._pending.setdefault(slot, [0, 0, 0])
+                    for index, value in enumerate(counts):
+                        merged[index] += value
+
+    async def run(self, interval_s: float) -> None:
+        """Flush every ``interval_s`` until cancelled (then once more)."""
+        try:
+            while True:
+                await asyncio.sleep(interval_s)
+                await self.flush()
+        finally:
+            await asyncio.shield(self.flush())
 
     def _usage_key(self, key: str, day: dt.date) -> str:
         return f"{self.prefix}:usage:{day.isoformat()}:{key}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,7 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
                 open_s=settings.breaker_open_s,
                 probe_timeout_s=settings.breaker_probe_timeout_s,
             ),
+            sync_interval_s=settings.breaker_sync_interval_s,
         )
         cache: TwoTierCache | None = None
         if settings.cache_enabled:
@@ -77,11 +79,13 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
             cache=ResponseCache(cache, max_entry_bytes=settings.cache_max_entry_bytes) if cache else None,
             embeddings=embeddings,
         )
+        flusher = asyncio.create_task(proxy.limiter.run(settings.usage_flush_interval_s))
         try:
             yield
         finally:
-            if proxy.background:
-                await asyncio.wait(set(proxy.background), timeout=5)
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
             if embeddings is not None:
                 await embeddings.close()
             if cache is not None:

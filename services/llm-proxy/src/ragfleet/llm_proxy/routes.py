@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -50,18 +49,6 @@ class Proxy:
     limiter: Limiter
     cache: ResponseCache | None
     embeddings: BuiltinEmbeddings | None
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def later(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Bookkeeping (usage, cache fills) that must not delay the response; awaited at shutdown."""
-        task = asyncio.create_task(work)
-        self.background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self.background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("background bookkeeping failed", exc_info=task.exception())
 
 
 def get_proxy(request: Request) -> Proxy:
@@ -148,7 +135,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, proxy:
     usage = payload.get("usage") or estimate_usage(
         body, "".join(str((c.get("message") or {}).get("content") or "") for c in payload["choices"])
     )
-    proxy.later(proxy.limiter.record(caller, served_by, usage))
+    proxy.limiter.record(caller, served_by, usage)
     if policy.write and proxy.cache is not None and _finished_normally(payload):
         # Stored before answering, so that the same request right after is a hit.
         entry = {"body": payload, "served_by": served_by}
@@ -239,9 +226,7 @@ async def _relay(
     finally:
         await opened.aclose()
         # Tokens the upstream produced count even when the client left half-way.
-        proxy.later(
-            proxy.limiter.record(caller, deployment.name, usage or estimate_usage(body, "".join(text)))
-        )
+        proxy.limiter.record(caller, deployment.name, usage or estimate_usage(body, "".join(text)))
 
 
 @router.post("/embeddings", summary="Embeddings (built-in all-minilm-l6-v2, or a configured upstream)")
@@ -266,7 +251,7 @@ async def embeddings(body: EmbeddingRequest, request: Request, proxy: ProxyDep) 
 
         dispatched = await _dispatch(request, proxy, body.model, "embeddings", "false", call)
         payload, upstream_s, served_by = dispatched.result, dispatched.upstream_s, dispatched.deployment.name
-    proxy.later(proxy.limiter.record(caller, served_by, payload.get("usage")))
+    proxy.limiter.record(caller, served_by, payload.get("usage"))
     metrics.REQUESTS.labels(body.model, "embeddings", "false", "ok").inc()
     headers = proxy_headers(request, upstream_s=upstream_s, x_cache="bypass", served_by=served_by)
     return Response(orjson.dumps(payload), media_type=JSON, headers=headers)
