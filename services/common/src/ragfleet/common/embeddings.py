@@ -144,6 +144,7 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._inflight: list[tuple[str, asyncio.Future[np.ndarray]]] = []
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
@@ -182,15 +183,18 @@ class MicroBatcher:
             live = [(text, fut) for text, fut in batch if not fut.cancelled()]
             if not live:
                 continue
+            self._inflight = live  # close() fails these too if it cancels us mid-batch
             try:
                 vectors = await loop.run_in_executor(
                     self._executor, self.embedder.embed, [text for text, _ in live]
                 )
             except Exception as exc:  # every waiter learns of the failure, not just one
+                self._inflight = []
                 for _, fut in live:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            self._inflight = []
             for (_, fut), vector in zip(live, vectors, strict=True):
                 if not fut.done():
                     fut.set_result(vector)
@@ -201,7 +205,7 @@ class MicroBatcher:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        for _, fut in self._pending:
+        for _, fut in [*self._pending, *self._inflight]:
             if not fut.done():
                 fut.set_exception(RuntimeError("MicroBatcher closed"))
         self._pending.clear()
