@@ -24,10 +24,10 @@ test: deps  ## unit, integration and end-to-end tests (starts real processes on 
 test-unit: deps  ## only the tests that start no process
 	$(UV) run pytest -m "not integration" $(PYTEST_ARGS)
 
-lint: deps  ## ruff (lint + format check) and mypy
+lint: deps  ## ruff (lint + format check) and mypy (on the sources; tests are linted by ruff)
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy services tools loadtests/src
+	$(UV) run mypy services/*/src tools/*/src loadtests/src
 
 format:  ## apply ruff's fixes and formatting
 	$(UV) run ruff check --fix .
