@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +87,93 @@ def test_websocket_through_nginx(stack: Stack) -> None:
         message = json.loads(websocket.recv(timeout=15))
     assert isinstance(message, dict)
     assert message
+
+
+PASSAGES = [
+    ("handbook", "Employees get twenty-five vacation days per year. Unused days expire in March."),
+    ("handbook", "The office is closed on public holidays. Remote work is allowed two days a week."),
+    ("security", "API keys are rotated every ninety days. Lost keys must be revoked at once."),
+]
+
+
+@pytest.fixture(scope="module")
+def api_key(stack: Stack) -> str:
+    """A real key made with the gateway's CLI, and a few passages indexed through retrieval."""
+    created = subprocess.run(
+        [sys.executable, "-m", "ragfleet.gateway.keys", "create", "--tenant", "acme", "--collections", "*",
+         "--rate", "1000", "--burst", "1000", "--json"],
+        env={**os.environ, "RAGFLEET_GATEWAY_REDIS_URL": stack.redis_url},
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    chunks = [
+        {"id": f"{doc}:{i}", "document_id": doc, "text": text, "position": i, "metadata": {}}
+        for i, (doc, text) in enumerate(PASSAGES)
+    ]
+    upsert = httpx.post(
+        f"http://127.0.0.1:{stack.settings.retrieval_port}/internal/v1/collections/default/upsert",
+        json={"chunks": chunks},
+        headers={"X-Ragfleet-Tenant": "acme"},
+        timeout=60,
+    )
+    assert upsert.status_code == 200, upsert.text
+    return str(json.loads(created.stdout)["api_key"])
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """Events with data, as an EventSource would dispatch them (comments and bare retry: skipped)."""
+    event: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in event:
+                yield event
+            event = {}
+        elif not line.startswith(":"):
+            field_name, _, value = line.partition(":")
+            event[field_name] = value.lstrip()
+
+
+def test_websocket_chat_through_nginx_streams_tokens_and_sources(stack: Stack, api_key: str) -> None:
+    ws_url = stack.url.replace("http://", "ws://") + f"/v1/chat/ws?api_key={api_key}"
+    with connect(ws_url, open_timeout=10) as websocket:
+        websocket.send(json.dumps({"type": "chat", "message": "How many vacation days do employees get?"}))
+        events = []
+        while not events or events[-1]["type"] not in ("done", "error"):
+            events.append(json.loads(websocket.recv(timeout=30)))
+    kinds = [event["type"] for event in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done", kinds
+    assert "token" in kinds
+    assert any(source["document_id"] == "handbook" for source in events[0]["sources"])
+    assert "twenty-five" in events[-1]["answer"]
+
+
+def test_sse_chat_through_nginx_resumes_on_the_other_replica(stack: Stack, api_key: str) -> None:
+    headers = {"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"}
+    body = {"message": "How often are API keys rotated?"}
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        client.get("/healthz")  # take an affinity cookie: every request below goes to one replica
+        with client.stream("POST", "/v1/chat", json=body, headers=headers) as response:
+            assert response.status_code == 200
+            replica = response.headers["x-ragfleet-replica"]
+            seen = []
+            for event in sse_events(response.iter_lines()):
+                seen.append(event)
+                if event.get("event") == "token":
+                    break  # the client "loses" its connection after the first token
+        assert seen[0]["event"] == "sources"
+
+        # The replica it was talking to dies; the same client, same cookie, reconnects through NGINX.
+        stack.process(replica).kill()
+        resumed_headers = {**headers, "Last-Event-ID": seen[-1]["id"]}
+        with client.stream("POST", "/v1/chat", json=body, headers=resumed_headers) as response:
+            assert response.status_code == 200
+            assert response.headers["x-ragfleet-replica"] != replica
+            rest = list(sse_events(response.iter_lines()))
+    kinds = [event.get("event") for event in rest]
+    assert kinds[-1] == "done", kinds
+    assert "sources" not in kinds  # what was already delivered is not sent again
+    last_seen = int(seen[-1]["id"].rsplit(":", 1)[1])
+    assert int(rest[0]["id"].rsplit(":", 1)[1]) == last_seen + 1
+    assert "ninety days" in json.loads(rest[-1]["data"])["answer"]
 
 
 def test_a_second_stack_on_the_same_run_dir_is_refused(stack: Stack) -> None:
