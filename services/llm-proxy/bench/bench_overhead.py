@@ -41,6 +41,7 @@ class Result:
     latencies_ms: list[float]
     errors: int
     header_overhead_ms: list[float]
+    cpu_ms_per_request: dict[str, float] | None = None  # process name -> CPU time per request
 
     def pct(self, values: list[float], q: float) -> float:
         if not values:
@@ -96,6 +97,12 @@ async def run_load(
         await asyncio.gather(*tasks)
 
 
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -138,14 +145,15 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         f"- Load: {args.rate:g} requests/s for {args.duration:g} s per row, after {args.warmup:g} s of warm-up",
         f"- Command: `{command}`",
         "",
-        "| mode | target | requests | errors | p50 ms | p90 ms | p99 ms |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| mode | target | requests | errors | p50 ms | p90 ms | p99 ms | CPU ms/request: upstream | proxy |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     by_key = {(r.mode, r.target): r for r in results}
     for r in results:
         lines.append(
             f"| {r.mode} | {r.target} | {len(r.latencies_ms)} | {r.errors} | "
-            f"{r.pct(r.latencies_ms, 50):.2f} | {r.pct(r.latencies_ms, 90):.2f} | {r.pct(r.latencies_ms, 99):.2f} |"
+            f"{r.pct(r.latencies_ms, 50):.2f} | {r.pct(r.latencies_ms, 90):.2f} | {r.pct(r.latencies_ms, 99):.2f} | "
+            f"{(r.cpu_ms_per_request or {}).get('upstream', 0):.2f} | {(r.cpu_ms_per_request or {}).get('proxy', 0):.2f} |"
         )
     lines += [
         "",
@@ -166,6 +174,8 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         "`X-Proxy-Overhead-Ms` is the proxy's own measure: time from receiving the request to starting",
         "the response, minus the time spent waiting on the upstream; it excludes the extra network hop",
         "and the load generator's share of the CPU, which the end-to-end difference includes.",
+        "CPU ms/request is each server process's user + system CPU time over the row divided by its",
+        "requests (from /proc): the cost per request, less sensitive to a shared CPU than latency is.",
         "",
     ]
     if args.note:
@@ -173,14 +183,21 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
     return "\n".join(lines)
 
 
-async def measure(args: argparse.Namespace, direct_url: str, proxy_url: str) -> list[Result]:
+async def measure(
+    args: argparse.Namespace, direct_url: str, proxy_url: str, pids: dict[str, int]
+) -> list[Result]:
     results = []
     for mode, stream in (("json", False), ("stream", True)):
         for target, url, model in (("direct", direct_url, "bench-up"), ("proxy", proxy_url, "bench")):
             warm = Result(target, mode, [], 0, [])
             await run_load(url, model, stream, args.rate, args.warmup, warm)
             result = Result(target, mode, [], 0, [])
+            before = {name: cpu_ms(pid) for name, pid in pids.items()}
             await run_load(url, model, stream, args.rate, args.duration, result)
+            sent = max(1, len(result.latencies_ms) + result.errors)
+            result.cpu_ms_per_request = {
+                name: (cpu_ms(pid) - before[name]) / sent for name, pid in pids.items()
+            }
             log.info(
                 "%s %s: p50 %.2f ms, p99 %.2f ms, %d errors",
                 mode, target, result.pct(result.latencies_ms, 50), result.pct(result.latencies_ms, 99), result.errors,
@@ -209,12 +226,11 @@ def main() -> None:
     try:
         redis_port, upstream_port, proxy_port = free_port(), free_port(), free_port()
         processes.append(start_redis(redis_port, workdir / "redis"))
-        processes.append(
-            start_service(
-                "fake-upstream", "ragfleet.llm_proxy.fake_upstream", port=upstream_port, log_dir=workdir,
-                env={"RAGFLEET_FAKE_UPSTREAM_PORT": str(upstream_port), "RAGFLEET_FAKE_UPSTREAM_LOG_LEVEL": "WARNING"},
-            )
+        upstream = start_service(
+            "fake-upstream", "ragfleet.llm_proxy.fake_upstream", port=upstream_port, log_dir=workdir,
+            env={"RAGFLEET_FAKE_UPSTREAM_PORT": str(upstream_port), "RAGFLEET_FAKE_UPSTREAM_LOG_LEVEL": "WARNING"},
         )  # fmt: skip
+        processes.append(upstream)
         models = [
             {
                 "name": "bench",
@@ -222,24 +238,24 @@ def main() -> None:
                 "base_url": f"http://127.0.0.1:{upstream_port}/v1",
             }
         ]
-        processes.append(
-            start_service(
-                "llm-proxy", "ragfleet.llm_proxy", port=proxy_port, log_dir=workdir,
-                env={
-                    "RAGFLEET_LLM_PROXY_PORT": str(proxy_port),
-                    "RAGFLEET_LLM_PROXY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                    "RAGFLEET_LLM_PROXY_MODELS": json.dumps(models),
-                    "RAGFLEET_LLM_PROXY_ACCESS_LOG": "false",
-                    "RAGFLEET_LLM_PROXY_LOG_LEVEL": "WARNING",
-                    "RAGFLEET_LLM_PROXY_EMBEDDINGS_BUILTIN": "false",
-                },
-            )
+        proxy = start_service(
+            "llm-proxy", "ragfleet.llm_proxy", port=proxy_port, log_dir=workdir,
+            env={
+                "RAGFLEET_LLM_PROXY_PORT": str(proxy_port),
+                "RAGFLEET_LLM_PROXY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "RAGFLEET_LLM_PROXY_MODELS": json.dumps(models),
+                "RAGFLEET_LLM_PROXY_ACCESS_LOG": "false",
+                "RAGFLEET_LLM_PROXY_LOG_LEVEL": "WARNING",
+                "RAGFLEET_LLM_PROXY_EMBEDDINGS_BUILTIN": "false",
+            },
         )  # fmt: skip
+        processes.append(proxy)
         results = asyncio.run(
             measure(
                 args,
                 f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
                 f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+                {"upstream": upstream.pid, "proxy": proxy.pid},
             )
         )
     finally:
