@@ -116,6 +116,16 @@ def test_a_stream_cut_after_the_first_token_ends_with_an_error_event_and_is_not_
     assert again.headers["x-cache"] == "miss"  # the cut stream was never stored
     assert events[-1] == "[DONE]"
 
+    # The openai client raises the error event.
+    fake_upstream.script({"model": "plain-up", "drop_at": 4})
+    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0)
+    stream = client.chat.completions.create(
+        model="plain", messages=[{"role": "user", "content": "drop me again"}], stream=True
+    )
+    with pytest.raises(openai.APIError, match="the upstream stream failed"):
+        for _ in stream:
+            pass
+
 
 def test_failures_before_the_first_token_are_retried(proxy: Any, fake_upstream: Any) -> None:
     fake_upstream.script(
