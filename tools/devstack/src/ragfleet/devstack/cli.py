@@ -15,11 +15,18 @@ from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
 
 
-def _print_summary(stack: Stack) -> None:
+def _print_summary(stack: Stack, api_key: str) -> None:
     print("\nragfleet is up.\n")
     print(f"  URL           {stack.url}")
     print(f"  API docs      {stack.url}/docs")
-    print(f"  readiness     {stack.url}/readyz\n")
+    print(f"  readiness     {stack.url}/readyz")
+    print(
+        f"  API key       {api_key}   (tenant 'default', all its collections; also in {stack.run_dir}/api-key)"
+    )
+    print(f"  try           curl -s {stack.url}/v1/search -H 'Authorization: Bearer {api_key}' \\")
+    print(
+        '                  -H \'content-type: application/json\' -d \'{"query": "what is ragfleet?", "mode": "hybrid"}\'\n'
+    )
     print(f"  {'process':<18}{'pid':>8}   log")
     for process in stack.processes:
         print(f"  {process.name:<18}{process.pid:>8}   {process.log_path}")
@@ -42,7 +49,12 @@ def run(settings: DevstackSettings) -> int:
             flush=True,
         )
         stack.start()
-        _print_summary(stack)
+        api_key = stack.create_api_key()
+        (stack.run_dir / "api-key").write_text(api_key + "\n")
+        if settings.load_sample_corpus and settings.sample_corpus_dir.exists():
+            print(f"loading the sample corpus from {settings.sample_corpus_dir}...", flush=True)
+            stack.load_corpus(settings.sample_corpus_dir, api_key)
+        _print_summary(stack, api_key)
         while True:
             time.sleep(1)
             dead = [p.name for p in stack.processes if not p.alive()]

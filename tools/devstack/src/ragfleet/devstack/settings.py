@@ -20,6 +20,7 @@ class DevstackSettings(BaseSettings):
     redis_port: int = Field(6390, ge=1, le=65535)
     nginx: bool = Field(True, description="front the gateways with NGINX (off: serve one gateway directly)")
     worker: bool = Field(True, description="start a Celery worker")
-    load_sample_corpus: bool = True
+    load_sample_corpus: bool = Field(True, description="make run: upload the sample corpus after start")
+    sample_corpus_dir: Path = Path("services/ingestion/sample-corpus")
     startup_timeout_s: float = Field(120.0, gt=0)
     log_level: str = "INFO"
