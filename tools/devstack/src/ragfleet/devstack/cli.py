@@ -69,6 +69,10 @@ def run(settings: DevstackSettings) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # A terminal's Ctrl-C reaches us twice (directly and forwarded by `uv run`): once we are
+        # stopping, further signals must not interrupt the stop and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stopping every process ragfleet started...", flush=True)
         stack.stop()
         print("stopped.", flush=True)
