@@ -51,7 +51,8 @@ class Proxy:
     embeddings: BuiltinEmbeddings | None
 
 
-def get_proxy(request: Request) -> Proxy:
+async def get_proxy(request: Request) -> Proxy:
+    """Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, on every request."""
     proxy: Proxy = request.app.state.proxy
     return proxy
 
