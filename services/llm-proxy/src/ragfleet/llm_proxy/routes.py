@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -70,7 +71,7 @@ def proxy_headers(
     request: Request, *, upstream_s: float, x_cache: XCache, served_by: str | None
 ) -> dict[str, str]:
     overhead_s = max(0.0, time.perf_counter() - received_at(request) - upstream_s)
-    metrics.OVERHEAD.labels(request.url.path).observe(overhead_s)
+    metrics.OVERHEAD.labels(request.scope["path"]).observe(overhead_s)
     headers = {"X-Proxy-Overhead-Ms": f"{overhead_s * 1000:.3f}", "X-Cache": x_cache}
     if served_by:
         headers["X-Ragfleet-Served-By"] = served_by
@@ -217,6 +218,9 @@ async def _relay(
             await proxy.cache.store(caller.tenant, body, entry, replace=not policy.read)
         yield DONE_EVENT
         metrics.REQUESTS.labels(body.model, "chat", "true", "ok").inc()
+    except asyncio.CancelledError:  # the client left; closing the upstream stream below cancels it
+        metrics.REQUESTS.labels(body.model, "chat", "true", "client_disconnected").inc()
+        raise
     except UpstreamFailure as failure:
         metrics.STREAM_ERRORS.labels(body.model, failure.reason).inc()
         metrics.REQUESTS.labels(body.model, "chat", "true", "stream_error").inc()
