@@ -31,14 +31,14 @@ def test_models_from_env_json_and_a_yaml_file(tmp_path: Path, monkeypatch: pytes
 
 def test_bad_model_lists_are_refused_with_the_reason() -> None:
     with pytest.raises(ValidationError, match="needs base_url"):
-        LlmProxySettings(models=[{"name": "x"}])  # type: ignore[list-item]
+        LlmProxySettings(models=[{"name": "x"}])
     with pytest.raises(ValueError, match="unknown fallback models"):
         _ = LlmProxySettings(
             models=[{"name": "x", "provider": "extractive", "fallbacks": ["nope"]}]
-        ).deployments  # type: ignore[list-item]
+        ).deployments
 
 
 def test_per_key_limits_override_the_default() -> None:
-    settings = LlmProxySettings(rate_limit_rpm=60, key_limits={"key:vip": {"rpm": 600, "tpm": 0}})  # type: ignore[dict-item]
+    settings = LlmProxySettings(rate_limit_rpm=60, key_limits={"key:vip": {"rpm": 600, "tpm": 0}})
     assert settings.limits_for("key:vip").rpm == 600
     assert settings.limits_for("key:other").rpm == 60
