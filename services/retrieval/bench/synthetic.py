@@ -122,15 +122,79 @@ def clustered_vectors(
     return out
 
 
+_FUNCTION_WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "a",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "they",
+    "you",
+    "were",
+    "her",
+    "she",
+    "there",
+    "been",
+    "one",
+    "all",
+    "we",
+    "their",
+    "has",
+    "would",
+    "when",
+    "if",
+    "so",
+    "no",
+    "will",
+]
+
+
+def _vocabulary(size: int = 30_000) -> np.ndarray:
+    """Function words first (the most frequent, dropped by the BM25 tokenizer), then domain words,
+    then pronounceable pseudo-words: a vocabulary with a realistic long tail."""
+    rng = np.random.default_rng(12345)
+    consonants, vowels = list("bcdfghklmnprstvz"), list("aeiou")
+    pseudo: set[str] = set()
+    while len(pseudo) < size - len(_FUNCTION_WORDS) - len(_WORDS):
+        syllables = rng.integers(2, 5)
+        pseudo.add("".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(syllables)))
+    return np.array([*_FUNCTION_WORDS, *_WORDS, *sorted(pseudo)])
+
+
 def texts(n: int, *, seed: int = 0, min_words: int = 60, max_words: int = 200) -> list[str]:
-    """Chunk-sized texts (about 400-1300 characters, like a 256-token chunk)."""
+    """Chunk-sized texts (60-200 words: about 400-1300 characters, like a 256-token chunk), words
+    drawn from a 30,000-word vocabulary with Zipf-like frequencies, as in real text."""
     rng = np.random.default_rng(seed)
-    vocab = np.array(_WORDS)
-    # Zipf-like word frequencies, as in real text.
-    weights = 1.0 / np.arange(1, len(vocab) + 1)
+    vocab = _vocabulary()
+    weights = 1.0 / np.arange(1, len(vocab) + 1) ** 1.05
     weights /= weights.sum()
     lengths = rng.integers(min_words, max_words, n)
-    return [" ".join(rng.choice(vocab, size=int(k), p=weights)) for k in lengths]
+    words = vocab[rng.choice(len(vocab), size=int(lengths.sum()), p=weights)]
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    return [" ".join(words[bounds[i] : bounds[i + 1]]) for i in range(n)]
 
 
 def exact_top_k(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -146,7 +146,7 @@ class BM25Index:
             return []
         avg_len = max(self._total_len / n_docs, 1e-9)
         dense = np.zeros(len(self._doc_len), dtype=np.float32)
-        touched: list[np.ndarray] = []
+        matched = False
         for term, query_tf in Counter(tokenize(text)).items():
             arrays = self._posting_arrays(term)
             if arrays is None:
@@ -156,10 +156,12 @@ class BM25Index:
             idf = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
             norm = self.k1 * (1.0 - self.b + self.b * self._doc_len[labels] / avg_len)
             dense[labels] += query_tf * idf * tfs * (self.k1 + 1.0) / (tfs + norm)
-            touched.append(labels)
-        if not touched:
+            matched = True
+        if not matched:
             return []
-        candidates = np.unique(np.concatenate(touched))
+        # Lucene's idf is always > 0, so every chunk holding a query term scores > 0. (A dense
+        # scan is also far cheaper than np.unique over the concatenated postings.)
+        candidates = np.flatnonzero(dense)
         if allowed is not None:
             candidates = candidates[candidates < len(allowed)]
             candidates = candidates[allowed[candidates]]
