@@ -8,10 +8,12 @@ reported as its own entry with request type ``TTFT``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
 import random
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -235,8 +237,19 @@ class ChatWebSocketUser(User):
         self.websocket: ClientConnection | None = None
 
     def on_stop(self) -> None:
-        if self.websocket is not None:
+        self._close()
+
+    def _close(self) -> None:
+        """Shut the socket down before closing it: the client's reader (a greenlet under Locust)
+        then sees EOF and leaves, instead of libev finding its fd closed under a live watcher,
+        which aborts the whole process at the end of a run."""
+        if self.websocket is None:
+            return
+        with contextlib.suppress(OSError):
+            self.websocket.socket.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
             self.websocket.close()
+        self.websocket = None
 
     def _connect(self) -> ClientConnection:
         start = time.perf_counter()
@@ -296,8 +309,7 @@ class ChatWebSocketUser(User):
                 exception = exc
             self._report("turn", start, exception, length)
             if exception is not None:
-                websocket.close()
-                self.websocket = None
+                self._close()
                 return
             assert first_token_ms is not None
             fire_ttft(self.environment, "chat websocket", first_token_ms)
