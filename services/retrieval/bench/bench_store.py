@@ -283,9 +283,11 @@ noisy (lower than on a quiet box); re-run the command for clean figures.**
 | --- | ---: | ---: |
 {qps_rows}
 
-Filtered searches with many matches walk the HNSW graph with the filter inside it; with few
-matches (at most 20,000) they scan exactly those chunks. Filter masks are cached per index
-version, so the first query with a new filter pays one pass over the metadata.
+Filtered searches: with at most 20,000 matches, an exact scan of just those chunks; with more
+(and at least 10 % of the collection), an over-fetching unfiltered HNSW walk, post-filtered;
+otherwise the HNSW walk with the filter inside it (docs/retrieval-index.md). Filter masks are
+cached per index version, so only the first query with a new filter pays a pass over the
+metadata. BM25 and hybrid queries are 2-5 words drawn from the corpus's Zipf vocabulary.
 
 ## Embedding throughput (all-MiniLM-L6-v2 int8 ONNX, onnxruntime, {info["nproc"]} intra-op threads)
 
