@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -234,9 +235,9 @@ def plot(results: dict[str, Any], emb: dict[str, float], path: Path) -> None:
 
 HTTP_SECTION = """## HTTP numbers (retrieval API)
 
-<!-- HTTP-NUMBERS: the retrieval API's benchmark fills this section (cached / uncached / text-query QPS over HTTP). -->
-
-_Not measured here: this report covers the in-process core. The HTTP benchmark adds its numbers in this section._
+QPS of `POST /v1/search` over HTTP (cached, uncached, text queries), measured by
+`services/retrieval/bench/bench_http.py`, which appends its runs below; regenerating the
+in-process part above keeps them.
 """
 
 
@@ -247,8 +248,9 @@ def write_report(
     plot(results, emb, png)
     old = out.read_text() if out.exists() else ""
     http = HTTP_SECTION
-    if "## HTTP numbers" in old:  # keep what the API benchmark wrote
-        http = old[old.index("## HTTP numbers") :].rstrip() + "\n"
+    heading = re.search(r"^## HTTP", old, flags=re.MULTILINE)
+    if heading:  # keep what the HTTP benchmark (bench_http.py) wrote: it appends its runs
+        http = old[heading.start() :].rstrip() + "\n"
     qps_rows = "\n".join(f"| {name} | {v[1]:,.0f} | {v[2]:,.0f} |" for name, v in results["qps"].items())
     text = f"""# Retrieval benchmark — in-process core
 
