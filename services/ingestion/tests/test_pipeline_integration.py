@@ -257,3 +257,41 @@ def test_cli_ingests_the_sample_corpus_and_waits(stack: Any) -> None:
     assert search(stack, "what does the circuit breaker do when half-open", "corpus")[0]["document_id"] == (
         "tech-circuit-breaker.md"
     )
+
+
+def test_retrieval_outage_is_retried_then_dead_lettered(
+    stack: Any, run_service: Any, redis_url: str, tmp_path: Path
+) -> None:
+    import redis
+
+    port = stack.retrieval.port
+    stack.retrieval.process.stop()
+    with stack.client() as client:
+        job_id = client.post(
+            "/v1/documents", json={"documents": [{"id": "patient", "text": "Waits for retrieval."}]}
+        ).json()["job_id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{job_id}").json()["documents"][0]["state"] != "retrying":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # Back within the retry budget: the document gets in.
+        stack.retrieval = run_service(
+            "retrieval-again",
+            "ragfleet.retrieval",
+            "RAGFLEET_RETRIEVAL_",
+            {"REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "index"), "EMBED_THREADS": "1"},
+            port=port,
+        )
+        assert stack.wait_for_job(job_id)["state"] == "succeeded"
+
+        # Gone for good: bounded retries, then a dead letter visible in the job.
+        stack.retrieval.process.stop()
+        job_id = client.post(
+            "/v1/documents", json={"documents": [{"id": "doomed", "text": "Never indexed."}]}
+        ).json()["job_id"]
+        job = stack.wait_for_job(job_id, timeout_s=120)
+    doc = job["documents"][0]
+    assert (doc["state"], doc["code"], doc["dead_lettered"]) == ("failed", "retries_exhausted", True)
+    records = redis.Redis.from_url(redis_url).lrange("ingestion:deadletter", 0, -1)
+    assert any(b'"document_id":"doomed"' in record for record in records)
+    assert stack.worker.alive()

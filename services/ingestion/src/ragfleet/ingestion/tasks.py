@@ -234,6 +234,19 @@ def ingest_document(
     fmt: str,
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
+    with _stage("total"):
+        return _run(self, job_id, tenant, collection, document_id, fmt, metadata)
+
+
+def _run(
+    self: Task,
+    job_id: str,
+    tenant: str,
+    collection: str,
+    document_id: str,
+    fmt: str,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
     settings = _settings()
     client = _redis()
     task_id = self.request.id or ""
@@ -295,7 +308,7 @@ def ingest_document(
             )
             with contextlib.suppress(redis.RedisError):
                 progress.set("retrying", error=str(exc)[:300], retry_in_s=delay)
-            raise self.retry(countdown=delay, exc=exc) from exc
+            raise self.retry(countdown=delay, exc=exc, max_retries=settings.task_max_retries) from exc
         message = f"gave up after {self.request.retries + 1} attempts: {exc}"[:500]
         _dead_letter(job_id, tenant, collection, document_id, "retries_exhausted", message, task_id)
         progress.set("failed", code="retries_exhausted", error=message, dead_lettered=True)
