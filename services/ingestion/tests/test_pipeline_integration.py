@@ -295,3 +295,64 @@ def test_retrieval_outage_is_retried_then_dead_lettered(
     records = redis.Redis.from_url(redis_url).lrange("ingestion:deadletter", 0, -1)
     assert any(b'"document_id":"doomed"' in record for record in records)
     assert stack.worker.alive()
+
+
+def test_folder_through_the_gateway_then_search_finds_it(
+    stack: Any, run_service: Any, redis_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+    import shutil
+    import subprocess
+    import sys
+
+    from redis.asyncio import Redis
+
+    from ragfleet.gateway.keys import KeyStore
+
+    async def create_key() -> str:
+        client = Redis.from_url(redis_url)
+        try:
+            key, _ = await KeyStore(client).create(TENANT, ["handbook"], name="ingestion-test")
+            return key
+        finally:
+            await client.aclose()
+
+    api_key = asyncio.run(create_key())
+    gateway = run_service(
+        "gateway",
+        "ragfleet.gateway",
+        "RAGFLEET_GATEWAY_",
+        {"REDIS_URL": redis_url, "RETRIEVAL_URL": stack.retrieval.url, "INGESTION_URL": stack.api.url},
+    )
+    folder = tmp_path / "handbook"
+    shutil.copytree(CORPUS / "ragfleet", folder)
+    shutil.copy(CORPUS / "vector-search-primer.pdf", folder)
+    argv = [
+        sys.executable,
+        "-m",
+        "ragfleet.ingestion.cli",
+        "ingest",
+        str(folder),
+        "--url",
+        gateway.url,
+        "--api-key",
+        api_key,
+        "--collection",
+        "handbook",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+
+    with httpx.Client(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
+    ) as client:
+        response = client.post(
+            "/v1/search", json={"query": "cookie affinity for WebSocket clients", "collection": "handbook"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["results"][0]["document_id"] == "deployment.html"
+        response = client.post(
+            "/v1/search",
+            json={"query": "HNSW ef parameter trades recall for speed", "collection": "handbook"},
+        )
+        assert response.json()["results"][0]["document_id"] == "vector-search-primer.pdf"

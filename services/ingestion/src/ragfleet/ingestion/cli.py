@@ -85,7 +85,18 @@ def ingest(args: argparse.Namespace) -> int:
                 return 1
             done = 0
             for job_id in jobs:
-                job = finished.get(job_id) or client.get(f"/v1/jobs/{job_id}").json()
+                job = finished.get(job_id) or {}
+                if not job:
+                    # The gateway authorises job reads by collection, so the collection goes along.
+                    response = client.get(f"/v1/jobs/{job_id}", params={"collection": args.collection})
+                    if response.status_code != 200:
+                        bar.close()
+                        print(
+                            f"cannot read job {job_id} ({response.status_code}): {response.text}",
+                            file=sys.stderr,
+                        )
+                        return 1
+                    job = response.json()
                 if job.get("state") in ("succeeded", "failed"):
                     finished[job_id] = job
                 done += int(job.get("documents_done", 0))
