@@ -356,3 +356,13 @@ def test_folder_through_the_gateway_then_search_finds_it(
             json={"query": "HNSW ef parameter trades recall for speed", "collection": "handbook"},
         )
         assert response.json()["results"][0]["document_id"] == "vector-search-primer.pdf"
+
+    # One trace from the gateway's request to the worker's task spans (traceparent in Celery headers).
+    import re
+
+    gateway_log = (tmp_path / "logs" / "gateway.log").read_text()
+    upload = next(line for line in gateway_log.splitlines() if "POST /v1/documents" in line)
+    trace_id = re.search(r'"trace_id":"([0-9a-f]{32})"', upload)
+    assert trace_id is not None
+    worker_log = (stack.log_dir / "worker-0.log").read_text()
+    assert any(trace_id.group(1) in line and "ingest_document" in line for line in worker_log.splitlines())
