@@ -148,6 +148,10 @@ def test_tenants_do_not_see_each_others_jobs_or_documents(stack: Any) -> None:
         assert globex.get("/v1/documents/memo").status_code == 404
         assert acme.get("/v1/documents/memo").status_code == 200
 
+    # The queue depth an autoscaler reads, sampled by the API from the broker's Redis list.
+    metrics = httpx.get(f"{stack.api.url}/metrics").text
+    assert 'ragfleet_ingestion_queue_depth{queue="ingestion"} 0.0' in metrics
+
 
 def test_sigkilled_worker_mid_job_loses_and_duplicates_nothing(stack: Any) -> None:
     documents = [
