@@ -74,9 +74,14 @@ kind-up:  ## a kind cluster with ingress-nginx (needs docker, kind, kubectl: not
 	kubectl --context $(KIND_CONTEXT) -n ingress-nginx wait --for=condition=ready pod \
 		-l app.kubernetes.io/component=controller --timeout=300s
 
-images:  ## build the four images and load them into kind
-	for s in gateway retrieval llm-proxy ingestion; do \
-		docker build -f services/$$s/Dockerfile -t ragfleet/ragfleet-$$s:dev . && \
+# service:module:port of every image the one Dockerfile builds (ARG SERVICE, MODULE, PORT).
+IMAGES := gateway:ragfleet.gateway:8000 retrieval:ragfleet.retrieval:8010 llm-proxy:ragfleet.llm_proxy:8020 \
+	ingestion:ragfleet.ingestion:8030 loadtests:ragfleet.loadtests.run:8089
+
+images:  ## build the images (services + loadtests) from ./Dockerfile and load them into kind
+	for image in $(IMAGES); do IFS=: read -r s module port <<< "$$image"; \
+		docker build --build-arg SERVICE=$$s --build-arg MODULE=$$module --build-arg PORT=$$port \
+			-t ragfleet/ragfleet-$$s:dev . && \
 		kind load docker-image --name ragfleet ragfleet/ragfleet-$$s:dev || exit 1; done
 
 deploy: deps  ## helm install on kind, then wait for every rollout
