@@ -33,6 +33,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         llm_proxy_port=free_port(),
         ingestion_port=free_port(),
         redis_port=free_port(),
+        worker_metrics_port=free_port(),
     )
     running = Stack(settings).start()
     yield running

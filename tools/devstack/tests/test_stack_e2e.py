@@ -32,6 +32,7 @@ def stack_settings(run_dir: Path) -> DevstackSettings:
         llm_proxy_port=free_port(),
         ingestion_port=free_port(),
         redis_port=free_port(),
+        worker_metrics_port=free_port(),
         load_sample_corpus=False,
     )
 

@@ -20,6 +20,9 @@ class DevstackSettings(BaseSettings):
     redis_port: int = Field(6390, ge=1, le=65535)
     nginx: bool = Field(True, description="front the gateways with NGINX (off: serve one gateway directly)")
     worker: bool = Field(True, description="start a Celery worker")
+    worker_metrics_port: int = Field(
+        9031, ge=0, le=65535, description="the Celery worker's Prometheus endpoint; 0 turns it off"
+    )
     load_sample_corpus: bool = Field(True, description="make run: upload the sample corpus after start")
     sample_corpus_dir: Path = Path("services/ingestion/sample-corpus")
     startup_timeout_s: float = Field(120.0, gt=0)

@@ -79,6 +79,8 @@ class Stack:
         }
         if self.settings.nginx:
             ports["RAGFLEET_DEV_NGINX_PORT"] = self.settings.nginx_port
+        if self.settings.worker and self.settings.worker_metrics_port:
+            ports["RAGFLEET_DEV_WORKER_METRICS_PORT"] = self.settings.worker_metrics_port
         taken = [f"{port} ({name})" for name, port in ports.items() if port_in_use(port)]
         if taken:
             raise StartupError(
@@ -149,6 +151,8 @@ class Stack:
         if s.worker:
             env = self._common_env("RAGFLEET_INGESTION_", "ingestion-worker", None)
             env["RAGFLEET_INGESTION_RETRIEVAL_URL"] = self.service_url(s.retrieval_port)
+            # Its own port like every other process: the default (9031) clashes with any other stack.
+            env["RAGFLEET_INGESTION_WORKER_METRICS_PORT"] = str(s.worker_metrics_port)
             self._spawn("ingestion-worker", python_module("ragfleet.ingestion.worker"), env)
         for process, url in started:
             self._wait_ready(process, url)
