@@ -1,8 +1,10 @@
 """Authentication (API key → principal) and the per-key rate limit, as one dependency.
 
-Keys come in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; WebSockets may also use
-``?api_key=`` because browsers cannot set headers on a WebSocket. Looked-up keys are trusted for
-``key_cache_ttl_s`` per replica, which keeps Redis off the hot path and bounds revocation lag.
+Keys come in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Browsers cannot set headers
+on a WebSocket, so WebSockets also take the key as a subprotocol (``Sec-WebSocket-Protocol: ragfleet,
+ragfleet.key.<key>``, the way Kubernetes takes bearer tokens) — unlike ``?api_key=``, also accepted,
+a header stays out of proxies' access logs. Looked-up keys are trusted for ``key_cache_ttl_s`` per
+replica, which keeps Redis off the hot path and bounds revocation lag.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ WS_UNAUTHORIZED = 4401
 WS_RATE_LIMITED = 4429
 WS_UNAVAILABLE = 4503
 
+# A browser offers both; the server must choose one, and chooses the one that carries no secret.
+WS_SUBPROTOCOL = "ragfleet"
+WS_KEY_SUBPROTOCOL_PREFIX = "ragfleet.key."
+
+
+def offered_subprotocols(connection: HTTPConnection) -> list[str]:
+    header = connection.headers.get("sec-websocket-protocol", "")
+    return [protocol.strip() for protocol in header.split(",") if protocol.strip()]
+
 
 def presented_key(connection: HTTPConnection, *, allow_query: bool = False) -> str | None:
     authorization = connection.headers.get("authorization", "")
@@ -35,6 +46,9 @@ def presented_key(connection: HTTPConnection, *, allow_query: bool = False) -> s
     if header:
         return header
     if allow_query:
+        for protocol in offered_subprotocols(connection):
+            if protocol.startswith(WS_KEY_SUBPROTOCOL_PREFIX):
+                return protocol.removeprefix(WS_KEY_SUBPROTOCOL_PREFIX) or None
         return connection.query_params.get("api_key") or None
     return None
 
@@ -118,3 +132,10 @@ async def authenticate_websocket(websocket: WebSocket) -> Principal | None:
         await websocket.close(code=WS_UNAVAILABLE, reason=exc.message[:120])
         return None
     return principal
+
+
+async def accept_websocket(websocket: WebSocket) -> None:
+    """Accept, answering with ``ragfleet`` when the client offered subprotocols (browsers drop a
+    connection whose answer names none of them); the key-carrying one is never echoed back."""
+    offered = offered_subprotocols(websocket)
+    await websocket.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None)

@@ -25,6 +25,7 @@ from ragfleet.gateway.routers import documents as document_routes
 from ragfleet.gateway.routers import search as search_routes
 from ragfleet.gateway.routers import sessions as session_routes
 from ragfleet.gateway.routers import stats as stats_routes
+from ragfleet.gateway.routers.console import mount_console
 from ragfleet.gateway.stats import GatewayStats, InFlightMiddleware, RetrievalCacheStats
 from ragfleet.gateway.streams import StreamBuffer
 
@@ -105,4 +106,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
     for routes in (search_routes, chat_routes, session_routes, document_routes, stats_routes):
         app.include_router(routes.router)
+    mount_console(app)
     return app

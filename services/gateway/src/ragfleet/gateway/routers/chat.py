@@ -14,7 +14,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ragfleet.common.errors import BadRequest, RagfleetError, describe_validation_errors
-from ragfleet.gateway.auth import Authenticated, authenticate_websocket, get_authenticator
+from ragfleet.gateway.auth import (
+    Authenticated,
+    accept_websocket,
+    authenticate_websocket,
+    get_authenticator,
+)
 from ragfleet.gateway.chat import ChatAnswer, ChatRequest, ChatService
 from ragfleet.gateway.dependencies import ChatDep
 from ragfleet.gateway.downstream import until_disconnected
@@ -200,7 +205,7 @@ async def chat_socket(websocket: WebSocket, chat: ChatDep) -> None:
     principal = await authenticate_websocket(websocket)
     if principal is None:
         return
-    await websocket.accept()
+    await accept_websocket(websocket)
     connection = ChatSocket(websocket, chat, principal)
     try:
         await connection.serve()

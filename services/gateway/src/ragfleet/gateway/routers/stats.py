@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ragfleet.common.responses import OrjsonResponse
-from ragfleet.gateway.auth import authenticate_websocket
+from ragfleet.gateway.auth import accept_websocket, authenticate_websocket
 from ragfleet.gateway.dependencies import (
     RetrievalCacheStatsDep,
     SettingsDep,
@@ -44,7 +44,7 @@ async def stats_feed(
     """
     if settings.stats_require_key and await authenticate_websocket(websocket) is None:
         return
-    await websocket.accept()
+    await accept_websocket(websocket)
     period = interval_s or settings.stats_interval_s
     loop = asyncio.get_running_loop()
     try:
