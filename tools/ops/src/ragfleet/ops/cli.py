@@ -1,7 +1,7 @@
 """ragfleet-ops: wait for a release's rollouts, show its status, watch it while a load test runs.
 
 Exit codes: 0 ready/healthy (watch: the command's own exit code), 1 not ready in time, failing or
-degraded, 2 usage or connection error.
+degraded, 2 usage or connection error, 4 (bench-record) a benchmark metric regressed.
 """
 
 from __future__ import annotations
@@ -12,10 +12,20 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from ragfleet.ops.cluster import ClusterReader, Connection, OpsError, connect
+from ragfleet.ops import bench
+from ragfleet.ops.cluster import (
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    PART_OF_LABEL,
+    ClusterReader,
+    Connection,
+    OpsError,
+    connect,
+)
 from ragfleet.ops.report import not_ready_report, progress_line, status_report
 from ragfleet.ops.timeline import CSV_NAME, JSONL_NAME, TimelineRecorder
 
@@ -84,6 +94,32 @@ def _parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="draw timeline.png again from a watch directory")
     plot.add_argument("directory", type=Path)
+
+    record = commands.add_parser(
+        "bench-record",
+        parents=[common],
+        help="store a load-test result in the release's benchmark history and compare it with the previous one",
+    )
+    record.add_argument(
+        "--summary", type=Path, required=True, help="summary.json of the run (ragfleet.loadtests report)"
+    )
+    record.add_argument("--configmap", required=True, help="name of the history ConfigMap")
+    record.add_argument("--chart-version", required=True, help="chart version the result is kept with")
+    record.add_argument("--app-version", default="", help="app version of the release")
+    record.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.15,
+        help="relative change for the worse that counts as a regression (default 0.15)",
+    )
+    record.add_argument(
+        "--tolerance-for",
+        action="append",
+        default=[],
+        metavar="METRIC=RATIO",
+        help='per-metric tolerance, e.g. "failure_ratio=0.5" (repeatable)',
+    )
+    record.add_argument("--keep", type=int, default=50, help="records kept in the ConfigMap (default 50)")
     return parser
 
 
@@ -92,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "plot":
             return _plot(args.directory)
+        if args.command == "bench-record":
+            # Read the run before connecting: a missing summary is the first thing to report.
+            summary = _read_summary(args.summary)
         connection = connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
         reader = ClusterReader(
             connection,
@@ -102,6 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return wait(reader, args.timeout, args.interval)
         if args.command == "status":
             return status(reader, args.output)
+        if args.command == "bench-record":
+            labels = {PART_OF_LABEL: "ragfleet", COMPONENT_LABEL: "benchmark"}
+            if getattr(args, "release", None):
+                labels[INSTANCE_LABEL] = args.release
+            store = bench.HistoryStore(connection, reader.namespace, args.configmap, labels)
+            record = bench.new_record(summary, args.chart_version, args.app_version)
+            tolerances = _tolerances(args.tolerance_for)
+            return bench_record(store, record, args.tolerance, tolerances, args.keep)
         return watch(reader, connection, args.during, args.interval, args.out)
     except OpsError as error:
         print(f"ragfleet-ops: error: {error}", file=sys.stderr)
@@ -156,6 +203,48 @@ def wait(reader: ClusterReader, timeout: float, interval: float) -> int:
             print(not_ready_report(snapshot, headline))
             return EXIT_NOT_READY
         time.sleep(max(0.0, min(interval, timeout - elapsed)))
+
+
+def bench_record(
+    store: bench.HistoryStore,
+    record: bench.BenchRecord,
+    tolerance: float,
+    tolerances: Mapping[str, float],
+    keep: int,
+) -> int:
+    history = store.records()
+    previous = history[-1] if history else None
+    comparisons = bench.compare(previous, record, tolerance, tolerances)
+    record = replace(record, regressions=[c.metric for c in comparisons if c.regressed])
+    store.append(record, keep)
+    print(bench.report(previous, record, comparisons))
+    print(
+        f"Stored as {record.key} in ConfigMap {store.namespace}/{store.name} ({min(len(history) + 1, keep)} records)."
+    )
+    return bench.EXIT_REGRESSION if record.regressions else EXIT_OK
+
+
+def _read_summary(path: Path) -> dict[str, object]:
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise OpsError(f"cannot read the load-test summary {path}: {error}") from None
+    if not isinstance(summary, dict) or "summary" not in summary:
+        raise OpsError(f"{path} is not a ragfleet.loadtests summary.json (no 'summary' key)")
+    return summary
+
+
+def _tolerances(specs: Sequence[str]) -> dict[str, float]:
+    tolerances = {}
+    for spec in specs:
+        name, sep, ratio = spec.rpartition("=")
+        try:
+            tolerances[name] = float(ratio)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise OpsError(f"--tolerance-for {spec!r} should look like METRIC=RATIO")
+    return tolerances
 
 
 def watch(reader: ClusterReader, connection: Connection, command: str, interval: float, out: Path) -> int:

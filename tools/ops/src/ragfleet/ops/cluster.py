@@ -101,7 +101,7 @@ class ClusterReader:
             return self._snapshot()
         except ApiException as error:
             raise OpsError(
-                f"the API server answered {error.status} {error.reason}: {_api_message(error)}"
+                f"the API server answered {error.status} {error.reason}: {api_message(error)}"
             ) from None
         except urllib3.exceptions.HTTPError as error:
             raise OpsError(f"cannot reach the API server: {error}") from None
@@ -157,7 +157,7 @@ class ClusterReader:
             return list(read())
         except ApiException as error:
             if error.status in (403, 404):
-                notes.append(f"cannot read {what}: {error.status} {_api_message(error)}")
+                notes.append(f"cannot read {what}: {error.status} {api_message(error)}")
                 return []
             raise
 
@@ -177,7 +177,7 @@ class ClusterReader:
                 )
                 return [], False
             if error.status == 403:
-                notes.append(f"cannot read VerticalPodAutoscalers: 403 {_api_message(error)}")
+                notes.append(f"cannot read VerticalPodAutoscalers: 403 {api_message(error)}")
                 return [], False
             raise
         return list(answer.get("items", [])) if isinstance(answer, dict) else [], True
@@ -412,7 +412,7 @@ def _event(event: client.CoreV1Event) -> EventRecord:
     )
 
 
-def _api_message(error: ApiException) -> str:
+def api_message(error: ApiException) -> str:
     try:
         return str(json.loads(error.body or "{}").get("message") or error.reason)
     except (ValueError, AttributeError):

@@ -4,8 +4,10 @@ ragfleet-ops uses, from scenario fixtures that can change while the CLI polls.
 No cluster can run on the development machines, so the CLI (and the load-test report that embeds
 its timeline) is tested against this server through the official client, with a kubeconfig file
 pointing at it — the same code path as against a kind cluster. It speaks the API's wire format
-(list objects, ``Status`` errors, label and field selectors, bearer tokens); it does not implement
-writes, watches or pagination, which the CLI does not use.
+(list objects, ``Status`` errors, label and field selectors, bearer tokens). The one object it
+stores and lets clients write is the ConfigMap (get, create, conditional replace with 409 on a
+stale resourceVersion), for the benchmark history of ``bench-record``; it does not implement
+other writes, watches or pagination, which the CLI does not use.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _VPA = ("autoscaling.k8s.io/v1", "verticalpodautoscalers")
 _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+/[^/]+))/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)$"
 )
+_CONFIGMAPS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps(?:/(?P<name>[^/]+))?$")
 
 
 @dataclass
@@ -65,6 +68,9 @@ class FakeKubeApiServer:
     scenario: Scenario
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     requests: list[str] = field(default_factory=list)
+    # (namespace, name) -> ConfigMap, as stored: what clients created or replaced.
+    configmaps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    _resource_version: int = 0
     _polls: int = 0
     _frame: Frame | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,11 +117,16 @@ class FakeKubeApiServer:
         path.write_text(json.dumps(config, indent=2))
         return path
 
-    def answer(self, method: str, raw_path: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def answer(
+        self, method: str, raw_path: str, authorization: str | None, body: bytes = b""
+    ) -> tuple[int, dict[str, Any]]:
         """The status code and JSON body for one request (the HTTP handler only transports it)."""
         self.requests.append(f"{method} {raw_path}")
         if authorization != f"Bearer {self.token}":
             return 401, _status(401, "Unauthorized", "Unauthorized")
+        configmap = _CONFIGMAPS.match(urlsplit(raw_path).path)
+        if configmap is not None:
+            return self._configmap(method, configmap["ns"], configmap["name"], body)
         if method != "GET":
             return 405, _status(405, "MethodNotAllowed", f"{method} is not served by the fake API")
         url = urlsplit(raw_path)
@@ -150,6 +161,54 @@ class FakeKubeApiServer:
             "metadata": {"resourceVersion": str(self._polls)},
             "items": items,
         }
+
+    def _configmap(
+        self, method: str, namespace: str, name: str | None, body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if method == "GET" and name:
+                stored = self.configmaps.get((namespace, name))
+                if stored is None:
+                    return 404, _status(404, "NotFound", f'configmaps "{name}" not found')
+                return 200, stored
+            try:
+                sent = json.loads(body or b"{}")
+            except ValueError:
+                return 400, _status(400, "BadRequest", "the request body is not JSON")
+            sent_name = sent.get("metadata", {}).get("name")
+            if method == "POST" and not name:
+                if (namespace, sent_name) in self.configmaps:
+                    return 409, _status(409, "AlreadyExists", f'configmaps "{sent_name}" already exists')
+                return 201, self._store(namespace, sent_name, sent)
+            if method == "PUT" and name:
+                stored = self.configmaps.get((namespace, name))
+                if stored is None:
+                    return 404, _status(404, "NotFound", f'configmaps "{name}" not found')
+                sent_version = sent.get("metadata", {}).get("resourceVersion")
+                if sent_version != stored["metadata"]["resourceVersion"]:
+                    return 409, _status(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on configmaps "{name}": the object has been modified',
+                    )
+                return 200, self._store(namespace, name, sent)
+            return 405, _status(405, "MethodNotAllowed", f"{method} is not served by the fake API")
+
+    def _store(self, namespace: str, name: str, sent: dict[str, Any]) -> dict[str, Any]:
+        self._resource_version += 1
+        stored = {
+            **sent,
+            "kind": "ConfigMap",
+            "apiVersion": "v1",
+            "metadata": {
+                **sent.get("metadata", {}),
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": str(self._resource_version),
+            },
+        }
+        self.configmaps[(namespace, name)] = stored
+        return stored
 
     def _discovery(self, path: str) -> dict[str, Any]:
         if path == "/api":
@@ -189,7 +248,13 @@ def _handler_for(server: FakeKubeApiServer) -> Callable[..., BaseHTTPRequestHand
             self._reply(*server.answer("GET", self.path, self.headers.get("Authorization")))
 
         def do_POST(self) -> None:
-            self._reply(*server.answer("POST", self.path, self.headers.get("Authorization")))
+            self._reply(*server.answer("POST", self.path, self.headers.get("Authorization"), self._body()))
+
+        def do_PUT(self) -> None:
+            self._reply(*server.answer("PUT", self.path, self.headers.get("Authorization"), self._body()))
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
         def _reply(self, status: int, body: dict[str, Any]) -> None:
             payload = json.dumps(body).encode()
