@@ -131,16 +131,18 @@ class ApiClient:
         last_event_id: str | None = None,
         stop_after: int | None = None,
         kind: str = "chat-sse",
+        events: list[SseEvent] | None = None,
         **body: Any,
     ) -> StreamResult:
         """POST /v1/chat as SSE (or resume it with ``last_event_id``); ``stop_after`` events, the
-        client walks away, as a client whose connection drops does."""
+        client walks away, as a client whose connection drops does. ``events`` (the caller's list)
+        fills as events arrive, so the caller can watch a stream in flight."""
         headers = {"Accept": "text/event-stream"}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
         payload = {"message": message or "resume", **body}
         started = time.monotonic()
-        events: list[SseEvent] = []
+        events = [] if events is None else events
         replica = None
         try:
             async with self.http.stream("POST", "/v1/chat", json=payload, headers=headers) as response:

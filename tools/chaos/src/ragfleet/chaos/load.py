@@ -26,6 +26,17 @@ QUERIES = (
     "how are documents ingested",
     "what happens when redis is down",
 )
+# What the load's searches and chats find, in the chaos tenant's ``default`` collection.
+SEED_DOCUMENTS = (
+    (
+        "handbook",
+        "Employees get twenty-five vacation days per year. The office is closed on public holidays.",
+    ),
+    ("security", "API keys are rotated every ninety days. Lost keys must be revoked at once."),
+    ("platform", "The retrieval service caches search results in process and in Redis."),
+    ("ingestion", "Documents are ingested by a Celery worker: parsed, chunked, embedded and upserted."),
+    ("outages", "When Redis is down, searches are served from the in-process cache and the index."),
+)
 LOAD_KINDS = ("search", "chat", "chat-sse", "ingest")
 LOAD_COLLECTION = "chaos-load"
 

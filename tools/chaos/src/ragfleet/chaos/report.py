@@ -6,6 +6,7 @@ Everything here is pure (outcomes in, numbers and files out), so it is unit-test
 from __future__ import annotations
 
 import json
+import os
 import platform
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -151,8 +152,6 @@ def render_markdown(results: Sequence[ScenarioResult], meta: dict[str, Any]) -> 
 
 
 def machine_description() -> str:
-    import os
-
     return f"{platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · {platform.platform()}"
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from ragfleet.chaos.cli import main
+
+sys.exit(main())
