@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from ragfleet.common.text import tokenize
 from ragfleet.llm_proxy.providers.base import Chunk, UpstreamFailure
 from ragfleet.llm_proxy.schemas import ChatCompletionRequest
 
@@ -33,94 +34,7 @@ RELATIVE_CUTOFF = 0.5
 _SOURCE = re.compile(r"<source\b([^>]*)>(.*?)</source>", re.DOTALL | re.IGNORECASE)
 _ATTRIBUTE = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
-_WORD = re.compile(r"\w+")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "can",
-        "did",
-        "do",
-        "does",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "no",
-        "not",
-        "of",
-        "on",
-        "or",
-        "our",
-        "so",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "about",
-        "after",
-        "all",
-        "also",
-        "any",
-        "been",
-        "being",
-        "both",
-        "each",
-        "more",
-        "most",
-        "other",
-        "over",
-        "same",
-        "should",
-        "some",
-        "such",
-        "only",
-        "own",
-        "very",
-        "just",
-    ]
-)
 BM25_K1 = 1.2
 BM25_B = 0.75
 
@@ -151,15 +65,12 @@ def parse_sources(text: str) -> list[Source]:
 
 
 def terms(text: str) -> tuple[str, ...]:
-    """Lower-cased words without stopwords, with a light plural strip so 'caches' meets 'cache'."""
-    found = []
-    for word in _WORD.findall(text.lower()):
-        if word in _STOPWORDS:
-            continue
-        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        found.append(word)
-    return tuple(found)
+    """The shared tokenizer's words, with a light plural strip so 'caches' meets 'cache' (sentences
+    are short, so this helps recall more than it costs precision; the search index does not stem)."""
+    return tuple(
+        word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+        for word in tokenize(text)
+    )
 
 
 def count_tokens(text: str) -> int:

@@ -31,6 +31,7 @@ import orjson
 from threadpoolctl import threadpool_limits
 
 from ragfleet.common.errors import BadRequest
+from ragfleet.common.text import TOKENIZER_VERSION
 from ragfleet.retrieval.store.base import (
     CONTENT_HASH_KEY,
     DEFAULT_DIM,
@@ -161,6 +162,9 @@ class CollectionIndex:
         self._generation = 0
         self._wal: WriteAheadLog | None = None
         self._wal_offset = 0  # bytes of the current log applied to this process's state
+        # How the last load got its BM25 postings: "snapshot" (read as saved), "rebuilt" (from the
+        # texts: a snapshot from before BM25 was persisted, or another tokenizer) or "empty".
+        self.bm25_source = "empty"
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -208,10 +212,11 @@ class CollectionIndex:
         if holding_file_lock:  # leftovers of a process that died between snapshot and cleanup
             self._files.remove_older_than(generation)
         log.info(
-            "loaded %s: %d chunks (snapshot %d + %d log records) in %.2fs",
+            "loaded %s: %d chunks (snapshot %d, BM25 %s, + %d log records) in %.2fs",
             self.directory,
             len(self._label_of),
             generation,
+            self.bm25_source,
             replayed,
             time.perf_counter() - started,
         )
@@ -273,7 +278,13 @@ class CollectionIndex:
             labels.tolist(), snapshot.records, strict=True
         ):
             self._set_record(label, chunk_id, doc_id, text, position, metadata)
-            self._bm25.add(label, text)
+        if snapshot.bm25 is not None and snapshot.bm25.tokenizer_version == TOKENIZER_VERSION:
+            self._bm25 = BM25Index.from_arrays(snapshot.bm25, labels)
+            self.bm25_source = "snapshot"
+        else:  # tokenizing every text again: the slow part of a load (~10 s per 100k chunks)
+            for label, record in zip(labels.tolist(), snapshot.records, strict=True):
+                self._bm25.add(label, record[2])
+            self.bm25_source = "rebuilt"
         self._free = sorted(set(range(next_label)) - set(labels.tolist()), reverse=True)
 
     def snapshot(self) -> None:
@@ -290,6 +301,7 @@ class CollectionIndex:
             vectors=self._vectors[labels],
             meta={"dim": self.dim, "next_label": len(self._chunk_ids), "chunks": len(labels)},
             index_path=None,
+            bm25=self._bm25.to_arrays(),
         )
         self._files.write_snapshot(generation, snapshot, self._hnsw.save_index)
         if self._wal is not None:

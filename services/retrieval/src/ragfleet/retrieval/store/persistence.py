@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ragfleet.retrieval.store.bm25 import BM25Arrays
+
 log = logging.getLogger("ragfleet.retrieval.store")
 
 _HEADER = struct.Struct("<III")
@@ -103,13 +105,15 @@ class WriteAheadLog:
 
 @dataclass(slots=True)
 class Snapshot:
-    """What a snapshot holds: the records of every live label, their vectors, and the HNSW file."""
+    """What a snapshot holds: the records of every live label, their vectors, the HNSW file and
+    the BM25 postings (snapshots written before BM25 was persisted have none: it is rebuilt)."""
 
     labels: np.ndarray  # int64, one per live chunk
     records: list[list[Any]]  # [chunk_id, document_id, text, position, metadata] per label
     vectors: np.ndarray  # float32 (len(labels), dim)
     meta: dict[str, Any]
     index_path: Path | None  # the saved HNSW graph, when there is one
+    bm25: BM25Arrays | None = None
 
 
 class CollectionFiles:
@@ -145,7 +149,16 @@ class CollectionFiles:
         labels = np.load(path / "labels.npy")
         vectors = np.load(path / "vectors.npy")
         index_path = path / "hnsw.bin"
-        return Snapshot(labels, records, vectors, meta, index_path if index_path.exists() else None)
+        bm25 = None
+        if "bm25_tokenizer" in meta:
+            bm25 = BM25Arrays(
+                terms=orjson.loads((path / "bm25-terms.json").read_bytes()),
+                indptr=np.load(path / "bm25-indptr.npy"),
+                labels=np.load(path / "bm25-labels.npy"),
+                tfs=np.load(path / "bm25-tfs.npy"),
+                tokenizer_version=int(meta["bm25_tokenizer"]),
+            )
+        return Snapshot(labels, records, vectors, meta, index_path if index_path.exists() else None, bm25)
 
     def write_snapshot(
         self,
@@ -160,7 +173,17 @@ class CollectionFiles:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         write_file(tmp / "records.json", orjson.dumps(snapshot.records))
-        for name, array in (("labels.npy", snapshot.labels), ("vectors.npy", snapshot.vectors)):
+        arrays = {"labels.npy": snapshot.labels, "vectors.npy": snapshot.vectors}
+        meta = dict(snapshot.meta)
+        if snapshot.bm25 is not None:
+            write_file(tmp / "bm25-terms.json", orjson.dumps(snapshot.bm25.terms))
+            arrays |= {
+                "bm25-indptr.npy": snapshot.bm25.indptr,
+                "bm25-labels.npy": snapshot.bm25.labels,
+                "bm25-tfs.npy": snapshot.bm25.tfs,
+            }
+            meta["bm25_tokenizer"] = snapshot.bm25.tokenizer_version
+        for name, array in arrays.items():
             with open(tmp / name, "wb") as f:
                 np.save(f, array)
                 f.flush()
@@ -170,7 +193,7 @@ class CollectionFiles:
         with open(index_file, "rb+") as f:
             os.fsync(f.fileno())
         # meta.json last: a snapshot directory is only renamed into place once it is complete.
-        write_file(tmp / "meta.json", orjson.dumps(snapshot.meta))
+        write_file(tmp / "meta.json", orjson.dumps(meta))
         fsync_dir(tmp)
         os.replace(tmp, final)
         fsync_dir(self.directory)
