@@ -158,3 +158,25 @@ seccompProfile:
       {{- include "ragfleet.selectorLabels" (dict "root" $.root "name" $.name) | nindent 6 }}
 {{- end }}
 {{- end }}
+
+{{/*
+A CPU quantity ("250m", "1", 0.5) in millicores, as a number string; a missing one is 0.
+Used by the guard rails to add up what the release may request.
+*/}}
+{{- define "ragfleet.cpuMillis" -}}
+{{- $q := toString (. | default 0) }}
+{{- if hasSuffix "m" $q }}{{ trimSuffix "m" $q | float64 }}{{ else }}{{ mulf (float64 $q) 1000 }}{{ end }}
+{{- end }}
+
+{{/* A memory or storage quantity ("512Mi", "1Gi", "256M", bytes) in MiB, as a number string; missing is 0. */}}
+{{- define "ragfleet.mebibytes" -}}
+{{- $q := toString (. | default 0) }}
+{{- $factors := dict "Ki" (divf 1 1024) "Mi" 1.0 "Gi" 1024.0 "Ti" 1048576.0 "k" (divf 1000 1048576) "M" (divf 1000000 1048576) "G" (divf 1000000000 1048576) "T" (divf 1000000000000 1048576) "m" (divf 0.001 1048576) }}
+{{- $result := "" }}
+{{- range $suffix, $factor := $factors }}
+{{- if and (not $result) (hasSuffix $suffix $q) (regexMatch "^[0-9.]+$" (trimSuffix $suffix $q)) }}
+{{- $result = toString (mulf (trimSuffix $suffix $q | float64) $factor) }}
+{{- end }}
+{{- end }}
+{{- $result | default (toString (divf (float64 $q) 1048576)) }}
+{{- end }}

@@ -91,3 +91,51 @@ def test_drift_is_caught(tools: Toolchain, tmp_path: Path) -> None:
     problems = check_drift(tools, stale)
     assert len(problems) == 1
     assert "k8scheck render" in problems[0]
+
+
+def test_benchmark_and_guard_rails_render_what_they_promise(tools: Toolchain) -> None:
+    values = render.CHART_DIR / "ci" / "benchmark-guardrails-values.yaml"
+    objects = render.parse_objects(render.helm_template(tools.helm, values))
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+    job = by_kind[("Job", "ragfleet-benchmark-r1")]
+    assert job["spec"]["backoffLimit"] == 0
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "ragfleet-ops wait" in script and "ragfleet-ops bench-record" in script
+    assert '--configmap "ragfleet-benchmark-history"' in script
+    cron = by_kind[("CronJob", "ragfleet-benchmark")]
+    assert cron["spec"]["schedule"] == "0 3 * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    role = by_kind[("Role", "ragfleet-benchmark")]
+    writes = [r for r in role["rules"] if set(r["verbs"]) & {"update", "create", "patch", "delete"}]
+    assert {tuple(r["resources"]) for r in writes} == {("configmaps",)}
+
+    # The gateway lets the benchmark pod in; the benchmark may reach the gateway.
+    benchmark = {"app.kubernetes.io/component": "benchmark"}
+    gateway_ingress = by_kind[("NetworkPolicy", "ragfleet-gateway")]["spec"]["ingress"][0]["from"]
+    assert any(
+        benchmark.items() <= p.get("podSelector", {}).get("matchLabels", {}).items() for p in gateway_ingress
+    )
+    egress = by_kind[("NetworkPolicy", "ragfleet-benchmark")]["spec"]["egress"]
+    assert any(
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+        for rule in egress
+        for p in rule.get("to", [])
+        if "podSelector" in p and "namespaceSelector" not in p
+    )
+
+    rules = by_kind[("PrometheusRule", "ragfleet-alerts")]["spec"]["groups"][0]["rules"]
+    alert = next(r for r in rules if r["alert"] == "RagfleetBenchmarkFailed")
+    assert 'kube_job_status_failed{namespace="ragfleet", job_name=~"ragfleet-benchmark.*"}' in alert["expr"]
+
+    # Sized from the components at their most replicas (+25 %): e.g. 9360m of requests -> 11700m.
+    quota = by_kind[("ResourceQuota", "ragfleet-guardrails")]["spec"]["hard"]
+    assert quota["requests.cpu"] == "11700m" and quota["pods"] == "35"
+    limits = by_kind[("LimitRange", "ragfleet-guardrails")]["spec"]["limits"][0]
+    assert limits["max"]["memory"] == "2048Mi"  # the worker's limit, the largest
+
+
+def test_benchmark_without_an_api_key_secret_is_refused(tools: Toolchain, tmp_path: Path) -> None:
+    values = tmp_path / "bench-values.yaml"
+    values.write_text("benchmark:\n  enabled: true\n")
+    with pytest.raises(render.RenderError, match="apiKeySecret"):
+        render.helm_template(tools.helm, values)

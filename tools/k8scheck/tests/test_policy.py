@@ -96,3 +96,45 @@ def test_a_pdb_for_other_pods_does_not_count() -> None:
     objects = good_objects()
     objects[1]["spec"]["selector"]["matchLabels"] = {**LABELS, "app.kubernetes.io/component": "retrieval"}
     assert check_policy(objects) == ["Deployment/gateway: no PodDisruptionBudget selects its pods"]
+
+
+def benchmark_job(*, bound: bool = True) -> list[dict[str, Any]]:
+    """A run-to-completion pod that uses the API: no probes, no PDB, its token mounted."""
+    objects = good_objects()
+    container = _container(objects)
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        container.pop(probe)
+    pod = objects[0]["spec"]["template"]
+    pod["spec"].update(automountServiceAccountToken=True, serviceAccountName="benchmark")
+    job = {
+        "kind": "CronJob",
+        "metadata": {"name": "benchmark"},
+        "spec": {"jobTemplate": {"spec": {"template": pod}}},
+    }
+    binding = {
+        "kind": "RoleBinding",
+        "metadata": {"name": "benchmark"},
+        "subjects": [{"kind": "ServiceAccount", "name": "benchmark" if bound else "other"}],
+    }
+    # The Deployment stays (a rendering without any long-running workload is refused).
+    return [*good_objects(), job, binding, objects[2]]
+
+
+def test_a_batch_pod_needs_no_probes_nor_pdb_and_may_use_the_api_it_is_granted() -> None:
+    assert check_policy(benchmark_job()) == []
+
+
+def test_a_batch_pod_mounting_a_token_nothing_grants_is_refused() -> None:
+    assert check_policy(benchmark_job(bound=False)) == [
+        "CronJob/benchmark: its ServiceAccount token must not be mounted"
+    ]
+
+
+def test_a_batch_pod_still_needs_resources_and_the_restricted_context() -> None:
+    objects = benchmark_job()
+    container = objects[3]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {}
+    container["securityContext"]["allowPrivilegeEscalation"] = True
+    problems = check_policy(objects)
+    assert len(problems) == 3
+    assert all(p.startswith("CronJob/benchmark") for p in problems)

@@ -5,6 +5,10 @@ requests and a memory limit, startup/liveness/readiness probes, and the restrict
 context (non-root, read-only root filesystem, no privilege escalation, all capabilities dropped,
 seccomp RuntimeDefault); its ServiceAccount token must not be mounted; a PodDisruptionBudget and
 a NetworkPolicy must select its pods.
+
+Run-to-completion pods (Job, CronJob: the benchmark) get the same container rules except the
+probes, need no PodDisruptionBudget, and may mount their token only when a RoleBinding in the
+rendering grants their ServiceAccount something (they use the API by design).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from ragfleet.k8scheck.validate import describe
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+BATCH_KINDS = ("Job", "CronJob")
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 
 
@@ -26,7 +31,9 @@ def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
 
 
-def _container_problems(name: str, container: dict[str, Any], pod_security: dict[str, Any]) -> list[str]:
+def _container_problems(
+    name: str, container: dict[str, Any], pod_security: dict[str, Any], *, probes: bool = True
+) -> list[str]:
     problems = []
     where = f"{name} container {container.get('name')}"
     resources = container.get("resources") or {}
@@ -35,7 +42,7 @@ def _container_problems(name: str, container: dict[str, Any], pod_security: dict
         problems.append(f"{where}: needs cpu and memory requests")
     if "memory" not in limits:
         problems.append(f"{where}: needs a memory limit")
-    for probe in PROBES:
+    for probe in PROBES if probes else ():
         if probe not in container:
             problems.append(f"{where}: needs a {probe}")
     security = container.get("securityContext") or {}
@@ -66,25 +73,44 @@ def check_policy(objects: list[dict[str, Any]], *, require_network_policy: bool 
     pdbs = [o for o in objects if o.get("kind") == "PodDisruptionBudget"]
     netpols = [o for o in objects if o.get("kind") == "NetworkPolicy"]
     accounts = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "ServiceAccount"}
-    workloads = [o for o in objects if o.get("kind") in WORKLOAD_KINDS]
-    if not workloads:
+    bound_accounts = {
+        subject.get("name")
+        for binding in objects
+        if binding.get("kind") in ("RoleBinding", "ClusterRoleBinding")
+        for subject in binding.get("subjects") or []
+        if subject.get("kind") == "ServiceAccount"
+    }
+    workloads = [o for o in objects if o.get("kind") in (*WORKLOAD_KINDS, *BATCH_KINDS)]
+    if not any(o.get("kind") in WORKLOAD_KINDS for o in workloads):
         problems.append("no workload rendered at all")
     for workload in workloads:
         name = describe(workload)
-        pod = workload["spec"]["template"]
+        batch = workload["kind"] in BATCH_KINDS
+        pod = _pod_template(workload)
         labels = pod["metadata"].get("labels") or {}
         spec = pod["spec"]
         pod_security = spec.get("securityContext") or {}
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
-            problems += _container_problems(name, container, pod_security)
+            problems += _container_problems(name, container, pod_security, probes=not batch)
+        account_name = spec.get("serviceAccountName", "default")
         if spec.get("automountServiceAccountToken") is not False:
-            account = accounts.get(spec.get("serviceAccountName", "default"))
-            if account is None or account.get("automountServiceAccountToken") is not False:
+            account = accounts.get(account_name)
+            token_off = account is not None and account.get("automountServiceAccountToken") is False
+            uses_the_api = batch and account_name in bound_accounts
+            if not token_off and not (uses_the_api and spec.get("automountServiceAccountToken") is True):
                 problems.append(f"{name}: its ServiceAccount token must not be mounted")
-        if not any(_selects(p["spec"].get("selector"), labels) for p in pdbs):
+        if not batch and not any(_selects(p["spec"].get("selector"), labels) for p in pdbs):
             problems.append(f"{name}: no PodDisruptionBudget selects its pods")
         if require_network_policy and not any(
             _selects(n["spec"].get("podSelector"), labels) for n in netpols
         ):
             problems.append(f"{name}: no NetworkPolicy selects its pods")
     return problems
+
+
+def _pod_template(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    template: dict[str, Any] = spec["template"]
+    return template
