@@ -71,6 +71,10 @@ class Authenticator:
         try:
             principal = await self.store.lookup(api_key)
         except (RedisError, OSError) as exc:
+            # Redis is down: a key this replica already checked stays trusted until Redis is back
+            # (revocation waits for Redis too), so an outage does not lock every client out.
+            if cached is not None:
+                return cached[0]
             raise ServiceUnavailable("cannot check the API key right now; retry shortly") from exc
         if principal is None:
             self.cache.pop(digest, None)

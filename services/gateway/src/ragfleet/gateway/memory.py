@@ -8,6 +8,7 @@ session id from another tenant is simply not found.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -15,8 +16,11 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from ragfleet.common.errors import BadRequest
+
+log = logging.getLogger("ragfleet.gateway.memory")
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -51,13 +55,19 @@ class ConversationStore:
         return base, f"{base}:system"
 
     async def load(self, tenant: str, session_id: str) -> Conversation:
+        """The conversation so far; empty while Redis is down (memory is best effort: the chat
+        still answers, without history)."""
         messages_key, system_key = self._keys(tenant, session_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.lrange(messages_key, 0, -1)
-            pipe.get(system_key)
-            pipe.expire(messages_key, self.ttl_s)
-            pipe.expire(system_key, self.ttl_s)
-            raw_messages, system_prompt, *_ = await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.lrange(messages_key, 0, -1)
+                pipe.get(system_key)
+                pipe.expire(messages_key, self.ttl_s)
+                pipe.expire(system_key, self.ttl_s)
+                raw_messages, system_prompt, *_ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("conversation memory unavailable, answering without history: %s", exc)
+            return Conversation(session_id=session_id)
         return Conversation(
             session_id=session_id,
             system_prompt=system_prompt.decode() if system_prompt else None,
@@ -76,16 +86,20 @@ class ConversationStore:
         messages_key, system_key = self._keys(tenant, session_id)
         now = round(time.time(), 3)
         encoded = [orjson.dumps({**m, "at": now}) for m in messages]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if encoded:
-                pipe.rpush(messages_key, *encoded)
-                pipe.ltrim(messages_key, -self.window, -1)
-                pipe.expire(messages_key, self.ttl_s)
-            if system_prompt is not None:
-                pipe.set(system_key, system_prompt, ex=self.ttl_s)
-            else:
-                pipe.expire(system_key, self.ttl_s)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if encoded:
+                    pipe.rpush(messages_key, *encoded)
+                    pipe.ltrim(messages_key, -self.window, -1)
+                    pipe.expire(messages_key, self.ttl_s)
+                if system_prompt is not None:
+                    pipe.set(system_key, system_prompt, ex=self.ttl_s)
+                else:
+                    pipe.expire(system_key, self.ttl_s)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # The answer is already made; losing this turn from the memory must not fail it.
+            log.warning("conversation memory unavailable, this turn is not remembered: %s", exc)
 
     async def exists(self, tenant: str, session_id: str) -> bool:
         return bool(await self.redis.exists(*self._keys(tenant, session_id)))

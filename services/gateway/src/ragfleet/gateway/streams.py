@@ -26,9 +26,9 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from ragfleet.common.errors import BadRequest, NotFound
+from ragfleet.common.errors import BadRequest, NotFound, ServiceUnavailable
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
 EVENT_ID = re.compile(r"^([a-f0-9]{32}):(\d{1,9})$")
@@ -88,11 +88,17 @@ class StreamBuffer:
             "session_id": session_id,
             "replica": self.replica,
         }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(meta_key, mapping={**meta, "created_at": str(time.time())})
-            pipe.expire(meta_key, self.ttl_s)
-            pipe.set(lease_key, self.replica, px=int(self.lease_s * 1000))
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(meta_key, mapping={**meta, "created_at": str(time.time())})
+                pipe.expire(meta_key, self.ttl_s)
+                pipe.set(lease_key, self.replica, px=int(self.lease_s * 1000))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable(
+                "streamed answers need the stream buffer, which is unavailable; retry shortly, or ask "
+                "without Accept: text/event-stream for a JSON answer"
+            ) from exc
 
     async def append(self, event: StreamEvent) -> bool:
         """Append one event; False when that sequence number is taken (another writer ended it)."""
