@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -45,8 +45,9 @@ class Context:
         return ApiClient(self.stack.url, self.stack.api_key, timeout_s=30)
 
     def record(self, *outcomes: Outcome) -> None:
-        """The scenario's own requests count like the load's."""
-        self.load.outcomes.extend(outcomes)
+        """The scenario's own requests count in the report, as ``scenario:<kind>``: their faults are
+        on purpose, so they stay out of the load's checks and its green windows."""
+        self.load.outcomes.extend(replace(o, kind=f"scenario:{o.kind}") for o in outcomes)
 
     async def wait_green(self, fault_end: float) -> float | None:
         """Seconds from ``fault_end`` until the load's first fully-green window (None: not within the limit)."""
@@ -466,13 +467,13 @@ async def gateway_kill(ctx: Context, result: ScenarioResult) -> None:
         )
 
         fast = [
-            await c.chat_stream("How often are API keys rotated?", stop_after=1, kind="chat-sse-resume")
+            await c.chat_stream("How often are API keys rotated?", stop_after=1, kind="chat-sse")
             for c in fast_on_victim
         ]
         live: dict[ApiClient, list[SseEvent]] = {c: [] for cs in slow_on.values() for c in cs}
         tasks = {
             c: asyncio.create_task(
-                c.chat_stream("Tell me slowly.", model=SLOW, events=events, kind="chat-sse-resume")
+                c.chat_stream("Tell me slowly.", model=SLOW, events=events, kind="chat-sse")
             )
             for c, events in live.items()
         }
@@ -499,7 +500,7 @@ async def gateway_kill(ctx: Context, result: ScenarioResult) -> None:
             if not seen:
                 details.append("no event before the kill")
                 continue
-            resumed = await client.chat_stream(last_event_id=seen[-1].id, kind="chat-sse-resume")
+            resumed = await client.chat_stream(last_event_id=seen[-1].id, kind="chat-sse")
             ctx.record(resumed.outcome)
             other = resumed.replica not in (None, victim)
             if continues(seen, resumed.events) and other:
@@ -509,7 +510,7 @@ async def gateway_kill(ctx: Context, result: ScenarioResult) -> None:
                 resumed_ok += 1
             elif terminal is not None and terminal.data.get("code") == "stream_interrupted":
                 # The answer died with its replica: the client sends the message again, elsewhere.
-                again = await client.chat_stream("Tell me slowly.", model=SLOW, kind="chat-sse-resume")
+                again = await client.chat_stream("Tell me slowly.", model=SLOW, kind="chat-sse")
                 ctx.record(again.outcome)
                 interrupted_resent += again.outcome.ok
             details.append(

@@ -1,0 +1,29 @@
+"""One short real scenario end to end: a stack of its own, the load, Redis stopped for 5 s."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragfleet.chaos.cli import main
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def test_a_short_redis_outage_passes_with_nothing_lost(tmp_path: Path) -> None:
+    report_dir = tmp_path / "report"
+    code = main(
+        ["--scenario", "redis-outage", "--redis-outage-s", "5", "--report-dir", str(report_dir),
+         "--run-dir", str(tmp_path / "run")]
+    )  # fmt: skip
+
+    summary = json.loads((report_dir / "summary.json").read_text())
+    failed = [c for s in summary["scenarios"] for c in s["checks"] if not c["passed"]]
+    assert code == 0, failed
+    (scenario,) = summary["scenarios"]
+    assert scenario["verdict"] == "PASS"
+    assert scenario["documents_lost"] == 0
+    assert scenario["requests_sent"] > 0
+    assert (report_dir / "summary.md").exists()
