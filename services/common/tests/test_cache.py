@@ -240,3 +240,28 @@ async def test_redis_down_still_answers_and_recovers(
     value, tier = await ns_a.get_or_compute("t1", "docs", {"q": "after"}, compute())
     assert tier == "miss"
     assert await ns_b.get_or_compute("t1", "docs", {"q": "after"}, compute()) == (value, "hit-l2")
+
+
+async def test_an_edge_namespace_is_l1_only_and_purged_by_the_owners_bumps(
+    replicas: tuple[TwoTierCache, TwoTierCache],
+) -> None:
+    owner, gateway = replicas
+    kind = fresh_kind()
+    edge = gateway.namespace(kind, edge=True)
+    compute = Counting()
+    request = {"query": "q"}
+
+    assert await edge.get_or_compute("t1", "docs", request, compute()) == ({"n": 1}, "miss")
+    assert await edge.get_or_compute("t1", "docs", request, compute()) == ({"n": 1}, "hit-edge")
+    assert await edge.get_or_compute("t2", "docs", request, compute()) == ({"n": 2}, "miss")
+    # Nothing went to Redis: the owner keeps L2; the edge only remembers answers in memory.
+    assert await gateway.redis.keys(f"test:{kind}:*") == []
+    stats = cache_stats()[kind]
+    assert stats["edge"] == {"hits": 1, "misses": 2, "hit_rate": round(1 / 3, 4)}
+    assert stats["requests"] == 3 and "l2" not in stats
+
+    # A write through the owner purges the edge before the write returns.
+    result = await owner.bump_version("t1", "docs")
+    assert result.acked == result.replicas == 2
+    assert await edge.get_or_compute("t1", "docs", request, compute()) == ({"n": 3}, "miss")
+    assert await edge.get_or_compute("t2", "docs", request, compute()) == ({"n": 2}, "hit-edge")

@@ -55,6 +55,9 @@ def create_service_app(
         description=description,
         version="0.1.0",
         lifespan=_lifespan,
+        # RequestContextMiddleware already opens the server span and counts the request; FastAPI's
+        # own telemetry would add a second span and metric set per request on the hot path.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         **fastapi_kwargs,
     )
     install_error_handlers(app)

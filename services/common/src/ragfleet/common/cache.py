@@ -42,7 +42,7 @@ from ragfleet.common.metrics import MULTIPROC_ENV
 log = logging.getLogger("ragfleet.cache")
 
 T = TypeVar("T")
-CacheResult = Literal["hit-l1", "hit-l2", "miss"]
+CacheResult = Literal["hit-edge", "hit-l1", "hit-l2", "miss"]
 
 INVALIDATION_CHANNEL = "ragfleet:cache:invalidate"
 _UNVERSIONED = "-"
@@ -215,15 +215,24 @@ class CacheNamespace(Generic[T]):
 
     The hit path is ``get_or_compute``: a version lookup in a dict, a key built with one f-string,
     an OrderedDict lookup and a counter increment.
+
+    An *edge* namespace is L1 only, in a service that fronts the one owning the value (the
+    gateway in front of retrieval): a hit there saves the whole hop, a miss asks the owner, whose
+    own L1 and L2 answer it. Its lookups are counted as tier ``edge`` and its hits are ``hit-edge``,
+    so the tiers add up: edge hits + L1 hits + L2 hits over edge lookups is the hit rate a client
+    sees. It is invalidated like any L1, by the owner's version bumps.
     """
 
-    def __init__(self, cache: TwoTierCache, kind: str, codec: Codec[T]) -> None:
+    def __init__(self, cache: TwoTierCache, kind: str, codec: Codec[T], *, edge: bool = False) -> None:
         self.cache = cache
         self.kind = kind
         self.codec = codec
+        self.edge = edge
         self._prefix = f"{cache.service}:{kind}:"
-        self._l1_hit = CACHE_REQUESTS.labels(kind, "l1", "hit")
-        self._l1_miss = CACHE_REQUESTS.labels(kind, "l1", "miss")
+        self._hit_result: CacheResult = "hit-edge" if edge else "hit-l1"
+        first_tier = "edge" if edge else "l1"
+        self._l1_hit = CACHE_REQUESTS.labels(kind, first_tier, "hit")
+        self._l1_miss = CACHE_REQUESTS.labels(kind, first_tier, "miss")
         self._l2_hit = CACHE_REQUESTS.labels(kind, "l2", "hit")
         self._l2_miss = CACHE_REQUESTS.labels(kind, "l2", "miss")
         self._l2_error = CACHE_REQUESTS.labels(kind, "l2", "error")
@@ -262,7 +271,7 @@ class CacheNamespace(Generic[T]):
         value = cache.l1.get(key)
         if value is not None:
             self._l1_hit.inc()
-            return value, "hit-l1"
+            return value, self._hit_result
         self._l1_miss.inc()
         return await self.cache._single_flight(
             key, lambda: self._fill(key, (tenant, collection or ""), compute)
@@ -272,6 +281,10 @@ class CacheNamespace(Generic[T]):
         self, key: str, scope: tuple[str, str], compute: Callable[[], Awaitable[T]]
     ) -> tuple[T, CacheResult]:
         cache = self.cache
+        if self.edge:
+            computed = await compute()
+            cache._l1_set(key, computed, scope)
+            return computed, "miss"
         blob = await cache._redis_call("get", cache.redis.get, key)
         if blob is _FAILED:
             self._l2_error.inc()
@@ -333,14 +346,19 @@ class TwoTierCache:
         self._closing = False
 
     @overload
-    def namespace(self, kind: str) -> CacheNamespace[Any]: ...
+    def namespace(self, kind: str, *, edge: bool = False) -> CacheNamespace[Any]: ...
 
     @overload
-    def namespace(self, kind: str, codec: Codec[T]) -> CacheNamespace[T]: ...
+    def namespace(self, kind: str, codec: Codec[T], *, edge: bool = False) -> CacheNamespace[T]: ...
 
-    def namespace(self, kind: str, codec: Codec[Any] = JSON_CODEC) -> CacheNamespace[Any]:
-        """One kind of value (``search``, ``embedding``); JSON unless a codec is given."""
-        return CacheNamespace(self, kind, codec)
+    def namespace(
+        self, kind: str, codec: Codec[Any] = JSON_CODEC, *, edge: bool = False
+    ) -> CacheNamespace[Any]:
+        """One kind of value (``search``, ``embedding``); JSON unless a codec is given.
+
+        ``edge=True``: L1 only, in front of the service that owns the value (see CacheNamespace).
+        """
+        return CacheNamespace(self, kind, codec, edge=edge)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -565,25 +583,32 @@ def cache_stats() -> dict[str, Any]:
 
 
 def _rates(counts: dict[tuple[str, str], float]) -> dict[str, Any]:
+    """Hit rates of one cache in one process: an edge tier (gateway) or L1 + L2 (the owner)."""
+
     def n(tier: str, result: str) -> int:
         return int(counts.get((tier, result), 0))
-
-    l1_hits, l1_misses = n("l1", "hit"), n("l1", "miss")
-    l2_hits, l2_misses, l2_errors = n("l2", "hit"), n("l2", "miss"), n("l2", "error")
-    requests = l1_hits + l1_misses
-    l2_lookups = l2_hits + l2_misses + l2_errors
 
     def rate(part: int, whole: int) -> float | None:
         return round(part / whole, 4) if whole else None
 
+    edge_hits, edge_misses = n("edge", "hit"), n("edge", "miss")
+    l1_hits, l1_misses = n("l1", "hit"), n("l1", "miss")
+    l2_hits, l2_misses, l2_errors = n("l2", "hit"), n("l2", "miss"), n("l2", "error")
+    edge_lookups, l1_lookups = edge_hits + edge_misses, l1_hits + l1_misses
+    stats: dict[str, Any] = {}
+    if edge_lookups:
+        stats["edge"] = {"hits": edge_hits, "misses": edge_misses, "hit_rate": rate(edge_hits, edge_lookups)}
+    if edge_lookups and not l1_lookups:
+        return {"requests": edge_lookups, "hit_rate": rate(edge_hits, edge_lookups), **stats}
     return {
-        "requests": requests,
-        "hit_rate": rate(l1_hits + l2_hits, requests),
-        "l1": {"hits": l1_hits, "misses": l1_misses, "hit_rate": rate(l1_hits, requests)},
+        "requests": l1_lookups,
+        "hit_rate": rate(l1_hits + l2_hits, l1_lookups),
+        **stats,
+        "l1": {"hits": l1_hits, "misses": l1_misses, "hit_rate": rate(l1_hits, l1_lookups)},
         "l2": {
             "hits": l2_hits,
             "misses": l2_misses,
             "errors": l2_errors,
-            "hit_rate": rate(l2_hits, l2_lookups),
+            "hit_rate": rate(l2_hits, l2_hits + l2_misses + l2_errors),
         },
     }

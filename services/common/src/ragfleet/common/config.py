@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragfleet.common.cache import CacheConfig
+
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
 
 
@@ -52,3 +54,28 @@ class ServiceSettings(BaseSettings):
         if self.environment == "production" and value.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError(f"{name} must be set to a real secret when environment=production")
         return value
+
+
+class TwoTierCacheSettings(BaseSettings):
+    """The two-tier cache's knobs, for the services that run one (mix into their settings class)."""
+
+    cache_l1_max_entries: int = Field(10_000, ge=0, description="per process; 0 disables L1")
+    cache_l1_ttl_s: float = Field(60.0, gt=0)
+    cache_l2_ttl_s: float = Field(300.0, gt=0)
+    cache_compress_min_bytes: int = Field(1024, ge=1, description="L2 values this big are zlib-compressed")
+    cache_ack_timeout_s: float = Field(
+        2.0, gt=0, description="how long a write waits for every replica to confirm its L1 purge"
+    )
+    cache_degraded_l1_ttl_s: float = Field(
+        2.0, gt=0, description="L1 lifetime while invalidations cannot be received (Redis down)"
+    )
+
+    def cache_config(self) -> CacheConfig:
+        return CacheConfig(
+            l1_max_entries=self.cache_l1_max_entries,
+            l1_ttl_s=self.cache_l1_ttl_s,
+            l2_ttl_s=self.cache_l2_ttl_s,
+            compress_min_bytes=self.cache_compress_min_bytes,
+            ack_timeout_s=self.cache_ack_timeout_s,
+            degraded_l1_ttl_s=self.cache_degraded_l1_ttl_s,
+        )

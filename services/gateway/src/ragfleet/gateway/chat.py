@@ -110,7 +110,7 @@ class ChatService:
                 "mode": request.mode,
             },
         )
-        self.stats.count_retrieval_cache(response.headers.get("x-cache"))
+        self.stats.count_search_cache(response.headers.get("x-cache"))
         results = response.json().get("results", [])
         return [
             {

@@ -3,10 +3,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from ragfleet.common.config import ServiceSettings
+from ragfleet.common.config import ServiceSettings, TwoTierCacheSettings
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
     """Settings of the gateway; every variable is ``RAGFLEET_GATEWAY_<FIELD>``."""
 
     model_config = SettingsConfigDict(env_prefix="RAGFLEET_GATEWAY_", extra="ignore", frozen=True)
@@ -28,6 +28,11 @@ class GatewaySettings(ServiceSettings):
     max_message_chars: int = Field(16_000, ge=1, description="largest chat message")
     max_ws_message_bytes: int = Field(65_536, ge=1024, description="largest WebSocket frame accepted")
     cors_origins: list[str] = Field(default_factory=list, description='allowed origins; ["*"] for any')
+
+    # Search answers are also kept in this replica's memory (the edge tier of the search cache,
+    # sized and timed by the cache_* settings): a repeated search is answered without the hop to
+    # retrieval, and retrieval's version bumps purge it like any L1.
+    search_edge_cache: bool = Field(True, description="answer repeated searches from this replica's memory")
 
     # Conversation memory.
     memory_window: int = Field(20, ge=1, le=1000, description="messages kept per conversation")

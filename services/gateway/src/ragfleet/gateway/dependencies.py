@@ -1,4 +1,7 @@
-"""Typed dependencies: what the lifespan created, read from ``app.state``."""
+"""Typed dependencies: what the lifespan created, read from ``app.state``.
+
+All ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -12,31 +15,32 @@ from starlette.requests import HTTPConnection
 from ragfleet.gateway.chat import ChatService
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
+from ragfleet.gateway.edge_cache import SearchAnswers
 from ragfleet.gateway.memory import ConversationStore
 from ragfleet.gateway.stats import GatewayStats, RetrievalCacheStats
 
 
-def get_settings(connection: HTTPConnection) -> GatewaySettings:
+async def get_settings(connection: HTTPConnection) -> GatewaySettings:
     settings: GatewaySettings = connection.app.state.settings
     return settings
 
 
-def get_redis(connection: HTTPConnection) -> Redis:
+async def get_redis(connection: HTTPConnection) -> Redis:
     redis: Redis = connection.app.state.redis
     return redis
 
 
-def get_http(connection: HTTPConnection) -> httpx.AsyncClient:
+async def get_http(connection: HTTPConnection) -> httpx.AsyncClient:
     http: httpx.AsyncClient = connection.app.state.http
     return http
 
 
-def get_stats(connection: HTTPConnection) -> GatewayStats:
+async def get_stats(connection: HTTPConnection) -> GatewayStats:
     stats: GatewayStats = connection.app.state.stats
     return stats
 
 
-def get_retrieval_cache_stats(connection: HTTPConnection) -> RetrievalCacheStats:
+async def get_retrieval_cache_stats(connection: HTTPConnection) -> RetrievalCacheStats:
     fetcher: RetrievalCacheStats = connection.app.state.retrieval_cache_stats
     return fetcher
 
@@ -48,17 +52,17 @@ StatsDep = Annotated[GatewayStats, Depends(get_stats)]
 RetrievalCacheStatsDep = Annotated[RetrievalCacheStats, Depends(get_retrieval_cache_stats)]
 
 
-def get_chat(connection: HTTPConnection) -> ChatService:
+async def get_chat(connection: HTTPConnection) -> ChatService:
     chat: ChatService = connection.app.state.chat
     return chat
 
 
-def get_downstream(connection: HTTPConnection) -> Downstream:
+async def get_downstream(connection: HTTPConnection) -> Downstream:
     downstream: Downstream = connection.app.state.downstream
     return downstream
 
 
-def get_memory(connection: HTTPConnection) -> ConversationStore:
+async def get_memory(connection: HTTPConnection) -> ConversationStore:
     memory: ConversationStore = connection.app.state.memory
     return memory
 
@@ -66,3 +70,11 @@ def get_memory(connection: HTTPConnection) -> ConversationStore:
 ChatDep = Annotated[ChatService, Depends(get_chat)]
 DownstreamDep = Annotated[Downstream, Depends(get_downstream)]
 MemoryDep = Annotated[ConversationStore, Depends(get_memory)]
+
+
+async def get_search_answers(connection: HTTPConnection) -> SearchAnswers:
+    answers: SearchAnswers = connection.app.state.search_answers
+    return answers
+
+
+SearchAnswersDep = Annotated[SearchAnswers, Depends(get_search_answers)]

@@ -11,12 +11,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from ragfleet.common.app import create_service_app
+from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.clients import create_http_client, create_redis
 from ragfleet.common.health import ReadinessCheck, http_ready_check, redis_check
 from ragfleet.gateway.auth import Authenticator
 from ragfleet.gateway.chat import ChatService
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
+from ragfleet.gateway.edge_cache import SearchAnswers
 from ragfleet.gateway.keys import KeyStore
 from ragfleet.gateway.memory import ConversationStore
 from ragfleet.gateway.ratelimit import RateLimiter
@@ -55,18 +57,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             block_ms=block_ms,
         )
         chat = ChatService(settings, downstream, memory, buffer, stats)
+        edge_cache = None
+        if settings.search_edge_cache:
+            edge_cache = TwoTierCache(
+                redis, service="gateway", config=settings.cache_config(), replica=settings.replica_name
+            )
+            await edge_cache.start()
         app.state.redis = redis
         app.state.http = http
         app.state.stats = stats
         app.state.downstream = downstream
         app.state.memory = memory
         app.state.chat = chat
+        app.state.search_answers = SearchAnswers(downstream, edge_cache)
         app.state.authenticator = Authenticator(KeyStore(redis), RateLimiter(redis), settings)
         app.state.retrieval_cache_stats = RetrievalCacheStats(http, f"{downstream.retrieval}/v1/cache/stats")
         try:
             yield
         finally:
             await chat.drain(settings.graceful_shutdown_s)
+            if edge_cache is not None:
+                await edge_cache.close()
             await http.aclose()
             await redis.aclose()  # type: ignore[attr-defined]
 

@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("ragfleet.gateway.ratelimit")
 
-# KEYS[1]: the key's bucket. ARGV[1]: emission interval in µs. ARGV[2]: burst.
-# Returns {allowed (0|1), µs until a request would be allowed, requests left in the burst}.
+# KEYS[1]: the key's bucket. ARGV[1]: emission interval in µs. ARGV[2]: burst. ARGV[3]: requests
+# wanted (a lease, see RateLimiter). Grants as many as the bucket holds, up to the number wanted.
+# Returns {granted (0 = refused), µs until a request would be allowed, requests left in the burst}.
 GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -29,14 +30,24 @@ local interval = tonumber(ARGV[1])
 local tolerance = interval * tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, math.ceil(allow_at - now), 0}
+local available = math.floor((now + tolerance - tat) / interval)
+if available < 1 then
+  return {0, math.ceil(tat + interval - tolerance - now), 0}
 end
+local granted = math.min(tonumber(ARGV[3]), available)
+local new_tat = tat + interval * granted
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, 0, math.floor((now - allow_at) / interval)}
+return {granted, 0, available - granted}
 """
+
+# A key allowed many requests a second would cost a Redis round trip per request — the largest
+# share of a cached search's CPU. So a replica takes a *lease* of up to this many seconds' worth
+# of the key's rate from the shared bucket and spends it locally. The tokens are taken before
+# they are spent, so the limit is never exceeded; a lease unused after LEASE_TTL_S is dropped
+# (those tokens are lost, which can only make the limit stricter). Keys whose lease would be one
+# request — every ordinary key — are checked in Redis on every request, exactly as before.
+LEASE_WINDOW_S = 0.05
+LEASE_TTL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -73,12 +84,19 @@ class RateLimiter:
         self.script = redis.register_script(GCRA_SCRIPT)
         self.local = LocalGcra()
         self.redis_failures = 0
+        # bucket -> [tokens left, monotonic expiry]
+        self.leases: dict[str, list[float]] = {}
 
     async def check(self, key_id: str, rate_per_s: float, burst: int) -> Decision:
         bucket = f"gw:ratelimit:{key_id}"
+        lease = self.leases.get(bucket)
+        if lease is not None and lease[0] >= 1 and lease[1] > time.monotonic():
+            lease[0] -= 1
+            return Decision(True, 0.0, int(lease[0]), shared=True)
+        wanted = max(1, min(burst // 4, math.floor(rate_per_s * LEASE_WINDOW_S)))
         interval_us = max(1, round(1_000_000 / rate_per_s))
         try:
-            allowed, wait_us, remaining = await self.script(keys=[bucket], args=[interval_us, burst])
+            granted, wait_us, remaining = await self.script(keys=[bucket], args=[interval_us, burst, wanted])
         except (RedisError, OSError) as exc:
             self.redis_failures += 1
             if self.redis_failures == 1 or self.redis_failures % 1000 == 0:
@@ -88,4 +106,8 @@ class RateLimiter:
                     extra={"failures": self.redis_failures},
                 )
             return self.local.check(bucket, rate_per_s, burst)
-        return Decision(bool(allowed), int(wait_us) / 1_000_000, int(remaining), shared=True)
+        if granted > 1:
+            if len(self.leases) >= 100_000:
+                self.leases.clear()
+            self.leases[bucket] = [granted - 1, time.monotonic() + LEASE_TTL_S]
+        return Decision(granted > 0, int(wait_us) / 1_000_000, int(remaining), shared=True)

@@ -60,8 +60,7 @@ class GatewayStats:
         self.in_flight_http = 0
         self.open_websockets = 0
         self.active_generations = 0
-        self.gateway_cache = {"hit": 0, "miss": 0}
-        self.retrieval_cache_results = {"hit-l1": 0, "hit-l2": 0, "miss": 0}
+        self.search_cache_results = {"hit-edge": 0, "hit-l1": 0, "hit-l2": 0, "miss": 0}
 
     def observe(self, method: str, route: str, status: int, duration_s: float) -> None:
         if route in _UNTRACKED_ROUTES:
@@ -75,20 +74,25 @@ class GatewayStats:
         if status >= 500:
             stats.errors += 1
 
-    def count_retrieval_cache(self, header: str | None) -> None:
-        """Tally the ``X-Cache`` header of retrieval's answers, as seen from the gateway."""
-        if header in self.retrieval_cache_results:
-            self.retrieval_cache_results[header] += 1
+    def count_search_cache(self, header: str | None) -> None:
+        """Tally where search answers came from (the ``X-Cache`` value sent to the client)."""
+        if header in self.search_cache_results:
+            self.search_cache_results[header] += 1
 
     def snapshot(self, retrieval_cache: dict[str, Any] | None = None) -> dict[str, Any]:
-        seen = self.retrieval_cache_results
+        seen = self.search_cache_results
         total = sum(seen.values())
+
+        def share(count: int) -> float | None:
+            return round(count / total, 4) if total else None
+
         cache: dict[str, Any] = {
             "search_as_seen_by_gateway": {
                 "requests": total,
-                "hit_rate_l1": round(seen["hit-l1"] / total, 4) if total else None,
-                "hit_rate_l2": round(seen["hit-l2"] / total, 4) if total else None,
-                "hit_rate": round((seen["hit-l1"] + seen["hit-l2"]) / total, 4) if total else None,
+                "hit_rate_edge": share(seen["hit-edge"]),
+                "hit_rate_l1": share(seen["hit-l1"]),
+                "hit_rate_l2": share(seen["hit-l2"]),
+                "hit_rate": share(total - seen["miss"]),
             }
         }
         if retrieval_cache is not None:

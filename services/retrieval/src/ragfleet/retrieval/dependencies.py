@@ -1,4 +1,7 @@
-"""Typed dependencies: the tenant of a request and the clients the lifespan created."""
+"""Typed dependencies: the tenant of a request and the clients the lifespan created.
+
+All ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from ragfleet.retrieval.search.service import SearchService
 from ragfleet.retrieval.store import VectorStore, validate_name
 
 
-def get_tenant(
+async def get_tenant(
     x_ragfleet_tenant: Annotated[
         str, Header(description="set by the gateway from the API key; absent means `default`")
     ] = "default",
@@ -20,22 +23,22 @@ def get_tenant(
     return validate_name("tenant", x_ragfleet_tenant)
 
 
-def get_search_service(request: Request) -> SearchService:
+async def get_search_service(request: Request) -> SearchService:
     service: SearchService = request.app.state.search
     return service
 
 
-def get_store(request: Request) -> VectorStore:
+async def get_store(request: Request) -> VectorStore:
     store: VectorStore = request.app.state.store
     return store
 
 
-def get_cache(request: Request) -> TwoTierCache:
+async def get_cache(request: Request) -> TwoTierCache:
     cache: TwoTierCache = request.app.state.cache
     return cache
 
 
-def get_batcher(request: Request) -> MicroBatcher:
+async def get_batcher(request: Request) -> MicroBatcher:
     batcher: MicroBatcher = request.app.state.batcher
     return batcher
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 from starlette.responses import Response
 
 from ragfleet.gateway.auth import Authenticated
 from ragfleet.gateway.chat import COLLECTION_PATTERN
-from ragfleet.gateway.dependencies import DownstreamDep, StatsDep
-from ragfleet.gateway.downstream import until_disconnected
+from ragfleet.gateway.dependencies import SearchAnswersDep, StatsDep
 from ragfleet.gateway.limits import SizeLimitedRoute
 
 router = APIRouter(prefix="/v1", tags=["search"], route_class=SizeLimitedRoute)
@@ -55,20 +54,21 @@ class SearchResponse(BaseModel):
     "/search",
     response_model=SearchResponse,
     summary="Search a collection (vector, BM25 or hybrid)",
-    responses={200: {"headers": {"X-Cache": {"description": "hit-l1, hit-l2 or miss"}}}},
+    responses={
+        200: {
+            "headers": {
+                "X-Cache": {
+                    "description": "hit-edge (this gateway's memory), hit-l1 or hit-l2 (retrieval's), or miss"
+                }
+            }
+        }
+    },
 )
 async def search(
-    body: SearchRequest,
-    principal: Authenticated,
-    request: Request,
-    downstream: DownstreamDep,
-    stats: StatsDep,
+    body: SearchRequest, principal: Authenticated, answers: SearchAnswersDep, stats: StatsDep
 ) -> Response:
     principal.require_collection(body.collection)
-    payload = body.model_dump(exclude_none=True)
-    answer = await until_disconnected(request, downstream.search(principal, payload))
-    cache = answer.headers.get("x-cache")
-    stats.count_retrieval_cache(cache)
+    content, cache = await answers.search(principal, body.model_dump(exclude_none=True))
+    stats.count_search_cache(cache)
     # Relayed as bytes: re-encoding retrieval's JSON would cost more than the rest of the hop.
-    headers = {"x-cache": cache} if cache else None
-    return Response(answer.content, media_type="application/json", headers=headers)
+    return Response(content, media_type="application/json", headers={"x-cache": cache} if cache else None)
