@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval-http
+.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval-http chaos
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ bench: deps  ## vector-search QPS run with its gates, report under docs/benchmar
 bench-retrieval-http: deps  ## retrieval HTTP QPS, cached and uncached (needs a running retrieval on :8010)
 	$(UV) run python services/retrieval/bench/bench_http.py --url http://127.0.0.1:8010 --chunks 5000 \
 		--seconds 10 --concurrency 32
+
+chaos: deps  ## faults under load on a stack of its own, one scenario at a time; report under reports/chaos-*
+	$(UV) run python -m ragfleet.chaos $(CHAOS_ARGS)
 
 HELM := .tools/kubectl-layer-v32-2.1.0/helm
 KIND_CONTEXT := kind-ragfleet
