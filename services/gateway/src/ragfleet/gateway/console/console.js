@@ -525,7 +525,7 @@ function drawLines(svg, series, { max = null, classes = [] } = {}) {
 class StatsFeed {
   constructor() {
     this.socket = null;
-    this.history = { inFlight: [[], [], []], cache: [[], []], routes: new Map() };
+    this.history = { inFlight: [[], [], []], cache: new Map(), routes: new Map() };
     this.retryTimer = null;
     this.updates = 0;
   }
@@ -567,19 +567,29 @@ class StatsFeed {
     const flight = snapshot.in_flight;
     [flight.http, flight.websockets, flight.generations].forEach((v, i) => StatsFeed.push(this.history.inFlight[i], v));
     drawLines($("chart-in-flight"), this.history.inFlight, { classes: ["s1", "s2", "s3"] });
-    $("in-flight-text").textContent = `HTTP requests ${flight.http} · WebSockets ${flight.websockets} · answers generating ${flight.generations}`;
+    $("in-flight-text").replaceChildren(
+      el("span", { class: "key s1" }, `HTTP requests ${flight.http}`), " · ",
+      el("span", { class: "key s2" }, `WebSockets ${flight.websockets}`), " · ",
+      el("span", { class: "key s3" }, `answers generating ${flight.generations}`),
+    );
 
+    // One line per tier the gateway reports (hit_rate_edge, hit_rate_l1, hit_rate_l2, ...).
     const seen = snapshot.cache.search_as_seen_by_gateway;
-    StatsFeed.push(this.history.cache[0], seen.hit_rate_l1);
-    StatsFeed.push(this.history.cache[1], seen.hit_rate_l2);
-    drawLines($("chart-cache"), this.history.cache, { max: 1, classes: ["s1", "s2"] });
+    const tiers = Object.keys(seen).filter((k) => k.startsWith("hit_rate_")).map((k) => k.slice("hit_rate_".length));
+    for (const tier of tiers) {
+      if (!this.history.cache.has(tier)) this.history.cache.set(tier, []);
+      StatsFeed.push(this.history.cache.get(tier), seen[`hit_rate_${tier}`]);
+    }
+    drawLines($("chart-cache"), tiers.map((tier) => this.history.cache.get(tier)), { max: 1, classes: ["s1", "s2", "s3"] });
     const percent = (rate) => (rate === null || rate === undefined ? "–" : `${(rate * 100).toFixed(1)} %`);
-    let cacheText = `Searches through this replica: ${seen.requests} · L1 ${percent(seen.hit_rate_l1)} · L2 ${percent(seen.hit_rate_l2)} · any ${percent(seen.hit_rate)}`;
+    const cacheText = [`Searches through this replica: ${seen.requests}`];
+    tiers.forEach((tier, i) => cacheText.push(el("span", { class: `key s${i + 1}` }, `${tier.toUpperCase()} ${percent(seen[`hit_rate_${tier}`])}`)));
+    cacheText.push(`any tier ${percent(seen.hit_rate)}`);
     const retrieval = snapshot.cache.retrieval?.caches;
     if (retrieval) {
-      cacheText += " — retrieval's own: " + Object.entries(retrieval).map(([name, c]) => `${name} L1 ${percent(c.l1?.hit_rate)}, L2 ${percent(c.l2?.hit_rate)}`).join("; ");
+      cacheText.push("retrieval's own: " + Object.entries(retrieval).map(([name, c]) => `${name} L1 ${percent(c.l1?.hit_rate)}, L2 ${percent(c.l2?.hit_rate)}`).join("; "));
     }
-    $("cache-text").textContent = cacheText;
+    $("cache-text").replaceChildren(...cacheText.flatMap((part, i) => (i ? [" · ", part] : [part])));
 
     this.renderRoutes(snapshot.routes);
   }
