@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from ragfleet.devstack.processes import ManagedProcess, free_port
+from ragfleet.devstack.processes import ManagedProcess, free_port, wait_until
 from ragfleet.devstack.pytest_plugin import RunningService, ServiceStarter
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
@@ -130,11 +131,62 @@ def check_json_error(status: int, headers: Mapping[str, Any], body: bytes) -> di
     document = orjson.loads(body)
     error = document.get("error") if isinstance(document, dict) else None
     assert isinstance(error, dict), f"{status} without an error object: {body[:200]!r}"
-    for field in ("code", "message", "request_id"):
-        assert isinstance(error.get(field), str) and error[field], f"{status} error lacks {field}: {error}"
+    for name in ("code", "message", "request_id"):
+        assert isinstance(error.get(name), str) and error[name], f"{status} error lacks {name}: {error}"
     return error
 
 
 @pytest.fixture(scope="session")
 def json_error() -> ErrorChecker:
     return check_json_error
+
+
+# Each tenant holds a document with the same id in a collection of the same name, each with a
+# secret word only its own tenant may ever see.
+SECRETS = {"acme": "PELICAN", "globex": "WALRUS"}
+DOCUMENT_ID = "leave-policy"
+
+
+def tenant_document(tenant: str) -> dict[str, Any]:
+    return {
+        "id": DOCUMENT_ID,
+        "text": f"{tenant} employees get vacation days every year. "
+        f"The vacation approval codeword is {SECRETS[tenant]}.",
+        "metadata": {"lang": "en", "owner": tenant},
+    }
+
+
+@dataclass
+class SeededPlatform(Platform):
+    jobs: dict[str, str]  # tenant -> the job that ingested its document
+    secrets: Mapping[str, str] = field(default_factory=lambda: SECRETS)
+    document_id: str = DOCUMENT_ID
+
+    def wait_for_job(self, client: httpx.Client, job_id: str, collection: str = SHARED_COLLECTION) -> None:
+        def succeeded() -> bool:
+            job = client.get(f"/v1/jobs/{job_id}", params={"collection": collection})
+            return bool(job.json()["state"] == "succeeded")
+
+        wait_until(succeeded, timeout_s=120, what=f"ingestion job {job_id}")
+
+
+@pytest.fixture(scope="session")
+def seeded(platform: Platform) -> SeededPlatform:
+    """The platform with one document per tenant, ingested through the gateway by the real worker."""
+    jobs: dict[str, str] = {}
+    with httpx.Client(base_url=platform.url, timeout=30) as client:
+        for tenant in TENANTS:
+            response = client.post(
+                "/v1/documents",
+                params={"collection": SHARED_COLLECTION},
+                json={"documents": [tenant_document(tenant)]},
+                headers=platform.headers(tenant),
+            )
+            assert response.status_code == 202, response.text
+            jobs[tenant] = response.json()["job_id"]
+
+    seeded = SeededPlatform(platform.stack, platform.keys, jobs)
+    for tenant in TENANTS:
+        with httpx.Client(base_url=platform.url, headers=platform.headers(tenant), timeout=30) as client:
+            seeded.wait_for_job(client, jobs[tenant])
+    return seeded
