@@ -504,14 +504,20 @@ async function followJob(jobId, collection) {
 
 const SVG = "http://www.w3.org/2000/svg";
 
-// Lines of one small chart; each series is an array of numbers (null = no value yet).
-function drawLines(svg, series, { max = null, classes = [] } = {}) {
+// Lines of one small chart; each series is an array of numbers (null = no value yet), newest
+// last and drawn at the right edge, so the chart scrolls left as the feed updates.
+function drawLines(svg, series, { max = null, floor = 1e-9, classes = [] } = {}) {
   const [width, height] = [300, 80];
+  const step = width / (STATS_POINTS - 1);
   const values = series.flat().filter((v) => v !== null);
-  const top = max ?? Math.max(1e-9, ...values) * 1.1;
+  const top = max ?? Math.max(floor, ...values) * 1.1;
   const lines = series.map((points, index) => {
     const coordinates = points
-      .map((v, i) => (v === null ? null : `${((i / (STATS_POINTS - 1)) * width).toFixed(1)},${(height - (v / top) * (height - 4) - 2).toFixed(1)}`))
+      .map((v, i) => {
+        if (v === null) return null;
+        const x = width - (points.length - 1 - i) * step;
+        return `${x.toFixed(1)},${(height - (v / top) * (height - 4) - 2).toFixed(1)}`;
+      })
       .filter(Boolean)
       .join(" ");
     const line = document.createElementNS(SVG, "polyline");
@@ -566,7 +572,7 @@ class StatsFeed {
 
     const flight = snapshot.in_flight;
     [flight.http, flight.websockets, flight.generations].forEach((v, i) => StatsFeed.push(this.history.inFlight[i], v));
-    drawLines($("chart-in-flight"), this.history.inFlight, { classes: ["s1", "s2", "s3"] });
+    drawLines($("chart-in-flight"), this.history.inFlight, { floor: 4, classes: ["s1", "s2", "s3"] });
     $("in-flight-text").replaceChildren(
       el("span", { class: "key s1" }, `HTTP requests ${flight.http}`), " · ",
       el("span", { class: "key s2" }, `WebSockets ${flight.websockets}`), " · ",
@@ -604,7 +610,7 @@ class StatsFeed {
       chart.setAttribute("viewBox", "0 0 300 80");
       chart.setAttribute("class", "chart small");
       chart.setAttribute("aria-hidden", "true"); // the numbers are in the row
-      drawLines(chart, history, { classes: ["s1", "s2", "s3"] });
+      drawLines(chart, history, { floor: 1, classes: ["s1", "s2", "s3"] });
       return el("tr", {}, el("th", { scope: "row" }, el("code", {}, name)), el("td", {}, String(route.count)), el("td", {}, ms(route.p50_ms)), el("td", {}, ms(route.p95_ms)), el("td", {}, ms(route.p99_ms)), el("td", {}, chart));
     });
     $("stats-routes").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "6" }, "No requests yet: search or chat, then watch this table."))]));
