@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ragfleet needs on a fresh Linux machine with Python 3.11: uv, the project's
-# virtualenv, Redis and NGINX. Safe to run again: it only installs what is missing.
+# virtualenv, Redis, NGINX and Chromium (for the console's browser tests). Safe to run again: it
+# only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,12 @@ fi
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   say "installing nginx (Debian package)"
   apt_install nginx-light || echo "nginx could not be installed: make run will serve one gateway directly" >&2
+fi
+
+# Debian's chromium, driven by Playwright's library: the tests never download a browser of their own.
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium (Debian package, for the console's browser tests)"
+  apt_install chromium || echo "chromium could not be installed: the console's browser tests will be skipped" >&2
 fi
 
 say "syncing the virtualenv (uv sync --frozen)"
