@@ -18,6 +18,7 @@ from ragfleet.devstack.stack import Stack
 def _print_summary(stack: Stack, api_key: str) -> None:
     print("\nragfleet is up.\n")
     print(f"  URL           {stack.url}")
+    print(f"  console       {stack.url}/console/   (paste the API key below)")
     print(f"  API docs      {stack.url}/docs")
     print(f"  readiness     {stack.url}/readyz")
     print(
