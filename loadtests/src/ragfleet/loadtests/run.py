@@ -7,6 +7,9 @@ Options this runner does not know go to Locust unchanged, so every gate option w
 (``--gate-qps 1000000``, ``--gate-p95-ms '*=500'``, ...; see ``docs/loadtests.md``).
 With ``--start-stack`` it starts the one-machine stack itself (as ``make run`` does) and stops it
 afterwards. Unless ``--api-key`` is given it creates a key for the run in the gateway's Redis.
+With ``--watch`` (a Kubernetes target) it records the cluster timeline with ``ragfleet-ops watch``
+while Locust runs, and the report embeds it; ``--cluster-timeline DIR`` embeds one recorded
+outside (``ragfleet-ops watch --during "make loadtest ..."``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ragfleet.loadtests import corpus
+from ragfleet.loadtests.options import stack_metrics_urls
 from ragfleet.loadtests.scenarios import MIXES, SCENARIOS
 
 log = logging.getLogger("ragfleet.loadtests.run")
@@ -33,7 +37,7 @@ LOCUSTFILE = HERE / "locustfile.py"
 RAMPFILE = HERE / "ramp.py"
 DEFAULT_HOST = "http://127.0.0.1:8080"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
-DEFAULT_METRICS_URL = "http://127.0.0.1:8010/metrics"
+CLUSTER_DIR = "cluster"  # where --watch writes the timeline, inside the report directory
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,8 +62,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--redis-url", default=DEFAULT_REDIS_URL, help="the gateway's Redis, where a key is created"
     )
-    p.add_argument("--metrics-url", action="append", default=None, help="retrieval /metrics (repeatable)")
+    p.add_argument(
+        "--metrics-url",
+        action="append",
+        default=None,
+        help="/metrics of retrieval and of each gateway replica (repeatable; default: make run's ports)",
+    )
     p.add_argument("--start-stack", action="store_true", help="start the one-machine stack for this run")
+    cluster = p.add_argument_group("cluster timeline (Kubernetes targets)")
+    cluster.add_argument(
+        "--watch", action="store_true", help="record the cluster with ragfleet-ops watch while Locust runs"
+    )
+    cluster.add_argument("--watch-interval", type=float, default=5.0, help="seconds between samples")
+    cluster.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig (default: $KUBECONFIG, ~/.kube/config)"
+    )
+    cluster.add_argument("--kube-context", default=None, help="kubeconfig context (default: the current one)")
+    cluster.add_argument(
+        "--namespace", default=None, help="namespace of the release (default: the context's)"
+    )
+    cluster.add_argument("--release", default=None, help="Helm release (default: every ragfleet workload)")
+    cluster.add_argument(
+        "--cluster-timeline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="embed a timeline recorded by `ragfleet-ops watch --out DIR` in the report",
+    )
     p.add_argument(
         "--seed-corpus",
         metavar="RETRIEVAL_URL",
@@ -118,8 +147,8 @@ def shown_command(argv: Sequence[str]) -> str:
 
 
 @contextlib.contextmanager
-def maybe_stack(start: bool) -> Iterator[tuple[str, str, str] | None]:
-    """With --start-stack: (url, redis url, retrieval metrics url) of a fresh stack, stopped afterwards."""
+def maybe_stack(start: bool) -> Iterator[tuple[str, str, list[str]] | None]:
+    """With --start-stack: (url, redis url, metrics urls: retrieval first) of a fresh stack, stopped afterwards."""
     if not start:
         yield None
         return
@@ -130,7 +159,7 @@ def maybe_stack(start: bool) -> Iterator[tuple[str, str, str] | None]:
     log.info("starting the stack (Redis, services, worker, gateways, NGINX)...")
     stack.start()
     try:
-        yield stack.url, stack.redis_url, f"http://127.0.0.1:{stack.settings.retrieval_port}/metrics"
+        yield stack.url, stack.redis_url, stack_metrics_urls(stack.settings)
     finally:
         log.info("stopping the stack")
         stack.stop()
@@ -186,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with maybe_stack(args.start_stack) as stack:
         host = stack[0] if stack else args.host or DEFAULT_HOST
         redis_url = stack[1] if stack else args.redis_url
-        metrics_urls = [stack[2]] if stack else args.metrics_url or [DEFAULT_METRICS_URL]
+        metrics_urls = stack[2] if stack else args.metrics_url or stack_metrics_urls()
         if args.seed_corpus or args.start_stack:
             retrieval = args.seed_corpus or metrics_urls[0].removesuffix("/metrics")
             log.info("seeded %d chunks into %s", corpus.seed(retrieval, args.collection), retrieval)
@@ -194,9 +223,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = locust_argv(args, host, metrics_urls, passthrough)
         log.info("running: %s", shlex.join(command))
         # The key travels in the environment, not on a command line anyone can read in `ps`.
-        exit_code = subprocess.run(command, env=_child_env({"RAGFLEET_LOADTEST_API_KEY": api_key})).returncode
+        env = _child_env({"RAGFLEET_LOADTEST_API_KEY": api_key})
+        if args.watch:
+            exit_code = run_watched(args, command, env)
+        else:
+            exit_code = subprocess.run(command, env=env).returncode
+    timeline = args.report_dir / CLUSTER_DIR if args.watch else args.cluster_timeline
+    if timeline is not None and (timeline / "timeline.jsonl").is_file():
+        from ragfleet.loadtests.cluster_report import add_cluster_timeline
+
+        log.info("cluster timeline: %s", add_cluster_timeline(args.report_dir, timeline))
+    elif timeline is not None:
+        log.error("no cluster timeline in %s: the report has none", timeline)
     log.info("report: %s (exit code %d)", args.report_dir / "summary.md", exit_code)
     return exit_code
+
+
+def run_watched(args: argparse.Namespace, command: list[str], env: dict[str, str]) -> int:
+    """Locust under `ragfleet-ops watch`: the cluster timeline goes to <report dir>/cluster."""
+    from ragfleet.ops import cli as ops
+    from ragfleet.ops.cluster import ClusterReader, OpsError, connect
+
+    try:
+        connection = connect(args.kubeconfig, args.kube_context)
+    except OpsError as error:
+        log.error("--watch: %s", error)
+        return 2
+    reader = ClusterReader(connection, args.namespace or connection.default_namespace, args.release)
+    return ops.watch(reader, connection, command, args.watch_interval, args.report_dir / CLUSTER_DIR, env)
 
 
 if __name__ == "__main__":

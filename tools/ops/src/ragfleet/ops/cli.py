@@ -247,22 +247,32 @@ def _tolerances(specs: Sequence[str]) -> dict[str, float]:
     return tolerances
 
 
-def watch(reader: ClusterReader, connection: Connection, command: str, interval: float, out: Path) -> int:
+def watch(
+    reader: ClusterReader,
+    connection: Connection,
+    command: str | Sequence[str],
+    interval: float,
+    out: Path,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Runs ``command`` (a shell command line, or an argv list run without a shell, with ``env``
+    as its whole environment when given) and records the cluster timeline until it ends."""
+    shown = command if isinstance(command, str) else shlex.join(command)
     recorder = TimelineRecorder(
         out,
         {
             "namespace": reader.namespace,
             "selector": reader.selector,
-            "command": command,
+            "command": shown,
             "interval": interval,
             "source": connection.source,
         },
     )
     print(
-        f"ragfleet-ops: watching {reader.namespace} every {interval:g}s while running: {command}",
+        f"ragfleet-ops: watching {reader.namespace} every {interval:g}s while running: {shown}",
         file=sys.stderr,
     )
-    process = subprocess.Popen(command, shell=True)
+    process = subprocess.Popen(command, shell=isinstance(command, str), env=env)
     exit_code = EXIT_USAGE
     try:
         while True:

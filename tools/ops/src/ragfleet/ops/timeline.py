@@ -334,3 +334,30 @@ def load_timeline(path: Path) -> Timeline:
 
 def components_in(samples: Iterable[dict[str, Any]]) -> list[str]:
     return sorted({c["component"] for s in samples for c in s["components"]})
+
+
+def component_summaries(timeline: Timeline) -> list[dict[str, Any]]:
+    """Per component, what the cluster did over the whole watch: the range of ready replicas, the
+    HPA's desired replicas from first to last and at most, restarts and evictions during the
+    watch, and the fewest disruptions its PDB allowed (0: the PDB was holding pods back)."""
+    summaries = []
+    for name in components_in(timeline.samples):
+        seen = [c for s in timeline.samples for c in s["components"] if c["component"] == name]
+        hpas = [c["hpa"] for c in seen if c.get("hpa")]
+        pdbs = [c["pdb"] for c in seen if c.get("pdb")]
+        summaries.append(
+            {
+                "component": name,
+                "ready_first": seen[0]["ready"],
+                "ready_min": min(c["ready"] for c in seen),
+                "ready_max": max(c["ready"] for c in seen),
+                "ready_last": seen[-1]["ready"],
+                "hpa_desired_first": hpas[0]["desired"] if hpas else None,
+                "hpa_desired_max": max(h["desired"] for h in hpas) if hpas else None,
+                "hpa_desired_last": hpas[-1]["desired"] if hpas else None,
+                "restarts": seen[-1]["restarts"] - seen[0]["restarts"],
+                "evictions": seen[-1].get("evictions", 0),
+                "pdb_allowed_min": min(p["disruptions_allowed"] for p in pdbs) if pdbs else None,
+            }
+        )
+    return summaries
