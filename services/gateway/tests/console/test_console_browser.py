@@ -15,7 +15,6 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from ragfleet.devstack.processes import free_port
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
 
@@ -59,17 +58,7 @@ if CHROMIUM is None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = DevstackSettings(
-        run_dir=tmp_path_factory.mktemp("console-stack"),
-        nginx_port=free_port(),
-        gateway_ports=(free_port(), free_port()),
-        retrieval_port=free_port(),
-        llm_proxy_port=free_port(),
-        ingestion_port=free_port(),
-        redis_port=free_port(),
-        worker_metrics_port=free_port(),
-        load_sample_corpus=False,
-    )
+    settings = DevstackSettings.on_free_ports(tmp_path_factory.mktemp("console-stack"))
     running = Stack(settings).start()
     yield running
     running.stop()

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragfleet.devstack.processes import free_port
 
 
 class DevstackSettings(BaseSettings):
@@ -27,3 +30,17 @@ class DevstackSettings(BaseSettings):
     sample_corpus_dir: Path = Path("services/ingestion/sample-corpus")
     startup_timeout_s: float = Field(120.0, gt=0)
     log_level: str = "INFO"
+
+    @classmethod
+    def on_free_ports(cls, run_dir: Path, **overrides: Any) -> DevstackSettings:
+        """A stack for tests and benchmarks: every port free, no sample corpus, beside any `make run`."""
+        ports = {
+            "nginx_port": free_port(),
+            "gateway_ports": (free_port(), free_port()),
+            "retrieval_port": free_port(),
+            "llm_proxy_port": free_port(),
+            "ingestion_port": free_port(),
+            "redis_port": free_port(),
+            "worker_metrics_port": free_port(),
+        }
+        return cls(run_dir=run_dir, **{**ports, "load_sample_corpus": False, **overrides})
