@@ -113,6 +113,9 @@ class ChaosStack:
                     **LLM_PROXY_CHAOS_ENV,
                 },
             )
+            # A task whose worker was SIGKILLed is redelivered after the visibility timeout: an
+            # hour by default (sized for the largest documents), seconds for chaos's small ones.
+            chaos.restart("ingestion-worker", env={"RAGFLEET_INGESTION_VISIBILITY_TIMEOUT_S": "10"})
             chaos.api_key = chaos.create_api_key()
         except BaseException:
             stack.stop()
