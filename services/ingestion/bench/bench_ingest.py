@@ -12,6 +12,7 @@ Writes docs/benchmarks/ingestion.md.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -85,6 +86,8 @@ def main() -> None:
     parser.add_argument("--paragraphs", type=int, default=6, help="per document (about 1 KB each)")
     parser.add_argument("--workers", type=int, default=1, help="worker pool processes (concurrency)")
     parser.add_argument("--batch", type=int, default=50, help="documents per POST")
+    parser.add_argument("--out", type=Path, default=REPORT, help="the Markdown report")
+    parser.add_argument("--json", type=Path, help="also write the figures here (for `make bench`)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -184,8 +187,16 @@ def main() -> None:
     log.info("end to end: %d chunks in %.2fs = %.1f chunks/s", chunks, e2e_s, e2e_rate)
 
     command = "uv run python services/ingestion/bench/bench_ingest.py " + " ".join(sys.argv[1:])
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(
+    if args.json:
+        figures = {
+            "raw": {"chunks": len(chunk_texts), "seconds": raw_s, "per_s": raw_rate},
+            "end_to_end": {"chunks": chunks, "seconds": e2e_s, "per_s": e2e_rate},
+            "documents": args.documents,
+            "workers": args.workers,
+        }
+        args.json.write_text(json.dumps(figures))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
         f"""# Ingestion throughput
 
 Chunks per second from the first `POST /v1/documents` to the last job finished (API → Redis →
@@ -212,7 +223,7 @@ cores as retrieval and Redis, as it would on a one-box install; on a cluster the
 their own cores and scale out on `ragfleet_ingestion_queue_depth`.
 """
     )
-    log.info("report written to %s", REPORT)
+    log.info("report written to %s", args.out)
 
 
 if __name__ == "__main__":

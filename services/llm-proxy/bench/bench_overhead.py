@@ -130,6 +130,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+def figures(r: Result) -> dict[str, object]:
+    """One row of the report as plain data."""
+    return {
+        "mode": r.mode,
+        "target": r.target,
+        "requests": len(r.latencies_ms),
+        "errors": r.errors,
+        "p50_ms": r.pct(r.latencies_ms, 50),
+        "p99_ms": r.pct(r.latencies_ms, 99),
+        "overhead_header_p50_ms": r.pct(r.header_overhead_ms, 50) if r.header_overhead_ms else None,
+        "cpu_ms_per_request": r.cpu_ms_per_request or {},
+    }
+
+
 def report(results: list[Result], args: argparse.Namespace, command: str) -> str:
     lines = [
         "# llm-proxy overhead benchmark",
@@ -217,6 +231,7 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
     parser.add_argument("--note", default="", help="a line added to the report (e.g. about a shared CPU)")
+    parser.add_argument("--json", type=Path, help="also write the figures here (for `make bench`)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -271,6 +286,8 @@ def main() -> None:
         log.info("report written to %s", args.output)
     else:
         sys.stdout.write(text)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": [figures(r) for r in results]}))
     if any(r.errors for r in results):
         log.warning("some requests failed; see the errors column")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import re
@@ -311,6 +312,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "retrieval.md")
+    parser.add_argument("--json", type=Path, help="also write the raw results here (for `make bench`)")
     args = parser.parse_args()
     command = "uv run python services/retrieval/bench/bench_store.py" + (
         f" --n {args.n}" if args.n != 100_000 else ""
@@ -321,6 +323,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_report(results, emb, machine(), command, args.out)
     sys.stdout.write(f"wrote {args.out}\n")
+    if args.json:
+        args.json.write_text(json.dumps({"store": results, "embeddings": emb, "report": str(args.out)}))
 
 
 if __name__ == "__main__":
