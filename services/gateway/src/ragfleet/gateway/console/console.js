@@ -366,7 +366,7 @@ class ChatConnection {
       this.setSession(event.session_id);
       turn.view.sources.replaceChildren(
         ...event.sources.map((source) =>
-          el("li", { class: "source" }, el("span", { class: "source-id" }, `[${source.id}] `), el("code", {}, source.document_id), ` · score ${Number(source.score).toFixed(3)} — `, el("span", { class: "text" }, source.text.slice(0, 240))),
+          el("li", { class: "source" }, el("span", { class: "source-id" }, `[${source.id}] `), el("code", {}, source.document_id), ` · score ${Number(source.score).toFixed(3)} — `, el("span", { class: "text" }, source.text.length > 240 ? `${source.text.slice(0, 240)}…` : source.text)),
         ),
       );
     } else if (event.type === "token") {
@@ -608,6 +608,7 @@ class StatsFeed {
       [route.p50_ms, route.p95_ms, route.p99_ms].forEach((v, i) => StatsFeed.push(history[i], v));
       const chart = document.createElementNS(SVG, "svg");
       chart.setAttribute("viewBox", "0 0 300 80");
+      chart.setAttribute("preserveAspectRatio", "none");
       chart.setAttribute("class", "chart small");
       chart.setAttribute("aria-hidden", "true"); // the numbers are in the row
       drawLines(chart, history, { floor: 1, classes: ["s1", "s2", "s3"] });
