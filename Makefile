@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval-http chaos
+.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench: deps  ## vector-search QPS run with its gates, report under docs/benchmar
 	$(UV) run python -m ragfleet.loadtests.run --scenario search --search-modes vector \
 		--gate-qps-endpoint "/v1/search [vector]" --users 40 --duration 60s \
 		--report-dir docs/benchmarks/loadtest-search-vector-$$(date +%Y%m%d) $(LOADTEST_ARGS)
+
+bench-retrieval: deps  ## retrieval benchmark, 100k chunks: recall, QPS in process and over HTTP, embeddings (~10 min)
+	$(UV) run python services/retrieval/bench/bench_retrieval.py $(BENCH_RETRIEVAL_ARGS)
 
 bench-retrieval-http: deps  ## retrieval HTTP QPS, cached and uncached (needs a running retrieval on :8010)
 	$(UV) run python services/retrieval/bench/bench_http.py --url http://127.0.0.1:8010 --chunks 5000 \

@@ -1,11 +1,16 @@
-"""HTTP QPS of a running retrieval service: vector and text queries, cached and uncached.
+"""HTTP QPS of a retrieval service: vector and text queries, cached and uncached.
+
+Against a service that is already running (it seeds a small collection of its own):
 
     uv run python services/retrieval/bench/bench_http.py --url http://127.0.0.1:8010 --seconds 10
 
-Seeds a collection with generated chunks (random unit vectors, so no embedding cost at seed
-time), then drives ``POST /v1/search`` from one asyncio process with keep-alive connections and
-appends the figures to docs/benchmarks/retrieval.md under "## HTTP". The load generator shares
-the machine with the service: the figures are a floor, not the service's ceiling.
+and appends its figures to docs/benchmarks/retrieval.md under "## HTTP". `make bench-retrieval`
+(bench_retrieval.py) uses the same scenarios against a 100k-chunk collection.
+
+Load generator: wrk (C, one thread, keep-alive) when it is on the PATH, otherwise one asyncio
+process with httpx. On a 2-core box the generator competes with the service for the CPU: wrk
+costs a few microseconds per request, httpx ~100-200 us, enough to cap the figure — the report
+names the generator used.
 """
 
 from __future__ import annotations
@@ -13,16 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import platform
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -42,9 +50,230 @@ WORDS = [
     "chunk",
     "latency",
 ]
+# Where a scenario's bodies take a number unique to the request, so that no two are alike.
+UNIQUE = "@N@"
+TENANT_HEADER = "X-Ragfleet-Tenant"
+
+# wrk cycles through the bodies of a file; in "unique" mode each request splices a fresh counter
+# (offset per run and thread, so a warm-up never pre-fills the measured run's keys) into one.
+WRK_SCRIPT = """
+local bodies, counter, mode, tenant = {}, 0, "cycle", "default"
+local next_id = 0
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("id", next_id)
+end
+function init(args)
+  mode, tenant = args[2], args[4]
+  counter = tonumber(args[3]) + id * 100000000
+  for line in io.lines(args[1]) do
+    local head, tail = line:match("^(.-)@N@(.*)$")
+    bodies[#bodies + 1] = head and {head, tail} or {line, nil}
+  end
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["X-Ragfleet-Tenant"] = tenant
+end
+function request()
+  counter = counter + 1
+  local body = bodies[counter % #bodies + 1]
+  if body[2] then
+    return wrk.format(nil, nil, nil, body[1] .. string.format("%d1", counter) .. body[2])
+  end
+  return wrk.format(nil, nil, nil, body[1])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nRESULT {"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration, e.status + e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+@dataclass
+class Scenario:
+    """Request bodies (JSON text); with `UNIQUE` in them, every request is a new one (uncached)."""
+
+    name: str
+    bodies: list[str]
+
+    def body(self, counter: int) -> str:
+        template = self.bodies[counter % len(self.bodies)]
+        return template.replace(UNIQUE, f"{counter}1")  # the trailing 1: "12" and "120" differ
+
+
+def vector_json(vector: np.ndarray, *, unique: bool) -> str:
+    """The vector as a JSON list; `unique` appends the request's digits to the last component's
+    decimals (a change below 1e-4, so the query stays realistic)."""
+    parts = [f"{x:.6f}" for x in vector]
+    if unique:
+        parts[-1] += UNIQUE
+    return "[" + ",".join(parts) + "]"
+
+
+def scenarios(collection: str, vectors: np.ndarray, texts: list[str]) -> list[Scenario]:
+    base = f'"collection": "{collection}", "top_k": 10'
+    return [
+        Scenario(
+            "vector, cached (one query repeated)",
+            [f'{{{base}, "vector": {vector_json(vectors[0], unique=False)}}}'],
+        ),
+        Scenario(
+            "vector, uncached (a new vector each time)",
+            [f'{{{base}, "vector": {vector_json(v, unique=True)}}}' for v in vectors[:500]],
+        ),
+        Scenario(
+            "text, cached (one query repeated)",
+            [json.dumps({"collection": collection, "top_k": 10, "query": texts[0]})],
+        ),
+        Scenario(
+            "text, uncached (a new text each time: embedding + search)",
+            [
+                json.dumps({"collection": collection, "top_k": 10, "query": f"{t} q{UNIQUE}"})
+                for t in texts[:500]
+            ],
+        ),
+    ]
+
+
+@dataclass
+class Figures:
+    qps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+@dataclass
+class HttpRun:
+    """One HTTP benchmark run, for the report."""
+
+    results: dict[str, Figures]
+    generator: str
+    workers: int
+    seconds: float
+    chunks: int
+    start_s: float  # launch of the service to its first 200 on /healthz
+
+    @property
+    def generator_short(self) -> str:
+        return self.generator.split(" ")[0]
+
+
+def run_wrk(
+    wrk: str, url: str, scenario: Scenario, *, seconds: float, concurrency: int, tenant: str, offset: int
+) -> Figures:
+    with tempfile.TemporaryDirectory(prefix="ragfleet-wrk-") as tmp:
+        script, bodies = Path(tmp) / "search.lua", Path(tmp) / "bodies.txt"
+        script.write_text(WRK_SCRIPT)
+        bodies.write_text("\n".join(scenario.bodies) + "\n")
+        mode = "unique" if UNIQUE in scenario.bodies[0] else "cycle"
+        argv = [
+            wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+            "-s", str(script), f"{url}/v1/search", "--", str(bodies), mode, str(offset), tenant,
+        ]  # fmt: skip
+        output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    raw = json.loads(line.removeprefix("RESULT "))
+    return Figures(
+        qps=raw["requests"] / (raw["duration_us"] / 1e6),
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        errors=raw["errors"],
+        requests=raw["requests"],
+    )
+
+
+async def run_httpx(
+    url: str, scenario: Scenario, *, seconds: float, concurrency: int, tenant: str, offset: int
+) -> Figures:
+    counter = itertools.count(offset)
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Content-Type": "application/json", TENANT_HEADER: tenant}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30, headers=headers) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                body = scenario.body(next(counter))
+                started = time.perf_counter()
+                response = await client.post("/v1/search", content=body)
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Figures(
+        qps=len(latencies) / elapsed,
+        p50_ms=statistics.median(latencies) * 1000,
+        p99_ms=latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
+        errors=errors,
+        requests=len(latencies),
+    )
+
+
+def load_generator(concurrency: int) -> str:
+    if shutil.which("wrk"):
+        return f"wrk (1 thread, {concurrency} keep-alive connections)"
+    return f"one asyncio process with httpx, {concurrency} connections (wrk not found: it limits the figure)"
+
+
+def run_scenarios(
+    url: str, runs: list[Scenario], *, seconds: float, concurrency: int, tenant: str
+) -> dict[str, Figures]:
+    """Each scenario: a 1 s warm-up (which also fills the cache for the cached ones), then the run."""
+    wrk = shutil.which("wrk")
+    results: dict[str, Figures] = {}
+    for scenario in runs:
+        for duration in (1.0, seconds):
+            offset = random.randrange(1, 10_000) * 1_000_000_000  # runs apart; exact in a double
+            if wrk:
+                figures = run_wrk(
+                    wrk,
+                    url,
+                    scenario,
+                    seconds=duration,
+                    concurrency=concurrency,
+                    tenant=tenant,
+                    offset=offset,
+                )
+            else:
+                figures = asyncio.run(
+                    run_httpx(
+                        url, scenario, seconds=duration, concurrency=concurrency, tenant=tenant, offset=offset
+                    )
+                )
+        results[scenario.name] = figures
+        sys.stdout.write(
+            f"{scenario.name:60s} {figures.qps:8.0f} req/s  p50 {figures.p50_ms:7.2f} ms  "
+            f"p99 {figures.p99_ms:7.2f} ms  errors {figures.errors}\n"
+        )
+    return results
+
+
+def results_table(results: dict[str, Figures]) -> str:
+    rows = [
+        "| scenario | req/s | p50 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {f.qps:,.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | {f.errors} |"
+            for name, f in results.items()
+        ),
+    ]
+    return "\n".join(rows)
 
 
 async def seed(client: httpx.AsyncClient, collection: str, chunks: int, batch: int = 500) -> None:
+    """`chunks` chunks of random unit vectors (no embedding cost at seed time)."""
     rng = np.random.default_rng(7)
     for start in range(0, chunks, batch):
         vectors = rng.standard_normal((min(batch, chunks - start), 384)).astype(np.float32)
@@ -65,38 +294,7 @@ async def seed(client: httpx.AsyncClient, collection: str, chunks: int, batch: i
         response.raise_for_status()
 
 
-async def drive(
-    client: httpx.AsyncClient, make_body: Callable[[int], dict[str, Any]], seconds: float, concurrency: int
-) -> dict[str, float]:
-    counter = itertools.count()
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal errors
-        while time.perf_counter() < deadline:
-            body = make_body(next(counter))
-            started = time.perf_counter()
-            response = await client.post("/v1/search", json=body)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                errors += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "qps": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "errors": errors,
-        "requests": len(latencies),
-    }
-
-
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -108,53 +306,35 @@ async def main() -> None:
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args()
 
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=args.url, limits=limits, timeout=30) as client:
-        if args.chunks:
+    async def seed_collection() -> None:
+        async with httpx.AsyncClient(base_url=args.url, timeout=30) as client:
             await seed(client, args.collection, args.chunks)
-        rng = np.random.default_rng(11)
-        fixed_vector = rng.standard_normal(384).astype(np.float32).tolist()
-        run = random.randrange(1_000_000_000)
-        base = {"collection": args.collection, "top_k": 10}
-        scenarios: dict[str, Callable[[int], dict[str, Any]]] = {
-            "vector, cached (one query repeated)": lambda i: {**base, "vector": fixed_vector},
-            "vector, uncached (a new vector each time)": lambda i: {
-                **base,
-                "vector": rng.standard_normal(384).astype(np.float32).tolist(),
-            },
-            "text, cached (one query repeated)": lambda i: {**base, "query": "cache latency of a replica"},
-            "text, uncached (a new text each time: embedding + search)": lambda i: {
-                **base,
-                "query": f"{random.choice(WORDS)} {random.choice(WORDS)} query {run} {i}",
-            },
-        }
-        results = {}
-        for name, make_body in scenarios.items():
-            await drive(client, make_body, 1.0, args.concurrency)  # warm-up (and fills the cache)
-            results[name] = await drive(client, make_body, args.seconds, args.concurrency)
-            figures = results[name]
-            sys.stdout.write(
-                f"{name:60s} {figures['qps']:8.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
-                f"p99 {figures['p99_ms']:6.2f} ms  errors {figures['errors']:.0f}\n"
-            )
+
+    if args.chunks:
+        asyncio.run(seed_collection())
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((500, 384)).astype(np.float32)
+    texts = [f"{random.choice(WORDS)} {random.choice(WORDS)} query" for _ in range(500)]
+    results = run_scenarios(
+        args.url,
+        scenarios(args.collection, vectors, texts),
+        seconds=args.seconds,
+        concurrency=args.concurrency,
+        tenant="default",
+    )
     if not args.no_report:
-        write_report(args, results)
+        append_report(args, results)
 
 
-def write_report(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> None:
+def append_report(args: argparse.Namespace, results: dict[str, Figures]) -> None:
     lines = [
         f"\n### HTTP run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"load generator on the same machine (one asyncio process, httpx, {args.concurrency} connections).\n",
+        f"load generator on the same machine: {load_generator(args.concurrency)}.\n",
         f"Command: `uv run python services/retrieval/bench/bench_http.py --url {args.url} "
         f"--chunks {args.chunks} --seconds {args.seconds:g} --concurrency {args.concurrency}`\n",
-        "| scenario | req/s | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        results_table(results),
     ]
-    for name, f in results.items():
-        lines.append(
-            f"| {name} | {f['qps']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['errors']:.0f} |"
-        )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     text = REPORT.read_text() if REPORT.exists() else "# Retrieval benchmarks\n"
     if "## HTTP" not in text:
@@ -163,4 +343,4 @@ def write_report(args: argparse.Namespace, results: dict[str, dict[str, float]])
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -20,15 +21,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_http import HttpRun, results_table
 from synthetic import clustered_vectors, exact_top_k, recall_at_k, texts
 
 from ragfleet.common.embeddings import Embedder, MicroBatcher
@@ -96,6 +99,32 @@ def timed_qps(fn: Callable[[int], Any], count: int, threads: int) -> float:
         return rate(count, time.perf_counter() - start)
 
 
+async def timed_load(data_dir: Path, *, expect_bm25: str) -> tuple[float, EmbeddedVectorStore]:
+    """Seconds to open the store and load its collection (what a retrieval start pays)."""
+    start = time.perf_counter()
+    store = EmbeddedVectorStore(data_dir)
+    await store.warm()
+    seconds = time.perf_counter() - start
+    assert store.search_sync(TENANT, COLLECTION, SearchQuery(text="index", mode="bm25"))
+    source = store._require(TENANT, COLLECTION).bm25_source
+    assert source == expect_bm25, f"BM25 was {source} on load, expected {expect_bm25}"
+    if expect_bm25 != "snapshot":
+        await store.close()
+    return seconds, store
+
+
+@contextlib.contextmanager
+def bm25_rebuilt_on_load(data_dir: Path) -> Iterator[None]:
+    """Mark the snapshot's postings as another tokenizer's, so a load rebuilds them; undo after."""
+    (meta_path,) = (data_dir / TENANT / COLLECTION).glob("snapshot-*/meta.json")
+    original = meta_path.read_bytes()
+    meta_path.write_bytes(orjson.dumps({**orjson.loads(original), "bm25_tokenizer": -1}))
+    try:
+        yield
+    finally:
+        meta_path.write_bytes(original)
+
+
 async def bench_store(n: int, n_queries: int, data_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"n": n}
     started = time.perf_counter()
@@ -113,10 +142,10 @@ async def bench_store(n: int, n_queries: int, data_dir: Path) -> dict[str, Any]:
     results["snapshot_s"] = time.perf_counter() - start
     del chunks
 
-    start = time.perf_counter()
-    store = EmbeddedVectorStore(data_dir)
-    await store.warm()
-    results["load_s"] = time.perf_counter() - start
+    # A start as before BM25 was persisted (postings rebuilt from the texts), then as now.
+    with bm25_rebuilt_on_load(data_dir):
+        results["load_rebuild_bm25_s"], _ = await timed_load(data_dir, expect_bm25="rebuilt")
+    results["load_s"], store = await timed_load(data_dir, expect_bm25="snapshot")
     results["disk_mb"] = disk_usage(data_dir) / 1e6
 
     queries = clustered_vectors(n_queries, seed=2)
@@ -190,10 +219,12 @@ async def bench_embeddings() -> dict[str, float]:
     passages = texts(64, seed=6, min_words=150, max_words=200)  # ~256 tokens each, truncated at 256
     embedder.embed(short[:8])
     out: dict[str, float] = {}
-    start = time.perf_counter()
-    for text in short[:128]:
-        embedder.embed([text])
-    out["query_single_per_s"] = rate(128, time.perf_counter() - start)
+    for batch, key in ((1, "query_single_per_s"), (8, "query_batch_8_per_s"), (32, "query_batch_32_per_s")):
+        count = 128 if batch == 1 else len(short)
+        start = time.perf_counter()
+        for offset in range(0, count, batch):
+            embedder.embed(short[offset : offset + batch])
+        out[key] = rate(count, time.perf_counter() - start)
     start = time.perf_counter()
     embedder.embed(short)
     out["query_batched_per_s"] = rate(len(short), time.perf_counter() - start)
@@ -209,27 +240,60 @@ async def bench_embeddings() -> dict[str, float]:
     return out
 
 
-def plot(results: dict[str, Any], emb: dict[str, float], path: Path) -> None:
+def plot(results: dict[str, Any], emb: dict[str, float], http: HttpRun | None, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    panels = 3 if http else 2
+    fig, axes = plt.subplots(
+        1, panels, figsize=(6 * panels, 4.8), gridspec_kw={"width_ratios": [3, 2, 3][:panels]}
+    )
+    left, middle = axes[0], axes[1]
     names = list(results["qps"])
     x = np.arange(len(names))
     for offset, threads in ((-0.2, 1), (0.2, 2)):
         left.bar(x + offset, [results["qps"][k][threads] for k in names], 0.4, label=f"{threads} thread(s)")
-    left.set_xticks(x, [k.replace(" (", "\n(") for k in names], fontsize=8)
+    left.set_xticks(x, [k.replace(" (", "\n(") for k in names], fontsize=7)
     left.set_ylabel("queries / s (in process)")
     left.set_yscale("log")
-    left.set_title(f"embedded store, {results['n']:,} chunks, recall@10 = {results['recall@10']:.3f}")
-    left.legend()
-    labels = ["query\nsingle", "query\nbatched", "query\nmicro-batched", "passage\nbatched"]
-    keys = ["query_single_per_s", "query_batched_per_s", "query_microbatched_per_s", "passage_batched_per_s"]
-    right.bar(labels, [emb[k] for k in keys], color="tab:green")
-    right.set_ylabel("texts / s")
-    right.set_title("MiniLM-L6 int8 ONNX embedding")
+    left.set_title(
+        f"embedded store, {results['n']:,} chunks, recall@10 = {results['recall@10']:.3f}", fontsize=9
+    )
+    left.legend(fontsize=8)
+    labels = [
+        "query\nbatch 1",
+        "query\nbatch 8",
+        "query\nbatch 32",
+        "query\nmicro-batched",
+        "passage\nbatched",
+    ]
+    keys = [
+        "query_single_per_s",
+        "query_batch_8_per_s",
+        "query_batch_32_per_s",
+        "query_microbatched_per_s",
+        "passage_batched_per_s",
+    ]
+    middle.bar(labels, [emb[k] for k in keys], color="tab:green")
+    middle.tick_params(axis="x", labelsize=7)
+    middle.set_ylabel("texts / s")
+    middle.set_title("MiniLM-L6 int8 ONNX embedding", fontsize=9)
+    if http:
+        right = axes[2]
+        http_names = list(http.results)
+        right.bar(
+            [n.split(" (")[0].replace(", ", "\n") for n in http_names],
+            [http.results[n].qps for n in http_names],
+            color="tab:purple",
+        )
+        right.axhline(1000, color="grey", linestyle="--", linewidth=1)
+        right.set_ylabel("requests / s over HTTP")
+        right.set_yscale("log")
+        right.set_title(
+            f"POST /v1/search, {http.workers} uvicorn workers, {http.generator_short}", fontsize=9
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -242,25 +306,49 @@ in-process part above keeps them.
 """
 
 
+def http_section(http: HttpRun) -> str:
+    return f"""## HTTP numbers (retrieval API, same {http.chunks:,}-chunk collection)
+
+A retrieval process (`python -m ragfleet.retrieval`, {http.workers} uvicorn workers, Redis for
+L2) started on free ports over the data directory built above: **ready {http.start_s:.1f} s after
+launch** (model load + index load in every worker). Load generator on the same machine:
+{http.generator}; each scenario runs {http.seconds:g} s after a 1 s warm-up. Vector queries come
+from the corpus's distribution; "uncached" splices a request number into every body (the last
+vector component's decimals, or a word of the text), so every request misses both cache tiers.
+
+{results_table(http.results)}
+
+`bench_http.py --url URL` runs the same scenarios against a service that is already running.
+"""
+
+
 def write_report(
-    results: dict[str, Any], emb: dict[str, float], info: dict[str, str], command: str, out: Path
+    results: dict[str, Any],
+    emb: dict[str, float],
+    info: dict[str, str],
+    command: str,
+    out: Path,
+    http: HttpRun | None = None,
 ) -> None:
     png = out.with_suffix(".png")
-    plot(results, emb, png)
-    old = out.read_text() if out.exists() else ""
-    http = HTTP_SECTION
-    heading = re.search(r"^## HTTP", old, flags=re.MULTILINE)
-    if heading:  # keep what the HTTP benchmark (bench_http.py) wrote: it appends its runs
-        http = old[heading.start() :].rstrip() + "\n"
+    plot(results, emb, http, png)
+    if http is not None:
+        http_text = http_section(http)
+    else:
+        old = out.read_text() if out.exists() else ""
+        http_text = HTTP_SECTION
+        heading = re.search(r"^## HTTP", old, flags=re.MULTILINE)
+        if heading:  # keep what the HTTP benchmark (bench_http.py) wrote: it appends its runs
+            http_text = old[heading.start() :].rstrip() + "\n"
     qps_rows = "\n".join(f"| {name} | {v[1]:,.0f} | {v[2]:,.0f} |" for name, v in results["qps"].items())
-    text = f"""# Retrieval benchmark — in-process core
+    text = f"""# Retrieval benchmark
 
 Written by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{info["commit"]}`.
 Machine: {info["nproc"]} CPUs, {info["cpu"]}, Python {info["python"]}; load average at the end
 {info["load"]}. **The CPU was shared with other jobs while this ran, so absolute numbers are
 noisy (lower than on a quiet box); re-run the command for clean figures.**
 
-![in-process QPS and embedding throughput]({png.name})
+![in-process QPS, embedding throughput and HTTP QPS]({png.name})
 
 ## Corpus and index
 
@@ -274,7 +362,8 @@ noisy (lower than on a quiet box); re-run the command for clean figures.**
 | --- | --- |
 | build (upsert in batches of 5,000, WAL fsync per batch) | {results["build_s"]:.1f} s |
 | snapshot on close | {results["snapshot_s"]:.1f} s |
-| load on start (snapshot + BM25 rebuild) | {results["load_s"]:.1f} s |
+| load on start (snapshot, BM25 postings read from it) | {results["load_s"]:.1f} s |
+| load on start with BM25 rebuilt from the texts (as before it was persisted) | {results["load_rebuild_bm25_s"]:.1f} s |
 | on disk | {results["disk_mb"]:.0f} MB |
 | **recall@10 vs exact search** | **{results["recall@10"]:.4f}** |
 | exact numpy search (for scale) | {results["exact_qps"]:,.0f} q/s |
@@ -296,12 +385,14 @@ metadata. BM25 and hybrid queries are 2-5 words drawn from the corpus's Zipf voc
 
 | path | texts / s |
 | --- | ---: |
-| short query, one per call | {emb["query_single_per_s"]:,.0f} |
-| short queries, one batched call | {emb["query_batched_per_s"]:,.0f} |
+| short queries, batch of 1 (one per call) | {emb["query_single_per_s"]:,.0f} |
+| short queries, batches of 8 | {emb["query_batch_8_per_s"]:,.0f} |
+| short queries, batches of 32 | {emb["query_batch_32_per_s"]:,.0f} |
+| short queries, all 256 in one call | {emb["query_batched_per_s"]:,.0f} |
 | short queries through `MicroBatcher` (64 concurrent) | {emb["query_microbatched_per_s"]:,.0f} |
 | chunk-sized passages (~256 tokens), batched | {emb["passage_batched_per_s"]:,.0f} |
 
-{http}"""
+{http_text}"""
     out.write_text(text)
 
 
