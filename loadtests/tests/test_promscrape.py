@@ -42,3 +42,21 @@ def test_a_restarted_service_counts_from_zero() -> None:
 
 def test_an_unknown_cache_has_no_rate() -> None:
     assert hit_rate({}, parse_cache_counts(AFTER), "nope").rate is None
+
+
+def test_gateway_edge_hits_count_and_its_misses_are_not_counted_twice() -> None:
+    after = {
+        # Two gateways' edge tier, summed by scrape(): 900 answered from memory, 100 asked retrieval.
+        ("search", "edge", "hit"): 900.0,
+        ("search", "edge", "miss"): 100.0,
+        # Retrieval saw those 100 plus 20 searches from chat: 120 lookups, 15 computed.
+        ("search", "l1", "hit"): 90.0,
+        ("search", "l1", "miss"): 30.0,
+        ("search", "l2", "hit"): 15.0,
+        ("search", "l2", "miss"): 15.0,
+    }
+    rate = hit_rate({}, after, "search")
+    assert rate.lookups == 1020
+    assert rate.hits == 900 + 90 + 15
+    assert rate.rate == 1 - 15 / 1020
+    assert rate.describe() == "1005 hits in 1020 lookups (gateway edge 900, L1 90, L2 15)"

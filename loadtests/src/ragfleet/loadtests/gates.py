@@ -114,7 +114,7 @@ def evaluate(summary: RunSummary, config: GateConfig) -> list[Verdict]:
             )
             verdicts.append(Verdict("cache hit rate", target, f"no data: {why}", False))
         else:
-            measured = f"{hit.rate:.1%} of {hit.lookups} lookups (L1 {hit.l1_hits}, L2 {hit.l2_hits})"
+            measured = f"{hit.rate:.1%}: {hit.describe()}"
             verdicts.append(Verdict("cache hit rate", target, measured, hit.rate > config.min_hit_rate))
 
     if config.min_qps is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.loadtests.gates import GateConfig, parse_p95_limits, parse_target
 
 ENV_PREFIX = "RAGFLEET_LOADTEST_"
@@ -52,7 +53,7 @@ def add_options(parser: Any) -> None:
         "--metrics-url",
         action="append",
         default=None,
-        help=f"{group}: retrieval /metrics URL (repeat per replica); default http://127.0.0.1:8010/metrics",
+        help=f"{group}: /metrics of retrieval and of every gateway replica (repeat); default: make run's",
     )
     option(
         "--gate-qps",
@@ -75,11 +76,15 @@ def add_options(parser: Any) -> None:
     option("--run-command", default="", help=f"{group}: the command line to print in the report")
 
 
-DEFAULT_METRICS_URL = "http://127.0.0.1:8010/metrics"
+def stack_metrics_urls(settings: DevstackSettings | None = None) -> list[str]:
+    """Where a one-machine stack counts its search cache: retrieval, and each gateway (the edge tier)."""
+    settings = settings or DevstackSettings()
+    ports = (settings.retrieval_port, *settings.gateway_ports)
+    return [f"http://127.0.0.1:{port}/metrics" for port in ports]
 
 
 def metrics_urls(options: Any) -> list[str]:
-    return list(options.metrics_url or [DEFAULT_METRICS_URL])
+    return list(options.metrics_url or stack_metrics_urls())
 
 
 def gate_config(options: Any) -> GateConfig:

@@ -55,15 +55,31 @@ class HitRate:
     lookups: int
     l1_hits: int
     l2_hits: int
+    edge_hits: int = 0
     available_caches: list[str] = field(default_factory=list)
 
     @property
+    def hits(self) -> int:
+        return self.edge_hits + self.l1_hits + self.l2_hits
+
+    @property
     def rate(self) -> float | None:
-        return (self.l1_hits + self.l2_hits) / self.lookups if self.lookups else None
+        return self.hits / self.lookups if self.lookups else None
+
+    def describe(self) -> str:
+        tiers = f"L1 {self.l1_hits}, L2 {self.l2_hits}"
+        if self.edge_hits:
+            tiers = f"gateway edge {self.edge_hits}, {tiers}"
+        return f"{self.hits} hits in {self.lookups} lookups ({tiers})"
 
 
 def hit_rate(before: Mapping[tuple[str, str, str], float], after: CacheCounts, cache: str) -> HitRate:
-    """Hits in either tier over L1 lookups (every lookup starts at L1), between two scrapes.
+    """Hits in any tier over the lookups clients made, between two scrapes.
+
+    Tiers: the gateways' edge (their own memory), then retrieval's L1, then L2 (Redis). Each
+    edge miss becomes one retrieval lookup, so the lookups clients made are the edge lookups plus
+    the retrieval lookups that did not come from an edge miss (chat asks retrieval directly).
+    Without gateway metrics (or with the edge off) this is retrieval's L1 + L2 over its lookups.
 
     A counter lower after than before means the service restarted during the run; the
     after-value alone is then the best estimate of what the run did.
@@ -74,11 +90,14 @@ def hit_rate(before: Mapping[tuple[str, str, str], float], after: CacheCounts, c
         start = before.get((cache, tier, result), 0.0)
         return int(end - start if end >= start else end)
 
+    edge_hits, edge_misses = delta("edge", "hit"), delta("edge", "miss")
     l1_hits, l1_misses = delta("l1", "hit"), delta("l1", "miss")
+    direct_lookups = max(0, l1_hits + l1_misses - edge_misses)
     return HitRate(
         cache=cache,
-        lookups=l1_hits + l1_misses,
+        lookups=edge_hits + edge_misses + direct_lookups,
         l1_hits=l1_hits,
         l2_hits=delta("l2", "hit"),
+        edge_hits=edge_hits,
         available_caches=sorted({name for name, _, _ in after}),
     )
