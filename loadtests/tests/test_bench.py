@@ -1,0 +1,120 @@
+"""The benchmark runner: figures read from what the parts really write, and one real (small) run that
+stores its record, writes the pages and exits with the regression code against a better baseline.
+
+The full `make bench` takes minutes; only the fastest part (llm-proxy, --quick) runs here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from ragfleet.loadtests import bench
+from ragfleet.loadtests import bench_history as history
+from ragfleet.loadtests.gates import EndpointStats, RunSummary
+from ragfleet.loadtests.promscrape import HitRate
+
+
+def test_loadtest_figures_come_from_the_summary_the_run_writes() -> None:
+    summary = RunSummary(
+        endpoints=[
+            EndpointStats("POST", "/v1/search [vector]", 900, 9, 300.0, 5, 40, 90),
+            EndpointStats("GET", "/healthz", 100, 0, 10.0, 1, 2, 3),
+        ],
+        total_requests=1000,
+        total_failures=9,
+        duration_s=3.0,
+        hit_rate=HitRate("search", lookups=800, l1_hits=500, l2_hits=100),
+    )
+    # As report.write stores it in summary.json (importing the report would import Locust, whose
+    # gevent monkey-patching must not happen inside pytest).
+    written = json.dumps({"summary": dataclasses.asdict(summary)})
+
+    values = bench.loadtest_metrics(json.loads(written))
+
+    assert values == {
+        "loadtest.vector_search_qps": 300.0,
+        "loadtest.vector_search_p95_ms": 40,
+        "loadtest.failure_ratio": 0.009,
+        "loadtest.cache_hit_rate": 0.75,
+    }
+    assert set(values) <= set(bench.CATALOG)
+
+
+def test_the_readme_table_is_replaced_between_its_markers_only(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"# Index\n\nhand-written\n\n{bench.README_START}\nold table\n{bench.README_END}\n\nfooter\n"
+    )
+    record = history.Record(
+        None,
+        {
+            "started_at": "2026-11-21T10:00:00Z",
+            "git": {"short": "abc1234", "dirty": True},
+            "machine": {"cpu_model": "EPYC", "cores": 2, "memory_gib": 23.5},
+            "profile": {"name": "quick"},
+            "metrics": {"llm_proxy.errors": {"value": 0, "unit": "count", "better": "lower"}},
+        },
+    )
+    rows = history.compare(record, history.Baseline({}, []), history.Tolerances())
+
+    bench.update_readme(readme, record, rows, tmp_path / "latest.md")
+
+    text = readme.read_text()
+    assert "old table" not in text and "hand-written" in text and text.endswith("footer\n")
+    assert "commit `abc1234+dirty`" in text and "| llm_proxy.errors | count | lower |" in text
+
+
+def test_bad_options_are_refused_with_the_choices() -> None:
+    with pytest.raises(SystemExit):
+        bench.parser().parse_args(["--only", "retrieval,nope"])
+    with pytest.raises(SystemExit):
+        bench.parser().parse_args(["--tolerance-for", "loadtest.qps"])
+    args = bench.parser().parse_args(["--only", "loadtest,retrieval", "--tolerance-for", "loadtest.*=0.3"])
+    assert args.only == ["retrieval", "loadtest"] and args.tolerance_for == [("loadtest.*", 0.3)]
+
+
+@pytest.mark.integration
+def test_a_quick_run_is_stored_and_a_regression_exits_with_its_code(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "README.md").write_text(f"# Benchmarks\n\n{bench.README_START}\n{bench.README_END}\n")
+    # A baseline no real proxy can match: every latency and CPU figure near zero.
+    impossible = {
+        "started_at": "2000-01-01T00:00:00Z",
+        "git": {"commit": "0" * 40, "short": "0000000", "dirty": False},
+        "machine": bench.machine(),
+        "profile": {"name": "quick"},
+        "metrics": {
+            **bench.metric_entries({"llm_proxy.json_cpu_ms_per_request": 1e-6}),
+            "llm_proxy.retired": {"value": 1.0, "unit": "count", "better": "lower"},  # no longer measured
+        },
+    }
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps(impossible))
+
+    code = bench.main(
+        [
+            *("--quick", "--only", "llm-proxy", "--baseline", str(baseline)),
+            *("--history-dir", str(tmp_path / "history"), "--docs-dir", str(docs)),
+            *("--reports-dir", str(tmp_path / "reports")),
+        ]
+    )
+
+    assert code == bench.REGRESSION_EXIT_CODE
+    (stored,) = history.load_history(tmp_path / "history")
+    assert stored.data["parts"]["llm-proxy"]["ok"] is True
+    assert {"cpu_model", "cores", "memory_gib", "python", "load_before", "load_after"} <= set(
+        stored.data["machine"]
+    )
+    assert set(stored.data["git"]) == {"commit", "short", "dirty"}
+    assert "--quick" in stored.data["command"]
+    assert set(stored.metrics) == {name for name in bench.CATALOG if name.startswith("llm_proxy.")}
+    assert stored.metrics["llm_proxy.errors"].value == 0
+    latest = (docs / "latest.md").read_text()
+    assert "REGRESSION" in latest and "| llm_proxy.retired |" in latest and "missing" in latest
+    assert "| llm_proxy.json_cpu_ms_per_request |" in (docs / "README.md").read_text()
+    assert (tmp_path / "reports" / "llm-proxy.md").exists()
