@@ -51,10 +51,8 @@ loadtest-kind: deps  ## the same against kind, with the cluster timeline (port-f
 		--watch --kube-context $(KIND_CONTEXT) --namespace ragfleet --release ragfleet \
 		--report-dir reports/kind-$$(date +%Y%m%d-%H%M%S) $(LOADTEST_ARGS)
 
-bench: deps  ## vector-search QPS run with its gates, report under docs/benchmarks/ (needs `make run`)
-	$(UV) run python -m ragfleet.loadtests.run --scenario search --search-modes vector \
-		--gate-qps-endpoint "/v1/search [vector]" --users 40 --duration 60s \
-		--report-dir docs/benchmarks/loadtest-search-vector-$$(date +%Y%m%d) $(LOADTEST_ARGS)
+bench: deps  ## benchmark suite, stored in benchmarks/history/; exit 4 on a regression (BENCH_ARGS=--quick)
+	$(UV) run python -m ragfleet.loadtests.bench $(BENCH_ARGS)
 
 bench-retrieval: deps  ## retrieval benchmark, 100k chunks: recall, QPS in process and over HTTP, embeddings (~10 min)
 	$(UV) run python services/retrieval/bench/bench_retrieval.py $(BENCH_RETRIEVAL_ARGS)

@@ -27,7 +27,7 @@ def test_loadtest_figures_come_from_the_summary_the_run_writes() -> None:
         total_requests=1000,
         total_failures=9,
         duration_s=3.0,
-        hit_rate=HitRate("search", lookups=800, l1_hits=500, l2_hits=100),
+        hit_rate=HitRate("search", lookups=800, l1_hits=400, l2_hits=100, edge_hits=100),
     )
     # As report.write stores it in summary.json (importing the report would import Locust, whose
     # gevent monkey-patching must not happen inside pytest).

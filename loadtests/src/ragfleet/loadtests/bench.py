@@ -44,6 +44,8 @@ from typing import Any
 
 from ragfleet.loadtests import bench_history as history
 from ragfleet.loadtests.bench_history import Better
+from ragfleet.loadtests.options import stack_metrics_urls
+from ragfleet.loadtests.promscrape import HitRate
 
 log = logging.getLogger("ragfleet.loadtests.bench")
 
@@ -51,12 +53,6 @@ ROOT = Path(__file__).resolve().parents[4]  # the repository: the benchmark scri
 REGRESSION_EXIT_CODE = 4
 PART_FAILED_EXIT_CODE = 5
 PARTS = ("retrieval", "llm-proxy", "ingestion", "loadtest")
-# Where `make run` serves /metrics: retrieval and the two gateways (devstack's default ports).
-MAKE_RUN_METRICS = (
-    "http://127.0.0.1:8010/metrics",
-    "http://127.0.0.1:8001/metrics",
-    "http://127.0.0.1:8002/metrics",
-)
 README_START = "<!-- latest-bench:start -->"
 README_END = "<!-- latest-bench:end -->"
 
@@ -199,9 +195,10 @@ def loadtest_metrics(raw: dict[str, Any]) -> dict[str, float]:
         "loadtest.vector_search_p95_ms": max(e["p95_ms"] for e in search),
         "loadtest.failure_ratio": summary["total_failures"] / max(1, summary["total_requests"]),
     }
-    counts = summary.get("hit_rate") or {}
-    if counts.get("lookups"):  # from retrieval's /metrics, as the gate reads it
-        values["loadtest.cache_hit_rate"] = (counts["l1_hits"] + counts["l2_hits"]) / counts["lookups"]
+    counts = summary.get("hit_rate")
+    rate = HitRate(**counts).rate if counts else None  # from the services' /metrics, as the gate reads it
+    if rate is not None:
+        values["loadtest.cache_hit_rate"] = rate
     return values
 
 
@@ -331,31 +328,18 @@ def load_target(args: argparse.Namespace, run_dir: Path) -> Iterator[Target]:
     """The stack the Locust part loads: the one at --host, or a fresh one on free ports, stopped after
     (started only for this part, so it takes no CPU from the others)."""
     if args.host:
-        yield Target(args.host, args.redis_url, tuple(args.metrics_url or MAKE_RUN_METRICS), None)
+        yield Target(args.host, args.redis_url, tuple(args.metrics_url or stack_metrics_urls()), None)
         return
-    from ragfleet.devstack.processes import free_port
     from ragfleet.devstack.settings import DevstackSettings
     from ragfleet.devstack.stack import Stack
 
-    settings = DevstackSettings(
-        run_dir=run_dir / "stack",
-        nginx_port=free_port(),
-        gateway_ports=(free_port(), free_port()),
-        retrieval_port=free_port(),
-        llm_proxy_port=free_port(),
-        ingestion_port=free_port(),
-        redis_port=free_port(),
-        worker_metrics_port=free_port(),
-        load_sample_corpus=False,
-        log_level="WARNING",
-    )
+    settings = DevstackSettings.on_free_ports(run_dir / "stack", log_level="WARNING")
     stack = Stack(settings)
     log.info("starting a stack on free ports for the Locust run...")
     stack.start()
     try:
         retrieval = f"http://127.0.0.1:{settings.retrieval_port}"
-        gateways = [f"http://127.0.0.1:{port}/metrics" for port in settings.gateway_ports]
-        yield Target(stack.url, stack.redis_url, (f"{retrieval}/metrics", *gateways), retrieval)
+        yield Target(stack.url, stack.redis_url, tuple(stack_metrics_urls(settings)), retrieval)
     finally:
         stack.stop()
 
