@@ -81,6 +81,16 @@ class Platform:
     def gateway(self) -> ManagedProcess:
         return self.stack.process("gateway-1")
 
+    def create_key(self, tenant: str, collections: Sequence[str] = (SHARED_COLLECTION,), **limits: Any) -> str:
+        async def create() -> str:
+            client = Redis.from_url(self.stack.redis_url)
+            try:
+                return (await KeyStore(client).create(tenant, collections, **limits))[0]
+            finally:
+                await client.aclose()  # type: ignore[attr-defined]
+
+        return asyncio.run(create())
+
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
@@ -102,22 +112,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     )
     stack = Stack(settings).start()
     try:
-        keys = asyncio.run(_create_tenant_keys(stack.redis_url))
-        yield Platform(stack, keys)
+        platform = Platform(stack, {})
+        for tenant in TENANTS:
+            platform.keys[tenant] = platform.create_key(tenant, rate_per_s=1e6, burst=1_000_000)
+        yield platform
     finally:
         stack.stop()
-
-
-async def _create_tenant_keys(redis_url: str) -> dict[str, str]:
-    client = Redis.from_url(redis_url)
-    try:
-        store = KeyStore(client)
-        return {
-            tenant: (await store.create(tenant, [SHARED_COLLECTION], rate_per_s=1e6, burst=1_000_000))[0]
-            for tenant in TENANTS
-        }
-    finally:
-        await client.aclose()  # type: ignore[attr-defined]
 
 
 ErrorChecker = Callable[[int, Mapping[str, Any], bytes], dict[str, Any]]

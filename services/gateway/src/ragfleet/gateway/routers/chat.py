@@ -11,10 +11,11 @@ import orjson
 from fastapi import APIRouter, Body, Header, Query, Request, WebSocket
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
-from ragfleet.common.errors import BadRequest, RagfleetError, describe_validation_errors
+from ragfleet.common.errors import BadRequest, RagfleetError, RateLimited, describe_validation_errors
 from ragfleet.gateway.auth import (
+    WS_RATE_LIMITED,
     Authenticated,
     accept_websocket,
     authenticate_websocket,
@@ -23,6 +24,7 @@ from ragfleet.gateway.auth import (
 from ragfleet.gateway.chat import ChatAnswer, ChatRequest, ChatService
 from ragfleet.gateway.dependencies import ChatDep
 from ragfleet.gateway.downstream import until_disconnected
+from ragfleet.gateway.frames import WS_UNSUPPORTED_DATA, close_if_open, close_with, receive_frame
 from ragfleet.gateway.keys import Principal
 from ragfleet.gateway.limits import SizeLimitedRoute
 from ragfleet.gateway.streams import StreamBuffer, parse_event_id
@@ -147,7 +149,6 @@ class ChatSocket:
                 text, details = describe_validation_errors([dict(e) for e in exc.errors()])
                 await self.error("validation_error", text, details=details)
                 return
-            await get_authenticator(self.websocket).enforce_rate_limit(self.principal)
             stream_id, _ = await self.chat.start_stream(self.principal, request)
             await self.relay(stream_id, 0)
         elif kind == "resume":
@@ -158,18 +159,23 @@ class ChatSocket:
             await self.error("bad_request", f"unknown message type {kind!r}: use chat, resume or ping")
 
     async def read(self, turns: asyncio.Queue[dict[str, Any] | None]) -> None:
-        """Read client messages: answer pings now, queue everything else for ``serve``."""
+        """Read client messages: answer pings now, queue everything else for ``serve``.
+
+        Every message counts against the key's rate limit, so a flood is cut off (4429) instead
+        of being answered one error or pong at a time.
+        """
+        authenticator = get_authenticator(self.websocket)
         try:
             while True:
-                text = await self.websocket.receive_text()
-                if len(text.encode()) > self.settings.max_ws_message_bytes:
-                    await self.error(
-                        "payload_too_large",
-                        f"message is larger than the limit of {self.settings.max_ws_message_bytes} bytes",
-                    )
-                    continue
+                payload = await receive_frame(self.websocket, self.settings.max_ws_message_bytes)
+                if isinstance(payload, bytes):
+                    await close_with(self.websocket, WS_UNSUPPORTED_DATA, "send JSON messages as text frames")
                 try:
-                    message = orjson.loads(text)
+                    await authenticator.enforce_rate_limit(self.principal)
+                except RateLimited as exc:
+                    await close_with(self.websocket, WS_RATE_LIMITED, exc.message)
+                try:
+                    message = orjson.loads(payload)
                 except orjson.JSONDecodeError:
                     await self.error("bad_request", "messages must be JSON objects")
                     continue
@@ -213,6 +219,5 @@ async def chat_socket(websocket: WebSocket, chat: ChatDep) -> None:
         # The client left; answers being generated keep going into their buffers for a resume.
         pass
     finally:
-        if websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError):
-                await websocket.close()
+        with contextlib.suppress(RuntimeError):
+            await close_if_open(websocket)

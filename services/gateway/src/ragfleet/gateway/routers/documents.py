@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from ragfleet.common.errors import BadRequest
@@ -18,6 +18,11 @@ from ragfleet.gateway.limits import SizeLimitedRoute
 router = APIRouter(prefix="/v1", tags=["documents"], route_class=SizeLimitedRoute)
 
 CollectionQuery = Query("default", pattern=COLLECTION_PATTERN, description="the collection")
+# Ids are put into ingestion's URLs, so they are held to the alphabet ingestion gives ids (its
+# DOCUMENT_ID_PATTERN): no '/', '%', '..', '?', '#' or NUL can reach another route downstream.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+DocumentId = Annotated[str, Path(pattern=ID_PATTERN, description="the document's id")]
+JobId = Annotated[str, Path(pattern=ID_PATTERN, description="the job's id")]
 
 
 @router.post(
@@ -51,7 +56,7 @@ async def upload_document(
 
 @router.get("/jobs/{job_id}", summary="An ingestion job's status")
 async def get_job(
-    job_id: str, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
+    job_id: JobId, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
 ) -> Response:
     principal.require_collection(collection)
     return await downstream.forward(
@@ -65,7 +70,10 @@ async def get_job(
 
 @router.get("/documents/{document_id}", summary="A document's ingestion record")
 async def get_document(
-    document_id: str, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
+    document_id: DocumentId,
+    principal: Authenticated,
+    downstream: DownstreamDep,
+    collection: str = CollectionQuery,
 ) -> Response:
     principal.require_collection(collection)
     return await downstream.forward(
@@ -79,7 +87,10 @@ async def get_document(
 
 @router.delete("/documents/{document_id}", summary="Delete a document and its chunks")
 async def delete_document(
-    document_id: str, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
+    document_id: DocumentId,
+    principal: Authenticated,
+    downstream: DownstreamDep,
+    collection: str = CollectionQuery,
 ) -> Response:
     principal.require_collection(collection)
     return await downstream.forward(

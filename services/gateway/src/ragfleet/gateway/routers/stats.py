@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Query, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from ragfleet.common.responses import OrjsonResponse
 from ragfleet.gateway.auth import accept_websocket, authenticate_websocket
@@ -17,6 +17,7 @@ from ragfleet.gateway.dependencies import (
     SettingsDep,
     StatsDep,
 )
+from ragfleet.gateway.frames import close_if_open, receive_frame
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
 
@@ -40,7 +41,8 @@ async def stats_feed(
 ) -> None:
     """Sends the same JSON as ``GET /v1/stats`` at once, then every ``interval_s`` seconds.
 
-    Messages from the client are ignored; a close from either side ends the feed.
+    Messages from the client are ignored, up to ``max_ws_message_bytes`` each (a larger one closes
+    the feed with 1009); a close from either side ends the feed.
     """
     if settings.stats_require_key and await authenticate_websocket(websocket) is None:
         return
@@ -55,14 +57,13 @@ async def stats_feed(
             # Waiting on receive (not sleep) notices a client that left without a close frame.
             while (remaining := next_at - loop.time()) > 0:
                 try:
-                    message = await asyncio.wait_for(websocket.receive(), timeout=remaining)
+                    await asyncio.wait_for(
+                        receive_frame(websocket, settings.max_ws_message_bytes), timeout=remaining
+                    )
                 except TimeoutError:
                     break
-                if message["type"] == "websocket.disconnect":
-                    return
     except WebSocketDisconnect:
         return
     finally:
-        if websocket.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError):
-                await websocket.close()
+        with contextlib.suppress(RuntimeError):
+            await close_if_open(websocket)
