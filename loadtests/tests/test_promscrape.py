@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ragfleet.loadtests.promscrape import hit_rate, parse_cache_counts
+from ragfleet.loadtests.promscrape import hit_rate, paired, parse_cache_counts
 
 BEFORE = """\
 # HELP ragfleet_cache_requests_total Cache lookups by cache name, tier (l1, l2) and result (hit, miss, error).
@@ -60,3 +60,20 @@ def test_gateway_edge_hits_count_and_its_misses_are_not_counted_twice() -> None:
     assert rate.hits == 900 + 90 + 15
     assert rate.rate == 1 - 15 / 1020
     assert rate.describe() == "1005 hits in 1020 lookups (gateway edge 900, L1 90, L2 15)"
+
+
+def test_replicas_read_only_once_are_left_out_of_both_sides() -> None:
+    gateway = {("search", "edge", "hit"): 50.0, ("search", "edge", "miss"): 50.0}
+    retrieval = {("search", "l1", "hit"): 10.0, ("search", "l1", "miss"): 5.0}
+    before = {"gw-1": gateway, "gone": gateway, "retrieval": retrieval}
+    after = {
+        "gw-1": {key: value * 3 for key, value in gateway.items()},
+        "new": gateway,
+        "retrieval": retrieval,
+    }
+    pair = paired(before, after)
+    assert pair is not None
+    rate = hit_rate(*pair, "search")
+    # gw-1 alone moved: +100 edge hits, +100 edge misses; retrieval stood still.
+    assert (rate.lookups, rate.edge_hits) == (200, 100)
+    assert paired({"a": gateway}, {"b": gateway}) is None

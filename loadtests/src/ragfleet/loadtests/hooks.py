@@ -19,7 +19,7 @@ from locust.runners import WorkerRunner
 from ragfleet.loadtests import report, shapes
 from ragfleet.loadtests.gates import GATES_FAILED_EXIT_CODE, EndpointStats, RunSummary, evaluate
 from ragfleet.loadtests.options import add_options, gate_config, metrics_urls
-from ragfleet.loadtests.promscrape import CacheCounts, hit_rate, scrape
+from ragfleet.loadtests.promscrape import Scrape, hit_rate, paired, scrape
 from ragfleet.loadtests.scenarios import MIXES
 from ragfleet.loadtests.users import X_CACHE_SEEN, apply_mix
 
@@ -39,8 +39,8 @@ def _options(environment: Environment) -> Any:
 class Recorder:
     environment: Environment
     started_at: float = 0.0
-    metrics_before: CacheCounts | None = None
-    metrics_after: CacheCounts | None = None
+    metrics_before: Scrape | None = None
+    metrics_after: Scrape | None = None
     samples: list[report.Sample] = field(default_factory=list)
     sampler: gevent.Greenlet | None = None
 
@@ -66,8 +66,8 @@ class Recorder:
             total = runner.stats.total
             rate = None
             if self.metrics_before is not None:
-                now = scrape(metrics_urls(options), timeout_s=1.0)
-                rate = hit_rate(self.metrics_before, now, cache).rate if now is not None else None
+                pair = paired(self.metrics_before, scrape(metrics_urls(options), timeout_s=1.0))
+                rate = hit_rate(*pair, cache).rate if pair is not None else None
             self.samples.append(
                 report.Sample(
                     t_s=time.time() - self.started_at,
@@ -101,10 +101,14 @@ class Recorder:
         ]
         options = _options(self.environment)
         rate, error = None, None
-        if self.metrics_before is None or self.metrics_after is None:
-            error = f"could not scrape {', '.join(metrics_urls(options))} (see the log)"
+        pair = paired(self.metrics_before or {}, self.metrics_after or {})
+        if pair is None:
+            error = f"could not scrape {', '.join(metrics_urls(options))} both before and after the run (see the log)"
         else:
-            rate = hit_rate(self.metrics_before, self.metrics_after, options.gate_hit_rate_cache)
+            rate = hit_rate(*pair, options.gate_hit_rate_cache)
+            read_twice = (self.metrics_before or {}).keys() & (self.metrics_after or {}).keys()
+            if missed := set(metrics_urls(options)) - read_twice:
+                log.warning("hit rate read without %s (not reachable)", ", ".join(sorted(missed)))
         return RunSummary(
             endpoints=endpoints,
             total_requests=total.num_requests,

@@ -34,19 +34,42 @@ def parse_cache_counts(exposition: str) -> CacheCounts:
     return counts
 
 
-def scrape(urls: Iterable[str], timeout_s: float = 5.0) -> CacheCounts | None:
-    """Sum the cache counters of every URL (one per replica); None if any could not be read."""
-    total: CacheCounts = {}
+# url -> its counters; only the URLs that answered
+Scrape = dict[str, CacheCounts]
+
+
+def scrape(urls: Iterable[str], timeout_s: float = 5.0) -> Scrape:
+    """Each URL's cache counters (one URL per replica); a URL that cannot be read is left out."""
+    counts: Scrape = {}
     for url in urls:
         try:
             response = httpx.get(url, timeout=timeout_s)
             response.raise_for_status()
         except httpx.HTTPError as exc:
             log.warning("could not scrape %s: %s", url, exc)
-            return None
-        for key, value in parse_cache_counts(response.text).items():
-            total[key] = total.get(key, 0.0) + value
-    return total
+            continue
+        counts[url] = parse_cache_counts(response.text)
+    return counts
+
+
+def paired(before: Scrape, after: Scrape) -> tuple[CacheCounts, CacheCounts] | None:
+    """Counters summed over the replicas read both times, or None if there is none.
+
+    A replica that went away during the run (or came up during it) has no difference to take, so
+    it is left out of both sides rather than read as a restart.
+    """
+    common = before.keys() & after.keys()
+    if not common:
+        return None
+
+    def total(scrape: Scrape) -> CacheCounts:
+        summed: CacheCounts = {}
+        for url in common:
+            for key, value in scrape[url].items():
+                summed[key] = summed.get(key, 0.0) + value
+        return summed
+
+    return total(before), total(after)
 
 
 @dataclass
