@@ -6,9 +6,18 @@ context (non-root, read-only root filesystem, no privilege escalation, all capab
 seccomp RuntimeDefault); its ServiceAccount token must not be mounted; a PodDisruptionBudget and
 a NetworkPolicy must select its pods.
 
-Run-to-completion pods (Job, CronJob: the benchmark) get the same container rules except the
-probes, need no PodDisruptionBudget, and may mount their token only when a RoleBinding in the
-rendering grants their ServiceAccount something (they use the API by design).
+Run-to-completion pods (Job, CronJob: the benchmark; bare Pods: the ``helm test`` hook) get the
+same container rules except the probes, need no PodDisruptionBudget, and may mount their token
+only when a RoleBinding in the rendering grants their ServiceAccount something (they use the API
+by design). Helm hooks need no NetworkPolicy of their own.
+
+Every pod, of any kind, must also meet the rest of the restricted Pod Security Standard: no host
+namespaces (network, PID, IPC), no hostPath or other node-bound volume types, no host ports, no
+added capability but NET_BIND_SERVICE, no Unconfined seccomp or AppArmor profile at any level,
+the default /proc mount, no Windows host process, only the namespaced "safe" sysctls.
+
+CPU limits are deliberately not required: requests decide scheduling and fair sharing, while a
+CPU limit only adds CFS throttling to latency-bound services; memory limits are required.
 """
 
 from __future__ import annotations
@@ -18,8 +27,38 @@ from typing import Any
 from ragfleet.k8scheck.validate import describe
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
-BATCH_KINDS = ("Job", "CronJob")
+BATCH_KINDS = ("Job", "CronJob", "Pod")
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+# The volume types the restricted standard allows; anything else (hostPath first) binds the pod to
+# the node's filesystem or to storage set up outside the cluster's control.
+ALLOWED_VOLUME_TYPES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
+# Namespaced sysctls the baseline standard allows (Kubernetes' "safe" set).
+SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_syncookies",
+    }
+)
 
 
 def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -64,6 +103,36 @@ def _container_problems(
         problems.append(f"{where}: must not be privileged")
     if (setting("seccompProfile") or {}).get("type") != "RuntimeDefault":
         problems.append(f"{where}: needs seccompProfile RuntimeDefault")
+    added = set((security.get("capabilities") or {}).get("add") or []) - ALLOWED_ADDED_CAPABILITIES
+    if added:
+        problems.append(f"{where}: must not add capabilities {sorted(added)}")
+    if security.get("procMount", "Default") != "Default":
+        problems.append(f"{where}: must use the Default procMount")
+    if (setting("appArmorProfile") or {}).get("type") == "Unconfined":
+        problems.append(f"{where}: must not run with an Unconfined AppArmor profile")
+    if (setting("windowsOptions") or {}).get("hostProcess"):
+        problems.append(f"{where}: must not be a Windows host process")
+    if any(port.get("hostPort") for port in container.get("ports") or []):
+        problems.append(f"{where}: must not use a hostPort")
+    return problems
+
+
+def _pod_problems(name: str, spec: dict[str, Any]) -> list[str]:
+    """The restricted standard's pod-level rules (the container-level ones are above)."""
+    problems = []
+    for namespace in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(namespace):
+            problems.append(f"{name}: must not use {namespace}")
+    for volume in spec.get("volumes") or []:
+        types = set(volume) - {"name"} - ALLOWED_VOLUME_TYPES
+        if types:
+            problems.append(f"{name}: volume {volume.get('name')} uses a forbidden type {sorted(types)}")
+    security = spec.get("securityContext") or {}
+    if (security.get("seccompProfile") or {}).get("type") == "Unconfined":
+        problems.append(f"{name}: the pod's seccompProfile must not be Unconfined")
+    unsafe = sorted({s.get("name") for s in security.get("sysctls") or []} - SAFE_SYSCTLS)
+    if unsafe:
+        problems.append(f"{name}: must not set unsafe sysctls {unsafe}")
     return problems
 
 
@@ -90,8 +159,11 @@ def check_policy(objects: list[dict[str, Any]], *, require_network_policy: bool 
         labels = pod["metadata"].get("labels") or {}
         spec = pod["spec"]
         pod_security = spec.get("securityContext") or {}
+        problems += _pod_problems(name, spec)
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
             problems += _container_problems(name, container, pod_security, probes=not batch)
+        for container in spec.get("ephemeralContainers", []):
+            problems += _container_problems(name, container, pod_security, probes=False)
         account_name = spec.get("serviceAccountName", "default")
         if spec.get("automountServiceAccountToken") is not False:
             account = accounts.get(account_name)
@@ -101,14 +173,21 @@ def check_policy(objects: list[dict[str, Any]], *, require_network_policy: bool 
                 problems.append(f"{name}: its ServiceAccount token must not be mounted")
         if not batch and not any(_selects(p["spec"].get("selector"), labels) for p in pdbs):
             problems.append(f"{name}: no PodDisruptionBudget selects its pods")
-        if require_network_policy and not any(
-            _selects(n["spec"].get("podSelector"), labels) for n in netpols
+        # A Helm hook (the ``helm test`` pod) lives for one command: it must be as locked down
+        # as any pod, but it is not a workload to isolate.
+        hook = "helm.sh/hook" in (workload["metadata"].get("annotations") or {})
+        if (
+            require_network_policy
+            and not hook
+            and not any(_selects(n["spec"].get("podSelector"), labels) for n in netpols)
         ):
             problems.append(f"{name}: no NetworkPolicy selects its pods")
     return problems
 
 
 def _pod_template(workload: dict[str, Any]) -> dict[str, Any]:
+    if workload["kind"] == "Pod":
+        return workload
     spec = workload["spec"]
     if workload["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
