@@ -1,7 +1,8 @@
 """ragfleet-ops: wait for a release's rollouts, show its status, watch it while a load test runs.
 
 Exit codes: 0 ready/healthy (watch: the command's own exit code), 1 not ready in time, failing or
-degraded, 2 usage or connection error, 4 (bench-record) a benchmark metric regressed.
+degraded (metrics-urls: a component without a Ready pod), 2 usage or connection error,
+4 (bench-record) a benchmark metric regressed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ragfleet.ops.cluster import (
     OpsError,
     connect,
 )
+from ragfleet.ops.metrics_targets import ComponentTargets, metrics_targets
 from ragfleet.ops.report import not_ready_report, progress_line, status_report
 from ragfleet.ops.timeline import CSV_NAME, JSONL_NAME, TimelineRecorder
 
@@ -120,6 +122,22 @@ def _parser() -> argparse.ArgumentParser:
         help='per-metric tolerance, e.g. "failure_ratio=0.5" (repeatable)',
     )
     record.add_argument("--keep", type=int, default=50, help="records kept in the ConfigMap (default 50)")
+
+    urls = commands.add_parser(
+        "metrics-urls",
+        parents=[common],
+        help="print the /metrics URL of every Ready pod of the given components (needs --release)",
+    )
+    urls.add_argument(
+        "--component",
+        action="append",
+        required=True,
+        help="chart component, e.g. gateway (repeatable; retrieval's URLs are printed first)",
+    )
+    urls.add_argument(
+        "--port-name", default="http", help="the container port serving /metrics (default http)"
+    )
+    urls.add_argument("--path", default="/metrics", help="path of the metrics (default /metrics)")
     return parser
 
 
@@ -131,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench-record":
             # Read the run before connecting: a missing summary is the first thing to report.
             summary = _read_summary(args.summary)
+        if args.command == "metrics-urls" and not getattr(args, "release", None):
+            raise OpsError("metrics-urls needs --release: the pods of which release?")
         connection = connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
         reader = ClusterReader(
             connection,
@@ -149,6 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             record = bench.new_record(summary, args.chart_version, args.app_version)
             tolerances = _tolerances(args.tolerance_for)
             return bench_record(store, record, args.tolerance, tolerances, args.keep)
+        if args.command == "metrics-urls":
+            # The load-test runner takes the first URL for retrieval's (where it seeds a corpus).
+            components = sorted(dict.fromkeys(args.component), key=lambda c: c != "retrieval")
+            targets = metrics_targets(
+                connection, reader.namespace, args.release, components, args.port_name, args.path
+            )
+            return metrics_urls(targets, reader.namespace)
         return watch(reader, connection, args.during, args.interval, args.out)
     except OpsError as error:
         print(f"ragfleet-ops: error: {error}", file=sys.stderr)
@@ -222,6 +249,30 @@ def bench_record(
         f"Stored as {record.key} in ConfigMap {store.namespace}/{store.name} ({min(len(history) + 1, keep)} records)."
     )
     return bench.EXIT_REGRESSION if record.regressions else EXIT_OK
+
+
+def metrics_urls(targets: Sequence[ComponentTargets], namespace: str) -> int:
+    """Prints the URLs, one a line, only when every component has one: a script must not
+    measure with part of its replicas silently missing."""
+    for target in targets:
+        if target.skipped:
+            print(
+                f"ragfleet-ops: {target.component}: {len(target.urls)} pod(s) ready; left out "
+                + "; ".join(target.skipped),
+                file=sys.stderr,
+            )
+    empty = [t.component for t in targets if not t.urls]
+    if empty:
+        print(
+            f"ragfleet-ops: no Ready pod of {', '.join(empty)} in namespace {namespace}"
+            " (see `ragfleet-ops status`)",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_READY
+    for target in targets:
+        for url in target.urls:
+            print(url)
+    return EXIT_OK
 
 
 def _read_summary(path: Path) -> dict[str, object]:

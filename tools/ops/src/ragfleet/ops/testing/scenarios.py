@@ -117,6 +117,16 @@ def statefulset(component: str, replicas: int = 1, *, ready: int | None = None) 
     }
 
 
+# The chart's HTTP components and their container port (named "http"); the worker and Redis have none.
+HTTP_PORTS = {"gateway": 8000, "retrieval": 8010, "llm-proxy": 8020, "ingestion": 8030}
+
+
+def pod_ip(component: str, index: int) -> str:
+    """A stable address per pod: one /24 per component, as a node's pod CIDR would look."""
+    subnet = sorted([*HTTP_PORTS, "ingestion-worker", "redis"]).index(component) + 1
+    return f"10.244.{subnet}.{index + 10}"
+
+
 def pod_name(component: str, index: int, statefulset: bool = False) -> str:
     return f"ragfleet-{component}-{index}" if statefulset else f"ragfleet-{component}-7d9f8c6b5-p{index:03d}"
 
@@ -133,6 +143,7 @@ def pod(
     evicted: bool = False,
     disruption: str | None = None,
     statefulset: bool = False,
+    terminating: bool = False,
 ) -> Obj:
     name = pod_name(component, index, statefulset)
     phase = "Failed" if evicted else ("Pending" if unschedulable else "Running")
@@ -169,15 +180,23 @@ def pod(
     status: Obj = {"phase": phase, "conditions": conditions}
     if not unschedulable:
         status["containerStatuses"] = [container]
+        status["podIP"] = pod_ip(component, index)
     if evicted:
         status.update(reason="Evicted", message="The node was low on resource: memory.", containerStatuses=[])
     metadata = _meta(name, component)
     metadata["labels"] = {**selector_labels(component), "app.kubernetes.io/part-of": "ragfleet"}
+    if terminating:
+        metadata["deletionTimestamp"] = NOW
+    spec_container: Obj = {"name": component}
+    if component in HTTP_PORTS:
+        spec_container["ports"] = [
+            {"name": "http", "containerPort": HTTP_PORTS[component], "protocol": "TCP"}
+        ]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": metadata,
-        "spec": {"nodeName": None if unschedulable else "kind-worker", "containers": [{"name": component}]},
+        "spec": {"nodeName": None if unschedulable else "kind-worker", "containers": [spec_container]},
         "status": status,
     }
 
