@@ -6,7 +6,8 @@
 Options this runner does not know go to Locust unchanged, so every gate option works here
 (``--gate-qps 1000000``, ``--gate-p95-ms '*=500'``, ...; see ``docs/loadtests.md``).
 With ``--start-stack`` it starts the one-machine stack itself (as ``make run`` does) and stops it
-afterwards. Unless ``--api-key`` is given it creates a key for the run in the gateway's Redis.
+afterwards. The API key is ``--api-key``, else $RAGFLEET_LOADTEST_API_KEY (a Job's Secret, kept off
+the process list), else a key this run creates in the gateway's Redis.
 With ``--watch`` (a Kubernetes target) it records the cluster timeline with ``ragfleet-ops watch``
 while Locust runs, and the report embeds it; ``--cluster-timeline DIR`` embeds one recorded
 outside (``ragfleet-ops watch --during "make loadtest ..."``).
@@ -27,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ragfleet.loadtests import corpus
-from ragfleet.loadtests.options import stack_metrics_urls
+from ragfleet.loadtests.options import ENV_PREFIX, stack_metrics_urls
 from ragfleet.loadtests.scenarios import MIXES, SCENARIOS
 
 log = logging.getLogger("ragfleet.loadtests.run")
@@ -38,6 +39,9 @@ RAMPFILE = HERE / "ramp.py"
 DEFAULT_HOST = "http://127.0.0.1:8080"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
 CLUSTER_DIR = "cluster"  # where --watch writes the timeline, inside the report directory
+# The variable Locust's --api-key reads (options.py): the key reaches Locust through it, and a
+# caller can hand it to this runner the same way instead of on the command line.
+API_KEY_ENV = f"{ENV_PREFIX}API_KEY"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,7 +62,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help=f"gateway or ingress URL (default {DEFAULT_HOST})")
     p.add_argument("--report-dir", type=Path, default=None, help="default reports/<scenario>-<timestamp>")
     p.add_argument("--ramp", action="store_true", help="step-ramp until p95 breaks (--step-* options)")
-    p.add_argument("--api-key", default=None, help="use this key instead of creating one")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV) or None,
+        help=f"use this key instead of creating one (default ${API_KEY_ENV})",
+    )
     p.add_argument(
         "--redis-url", default=DEFAULT_REDIS_URL, help="the gateway's Redis, where a key is created"
     )
@@ -223,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = locust_argv(args, host, metrics_urls, passthrough)
         log.info("running: %s", shlex.join(command))
         # The key travels in the environment, not on a command line anyone can read in `ps`.
-        env = _child_env({"RAGFLEET_LOADTEST_API_KEY": api_key})
+        env = _child_env({API_KEY_ENV: api_key})
         if args.watch:
             exit_code = run_watched(args, command, env)
         else:
