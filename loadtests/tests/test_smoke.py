@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from ragfleet.devstack.processes import free_port
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
 from ragfleet.loadtests.gates import GATES_FAILED_EXIT_CODE
@@ -26,16 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = DevstackSettings(
-        run_dir=tmp_path_factory.mktemp("loadtest-stack"),
-        nginx_port=free_port(),
-        gateway_ports=(free_port(), free_port()),
-        retrieval_port=free_port(),
-        llm_proxy_port=free_port(),
-        ingestion_port=free_port(),
-        redis_port=free_port(),
-        worker_metrics_port=free_port(),
-    )
+    settings = DevstackSettings.on_free_ports(tmp_path_factory.mktemp("loadtest-stack"))
     running = Stack(settings).start()
     yield running
     running.stop()

@@ -73,7 +73,7 @@ class Profile:
 
 
 PROFILES = {
-    # About 7 minutes on a quiet 2-core machine.
+    # About 7 minutes on a quiet 2-core machine (estimated from the parts' own timings).
     "full": Profile("full", 100_000, 1000, 100, 20, 3, 200, 40, 45),
     # About a minute and a half: the same code paths, numbers only comparable with other quick runs.
     "quick": Profile("quick", 5_000, 200, 50, 3, 1, 20, 4, 5),
@@ -277,6 +277,12 @@ def figures_file(part: str, figures: Path, reports: Path) -> Path:
 # -- the machine and the repository -------------------------------------------------------------------
 
 
+def shown_path(path: Path) -> str:
+    """Relative to the repository when inside it: the pages that show it are committed."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -410,14 +416,15 @@ def run_page(record: history.Record, rows: list[history.Row], notes: list[str]) 
         if flagged
         else ("a benchmark FAILED" if failed else "no regression beyond tolerance")
     )
-    busy = max(m["load_before"][0], m["load_after"][0]) > 0.5 * (m["cores"] or 1)
+    # Only the load before the run tells of other work: during it, the benchmarks load the CPU themselves.
+    busy = m["load_before"][0] > 0.5 * (m["cores"] or 1)
     lines = [
         f"# Benchmarks — {data['profile']['name']} run, {data['started_at']}: {verdict}",
         "",
         f"- commit `{git['short']}`{' with uncommitted changes' if git['dirty'] else ''}",
         f"- machine: {history.machine_class(m)}, Python {m['python']}, {m['platform']}",
         f"- load average (1, 5, 15 min) before {m['load_before']}, after {m['load_after']}"
-        + (" — **the machine was busy: treat the figures as noisy**" if busy else ""),
+        + (" — **the machine was busy before the run: treat the figures as noisy**" if busy else ""),
         f"- command: `{data['command']}`",
         f"- profile: {', '.join(f'{k}={v}' for k, v in data['profile'].items())}",
         "",
@@ -563,10 +570,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for part in args.only:
             if part == "loadtest":
                 facts = run_loadtest_part(args, profile, reports, figures, timeout_s)
-                facts["report"] = str(reports / LOADTEST_DIR / "summary.md")
+                facts["report"] = shown_path(reports / LOADTEST_DIR / "summary.md")
             else:
                 facts = run_part(part, commands[part], reports / f"{part}.log", timeout_s)
-                facts["report"] = str(reports / f"{part}.md")
+                facts["report"] = shown_path(reports / f"{part}.md")
             data["parts"][part] = facts
             data["metrics"].update(metric_entries(collect(part, facts, figures, reports)))
             if not facts["ok"]:
