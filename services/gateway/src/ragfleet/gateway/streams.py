@@ -138,35 +138,45 @@ class StreamBuffer:
         """Events after ``after_seq`` until a terminal one; ``None`` on each idle wait (for keep-alives)."""
         events_key, _, lease_key = self._keys(stream_id)
         last = after_seq
-        while True:
-            reply = await self.redis.xread({events_key: f"{last}-0"}, count=200, block=self.block_ms)
-            entries = reply[0][1] if reply else []
-            if not entries:
-                if not await self.redis.exists(lease_key):
-                    # Nothing new and nobody generating: read once more (the writer may have
-                    # finished between the two calls), then end the stream for everyone.
-                    again = await self.redis.xread({events_key: f"{last}-0"}, count=200)
-                    if not again:
-                        interrupted = StreamEvent(
-                            stream_id,
-                            last + 1,
-                            "error",
-                            {
-                                "code": "stream_interrupted",
-                                "message": "the replica generating this answer stopped; send the message again",
-                                "retryable": True,
-                            },
-                        )
-                        if await self.append(interrupted):
-                            yield interrupted
-                            return
+        try:
+            while True:
+                reply = await self.redis.xread({events_key: f"{last}-0"}, count=200, block=self.block_ms)
+                entries = reply[0][1] if reply else []
+                if not entries:
+                    if not await self.redis.exists(lease_key):
+                        # Nothing new and nobody generating: read once more (the writer may have
+                        # finished between the two calls), then end the stream for everyone.
+                        again = await self.redis.xread({events_key: f"{last}-0"}, count=200)
+                        if not again:
+                            interrupted = StreamEvent(
+                                stream_id,
+                                last + 1,
+                                "error",
+                                {
+                                    "code": "stream_interrupted",
+                                    "message": "the replica generating this answer stopped; send the message again",
+                                    "retryable": True,
+                                },
+                            )
+                            if await self.append(interrupted):
+                                yield interrupted
+                                return
+                        continue
+                    yield None
                     continue
-                yield None
-                continue
-            for entry_id, fields in entries:
-                seq = int(entry_id.decode().split("-", 1)[0])
-                event = StreamEvent(stream_id, seq, fields[b"event"].decode(), orjson.loads(fields[b"data"]))
-                last = seq
-                yield event
-                if event.terminal:
-                    return
+                for entry_id, fields in entries:
+                    seq = int(entry_id.decode().split("-", 1)[0])
+                    event = StreamEvent(
+                        stream_id, seq, fields[b"event"].decode(), orjson.loads(fields[b"data"])
+                    )
+                    last = seq
+                    yield event
+                    if event.terminal:
+                        return
+        except (RedisError, OSError) as exc:
+            # Redis went away mid-stream: end this reader cleanly; the events stay resumable.
+            raise ServiceUnavailable(
+                "this answer's stream cannot be read right now (its buffer is unreachable); "
+                "resume from the last event id in a moment",
+                code="stream_unavailable",
+            ) from exc

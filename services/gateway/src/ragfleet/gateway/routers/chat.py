@@ -44,15 +44,21 @@ async def sse_body(buffer: StreamBuffer, stream_id: str, after_seq: int) -> Asyn
     # buffer, where a reconnecting client finds it.
     yield b"retry: 1000\n\n"
     idle_s = 0.0
-    async for event in buffer.tail(stream_id, after_seq):
-        if event is None:
-            idle_s += buffer.block_ms / 1000
-            if idle_s >= SSE_KEEPALIVE_S:
-                idle_s = 0.0
-                yield b": keep-alive\n\n"
-            continue
-        idle_s = 0.0
-        yield event.sse()
+    try:
+        async for event in buffer.tail(stream_id, after_seq):
+            if event is None:
+                idle_s += buffer.block_ms / 1000
+                if idle_s >= SSE_KEEPALIVE_S:
+                    idle_s = 0.0
+                    yield b": keep-alive\n\n"
+                continue
+            idle_s = 0.0
+            yield event.sse()
+    except RagfleetError as exc:
+        # No id on this event: the client's Last-Event-ID stays on the last real event, so a
+        # resume later picks up exactly where this reader stopped.
+        error = {"code": exc.code, "message": exc.message, "retryable": exc.status_code >= 500}
+        yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
 
 
 def sse_response(
