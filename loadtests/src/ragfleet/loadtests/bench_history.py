@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ragfleet.ops.bench import verdict
+
 log = logging.getLogger("ragfleet.loadtests.bench")
 
 SCHEMA = 1
@@ -207,14 +209,9 @@ class Tolerances:
 
 
 def judge(metric: Metric, baseline: float, relative: float, absolute: float = 0.0) -> Status:
-    """Worse than the baseline by more than the tolerance is a regression; better by more, an improvement."""
-    worse_by = baseline - metric.value if metric.better == "higher" else metric.value - baseline
-    allowed = max(relative * abs(baseline), absolute)
-    if worse_by > allowed:
-        return "regression"
-    if -worse_by > allowed:
-        return "improvement"
-    return "ok"
+    """Worse than the baseline by more than the tolerance is a regression; better by more, an
+    improvement: the in-cluster benchmark's rule (ragfleet.ops.bench), so both histories agree."""
+    return verdict(metric.value, baseline, metric.better == "higher", relative, absolute)
 
 
 def compare(current: Record, baseline: Baseline, tolerances: Tolerances) -> list[Row]:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -106,6 +106,25 @@ def metrics_from_summary(summary: Mapping[str, Any]) -> dict[str, Metric]:
     return metrics
 
 
+Verdict = Literal["ok", "regression", "improvement"]
+
+
+def verdict(
+    value: float, baseline: float, higher_is_better: bool, relative: float, floor: float = 0.0
+) -> Verdict:
+    """The one rule both benchmark histories use (this one in the cluster, ragfleet.loadtests'
+    bench_history on a machine): a move from the baseline counts when it exceeds ``relative`` of
+    the baseline and ``floor`` in the metric's unit (noise on a value near zero); the wrong way
+    is a regression, the right way an improvement."""
+    worse_by = baseline - value if higher_is_better else value - baseline
+    allowed = max(relative * abs(baseline), floor)
+    if worse_by > allowed:
+        return "regression"
+    if -worse_by > allowed:
+        return "improvement"
+    return "ok"
+
+
 def compare(
     previous: BenchRecord | None,
     current: BenchRecord,
@@ -130,9 +149,10 @@ def compare(
             comparisons.append(Comparison(name, previous_value, current_value, unit, None, False))
             continue
         change = (new.value - old.value) / old.value if old.value else None
-        worse_by = (old.value - new.value) if new.higher_is_better else (new.value - old.value)
-        allowed = (tolerances or {}).get(name, tolerance) * abs(old.value)
-        regressed = worse_by > max(allowed, new.noise_floor)
+        relative = (tolerances or {}).get(name, tolerance)
+        regressed = (
+            verdict(new.value, old.value, new.higher_is_better, relative, new.noise_floor) == "regression"
+        )
         comparisons.append(Comparison(name, old.value, new.value, unit, change, regressed))
     return comparisons
 
