@@ -103,25 +103,42 @@ def test_benchmark_and_guard_rails_render_what_they_promise(tools: Toolchain) ->
     script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert "ragfleet-ops wait" in script and "ragfleet-ops bench-record" in script
     assert '--configmap "ragfleet-benchmark-history"' in script
+    # Every retrieval and gateway pod is scraped, not one random replica behind a Service; the
+    # API key comes from the Secret through the environment, never on a command line.
+    assert (
+        'ragfleet-ops metrics-urls --release "$RELEASE" --component retrieval --component gateway' in script
+    )
+    assert "$metrics_args" in script and "METRICS_URL" not in script and "--api-key" not in script
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (
+        env["RAGFLEET_LOADTEST_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "ragfleet-benchmark-api-key"
+    )
     cron = by_kind[("CronJob", "ragfleet-benchmark")]
     assert cron["spec"]["schedule"] == "0 3 * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
     role = by_kind[("Role", "ragfleet-benchmark")]
+    assert any("pods" in r["resources"] and r["verbs"] == ["list"] for r in role["rules"])
     writes = [r for r in role["rules"] if set(r["verbs"]) & {"update", "create", "patch", "delete"}]
     assert {tuple(r["resources"]) for r in writes} == {("configmaps",)}
 
-    # The gateway lets the benchmark pod in; the benchmark may reach the gateway.
+    # Both ways for each pod scraped: its policy lets the benchmark in on the http port, the
+    # benchmark's lets it out to that pod's container port.
     benchmark = {"app.kubernetes.io/component": "benchmark"}
-    gateway_ingress = by_kind[("NetworkPolicy", "ragfleet-gateway")]["spec"]["ingress"][0]["from"]
-    assert any(
-        benchmark.items() <= p.get("podSelector", {}).get("matchLabels", {}).items() for p in gateway_ingress
-    )
     egress = by_kind[("NetworkPolicy", "ragfleet-benchmark")]["spec"]["egress"]
-    assert any(
-        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
-        for rule in egress
-        for p in rule.get("to", [])
-        if "podSelector" in p and "namespaceSelector" not in p
-    )
+    for component, port in (("gateway", 8000), ("retrieval", 8010)):
+        ingress = by_kind[("NetworkPolicy", f"ragfleet-{component}")]["spec"]["ingress"]
+        assert any(
+            benchmark.items() <= p.get("podSelector", {}).get("matchLabels", {}).items()
+            and {"port": "http", "protocol": "TCP"} in rule["ports"]
+            for rule in ingress
+            for p in rule.get("from", [])
+        )
+        assert any(
+            p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+            and rule["ports"] == [{"port": port, "protocol": "TCP"}]
+            for rule in egress
+            for p in rule.get("to", [])
+            if "podSelector" in p and "namespaceSelector" not in p
+        )
 
     rules = by_kind[("PrometheusRule", "ragfleet-alerts")]["spec"]["groups"][0]["rules"]
     alert = next(r for r in rules if r["alert"] == "RagfleetBenchmarkFailed")
