@@ -288,7 +288,8 @@ def plot(results: dict[str, Any], emb: dict[str, float], http: HttpRun | None, p
             [http.results[n].qps for n in http_names],
             color="tab:purple",
         )
-        right.axhline(1000, color="grey", linestyle="--", linewidth=1)
+        right.axhline(1000, color="grey", linestyle="--", linewidth=1, label="1,000 req/s (the issue's bar)")
+        right.legend(fontsize=8)
         right.set_ylabel("requests / s over HTTP")
         right.set_yscale("log")
         right.set_title(
