@@ -81,7 +81,9 @@ class Platform:
     def gateway(self) -> ManagedProcess:
         return self.stack.process("gateway-1")
 
-    def create_key(self, tenant: str, collections: Sequence[str] = (SHARED_COLLECTION,), **limits: Any) -> str:
+    def create_key(
+        self, tenant: str, collections: Sequence[str] = (SHARED_COLLECTION,), **limits: Any
+    ) -> str:
         async def create() -> str:
             client = Redis.from_url(self.stack.redis_url)
             try:

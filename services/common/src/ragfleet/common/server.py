@@ -8,12 +8,18 @@ from ragfleet.common.config import ServiceSettings
 from ragfleet.common.logging import configure_logging
 from ragfleet.common.metrics import prepare_multiprocess_dir
 
+# uvicorn's own default: the largest WebSocket message read into memory.
+DEFAULT_WS_MAX_SIZE_BYTES = 16 * 1024 * 1024
 
-def serve(settings: ServiceSettings, app_factory: str) -> None:
+
+def serve(
+    settings: ServiceSettings, app_factory: str, *, ws_max_size_bytes: int = DEFAULT_WS_MAX_SIZE_BYTES
+) -> None:
     """Serve ``app_factory`` ("module:function") with uvicorn on uvloop + httptools.
 
     SIGTERM/SIGINT stop accepting connections and let in-flight requests finish for up to
-    ``graceful_shutdown_s``, which is what a Kubernetes rolling update needs.
+    ``graceful_shutdown_s``, which is what a Kubernetes rolling update needs. A WebSocket message
+    over ``ws_max_size_bytes`` closes its connection (1009) before it is buffered whole.
     """
     configure_logging(settings.service_name, settings.log_level)
     if settings.workers > 1:
@@ -29,6 +35,7 @@ def serve(settings: ServiceSettings, app_factory: str) -> None:
         loop="uvloop",
         http="httptools",
         ws="websockets",
+        ws_max_size=ws_max_size_bytes,
         log_config=None,
         access_log=False,
         proxy_headers=True,
