@@ -59,10 +59,15 @@ def test_domain_error_and_unexpected_error() -> None:
     assert response.json() == {
         "error": {"code": "not_found", "message": "no item 'abc'", "request_id": "req-123"}
     }
-    boom = client.get("/boom")
+    boom = client.get("/boom", headers={"x-request-id": "req-boom"})
     assert boom.status_code == 500
     assert "secret" not in boom.text
-    assert boom.json()["error"]["code"] == "internal_error"
+    # The id to quote when reporting it, as the message asks.
+    assert boom.json()["error"] == {
+        "code": "internal_error",
+        "message": "internal error; quote the request id when reporting it",
+        "request_id": "req-boom",
+    }
 
 
 def test_request_id_is_generated_when_missing_or_unsafe() -> None:

@@ -80,10 +80,12 @@ class RequestContextMiddleware:
 
         started = time.perf_counter()
         self.in_flight.inc()
+        failed = False
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException:
             status_code = 500
+            failed = True
             raise
         finally:
             self.in_flight.dec()
@@ -116,4 +118,7 @@ class RequestContextMiddleware:
             span.end()
             otel_context.detach(span_token)
             otel_context.detach(context_token)
-            request_id_var.reset(request_id_token)
+            if not failed:
+                # A failed request keeps its id set: the outermost handler (Starlette's server
+                # error middleware, outside this one) writes it into the 500 body.
+                request_id_var.reset(request_id_token)
