@@ -133,6 +133,25 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
             event[field_name] = value.lstrip()
 
 
+def test_nginx_compresses_search_answers_and_the_gateway_does_not(stack: Stack, api_key: str) -> None:
+    long_text = "Vacation days accrue monthly and carry over to the next year. " * 50
+    upsert = httpx.post(
+        f"http://127.0.0.1:{stack.settings.retrieval_port}/internal/v1/collections/long/upsert",
+        json={"chunks": [{"id": "long:0", "document_id": "long", "text": long_text, "position": 0}]},
+        headers={"X-Ragfleet-Tenant": "acme"},
+        timeout=60,
+    )
+    assert upsert.status_code == 200, upsert.text
+    headers = {"Authorization": f"Bearer {api_key}", "Accept-Encoding": "gzip"}
+    body = {"query": "vacation days", "collection": "long"}  # a 3 KB answer: above the 1400-byte floor
+    gateway = f"http://127.0.0.1:{stack.settings.gateway_ports[0]}"
+    for base, encoding in ((stack.url, "gzip"), (gateway, None)):
+        answer = httpx.post(f"{base}/v1/search", json=body, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers.get("content-encoding") == encoding, base
+        assert answer.json()["results"]  # httpx decodes gzip: the body is intact
+
+
 def test_websocket_chat_through_nginx_streams_tokens_and_sources(stack: Stack, api_key: str) -> None:
     ws_url = stack.url.replace("http://", "ws://") + f"/v1/chat/ws?api_key={api_key}"
     with connect(ws_url, open_timeout=10) as websocket:

@@ -33,9 +33,6 @@ from ragfleet.gateway.streams import StreamBuffer
 
 DOWNSTREAMS = ("retrieval", "llm_proxy", "ingestion")
 
-# JSON smaller than this is sent as is: compressing it costs more CPU than the bytes it saves.
-GZIP_MINIMUM_BYTES = 1400
-
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
@@ -97,8 +94,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         observer=stats.observe,
     )
     app.add_middleware(InFlightMiddleware, stats=stats)
-    # GZip leaves text/event-stream alone, so streamed events are never held back to compress.
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES)
+    if settings.gzip_min_bytes:
+        # GZip leaves text/event-stream alone, so streamed events are never held back to compress.
+        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=5)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -36,6 +36,15 @@ http {{
         default '';
     }}
 
+    # Compression happens here, in C, rather than in the gateways (see RAGFLEET_GATEWAY_GZIP_MIN_BYTES);
+    # level 1 keeps most of the saving for a fraction of the CPU. Event streams are never compressed.
+    gzip on;
+    gzip_comp_level 1;
+    gzip_min_length 1400;
+    gzip_proxied any;
+    gzip_vary on;
+    gzip_types application/json;
+
     upstream gateway {{
         hash $affinity_key consistent;
 {servers}
