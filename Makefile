@@ -46,8 +46,8 @@ loadtest: deps  ## run a Locust scenario headless against `make run` (SCENARIO=s
 		--host $(HOST) --report-dir reports/$(SCENARIO)-$$(date +%Y%m%d-%H%M%S) $(LOADTEST_ARGS)
 
 loadtest-kind: deps  ## the same against kind, with the cluster timeline (port-forward ingress + retrieval; KEY=api key)
-	$(UV) run python -m ragfleet.loadtests.run --scenario $(or $(SCENARIO),mixed) --duration $(DURATION) \
-		--users $(USERS) --host $(HOST) --api-key "$(KEY)" --metrics-url http://127.0.0.1:8010/metrics \
+	RAGFLEET_LOADTEST_API_KEY="$(KEY)" $(UV) run python -m ragfleet.loadtests.run --scenario $(or $(SCENARIO),mixed) \
+		--duration $(DURATION) --users $(USERS) --host $(HOST) --metrics-url http://127.0.0.1:8010/metrics \
 		--watch --kube-context $(KIND_CONTEXT) --namespace ragfleet --release ragfleet \
 		--report-dir reports/kind-$$(date +%Y%m%d-%H%M%S) $(LOADTEST_ARGS)
 
