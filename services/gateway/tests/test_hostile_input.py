@@ -65,18 +65,21 @@ def test_oversized_bodies_are_refused_with_413(client: Any, json_error: Any, pat
     assert "limit" in refused(response, json_error, 413)["message"]
 
 
-def test_a_lying_content_length_is_refused_before_the_body_arrives(seeded: Any) -> None:
+@pytest.mark.parametrize("path", ["/v1/search", "/v1/chat", "/v1/documents"])
+def test_a_lying_content_length_is_refused_before_the_body_arrives(seeded: Any, path: str) -> None:
     """Declares 10 GB and sends 10 bytes: the answer comes at once, not after a read timeout."""
     request = (
-        "POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"X-API-Key: {seeded.keys['acme']}\r\nContent-Length: 10000000000\r\n\r\n"
         '{"query":'
     ).encode()
     with socket.create_connection(("127.0.0.1", seeded.stack.settings.gateway_ports[0]), timeout=10) as sock:
         sock.sendall(request)
-        head = sock.recv(65536).decode("latin-1")
-    assert head.startswith("HTTP/1.1 413"), head[:200]
-    assert "payload_too_large" in head
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+    assert response.status == 413, body[:200]
+    assert orjson.loads(body)["error"]["code"] == "payload_too_large"
 
 
 @pytest.mark.parametrize(
@@ -208,6 +211,22 @@ def test_headers_with_garbage_are_refused_cleanly(seeded: Any, json_error: Any) 
         if status != 200:  # a bad request id is replaced, not refused
             assert 400 <= status < 500, (headers, status, body[:300])
             json_error(status, response_headers, body)
+
+
+def test_uploaded_names_cannot_traverse_into_ids(client: Any, json_error: Any) -> None:
+    files = {"files": ("../../../etc/passwd.txt", b"root:x:0:0", "text/plain")}
+    accepted = client.post("/v1/documents", params={"collection": COLLECTION}, files=files)
+    assert accepted.status_code == 202, accepted.text
+    (document_id,) = accepted.json()["documents"]
+    assert "/" not in document_id and not document_id.startswith("."), document_id
+
+    for bad_id in ("../escape", "a/b", "x\u0000y", "."):
+        response = client.post(
+            "/v1/documents",
+            params={"collection": COLLECTION},
+            json={"documents": [{"id": bad_id, "text": "hello"}]},
+        )
+        refused(response, json_error, 422)
 
 
 # -- WebSockets -----------------------------------------------------------------------------------
