@@ -179,9 +179,11 @@ def test_document_routes_see_only_the_own_tenants_document(seeded: Any, clients:
     ):
         assert response.status_code == 404, response.text
         assert response.json()["error"]["code"] == "document_not_found"
-    # The other tenant's delete removed nothing.
+    # The other tenant's delete removed nothing, and its listing counts only its own document.
     assert mine.get(f"/v1/documents/{only_mine}", params=params).status_code == 200
+    counts = {
+        tenant: {c["name"]: c["documents"] for c in client.get("/v1/collections").json()["collections"]}
+        for tenant, client in ((TENANT, mine), (OTHER, theirs))
+    }
+    assert counts == {TENANT: {COLLECTION: 2}, OTHER: {COLLECTION: 1}}
     assert mine.delete(f"/v1/documents/{only_mine}", params=params).status_code == 200
-
-    listed = {c["name"]: c for c in theirs.get("/v1/collections").json()["collections"]}
-    assert listed[COLLECTION]["documents"] == 1
