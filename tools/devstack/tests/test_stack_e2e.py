@@ -13,10 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from websockets.sync.client import connect
 
 from ragfleet.devstack.nginx import AFFINITY_COOKIE
-from ragfleet.devstack.processes import StartupError, free_port
+from ragfleet.devstack.processes import StartupError
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
 
@@ -24,17 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def stack_settings(run_dir: Path) -> DevstackSettings:
-    return DevstackSettings(
-        run_dir=run_dir,
-        nginx_port=free_port(),
-        gateway_ports=(free_port(), free_port()),
-        retrieval_port=free_port(),
-        llm_proxy_port=free_port(),
-        ingestion_port=free_port(),
-        redis_port=free_port(),
-        worker_metrics_port=free_port(),
-        load_sample_corpus=False,
-    )
+    return DevstackSettings.on_free_ports(run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +157,21 @@ def test_websocket_chat_through_nginx_streams_tokens_and_sources(stack: Stack, a
     assert "twenty-five" in events[-1]["answer"]
 
 
+def wait_until_buffered(redis_url: str, stream_id: str, timeout_s: float = 60.0) -> None:
+    """Until the stream's last buffered event is terminal (the gateway's buffer layout, streams.py)."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            last = client.xrevrange(f"gw:stream:{stream_id}", count=1)
+            if last and last[0][1][b"event"] in (b"done", b"error"):
+                return
+            time.sleep(0.05)
+    finally:
+        client.close()
+    raise AssertionError(f"stream {stream_id} was not complete after {timeout_s} s")
+
+
 def test_sse_chat_through_nginx_resumes_on_the_other_replica(stack: Stack, api_key: str) -> None:
     headers = {"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"}
     body = {"message": "How often are API keys rotated?"}
@@ -180,6 +186,10 @@ def test_sse_chat_through_nginx_resumes_on_the_other_replica(stack: Stack, api_k
                 if event.get("event") == "token":
                     break  # the client "loses" its connection after the first token
         assert seen[0]["event"] == "sources"
+        # The answer is generated on that replica whether a client listens or not; once it is all in
+        # the buffer, the replica can go. (An answer still being generated dies with its replica:
+        # the resuming client then gets a retryable stream_interrupted; tools/chaos covers that.)
+        wait_until_buffered(stack.redis_url, seen[-1]["id"].split(":", 1)[0])
 
         # The replica it was talking to dies; the same client, same cookie, reconnects through NGINX.
         stack.process(replica).kill()

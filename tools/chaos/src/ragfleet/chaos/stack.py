@@ -67,19 +67,7 @@ def chaos_models(fake_url: str) -> list[dict[str, object]]:
 
 def chaos_settings(run_dir: Path) -> DevstackSettings:
     """Every port free and chosen now, so a ``make run`` already up is never touched."""
-    return DevstackSettings.model_validate(
-        {
-            "run_dir": run_dir,
-            "nginx_port": free_port(),
-            "gateway_ports": (free_port(), free_port()),
-            "retrieval_port": free_port(),
-            "llm_proxy_port": free_port(),
-            "ingestion_port": free_port(),
-            "redis_port": free_port(),
-            "worker_metrics_port": free_port(),
-            "load_sample_corpus": False,
-        }
-    )
+    return DevstackSettings.on_free_ports(run_dir)
 
 
 @dataclass
