@@ -233,9 +233,10 @@ class CacheNamespace(Generic[T]):
         first_tier = "edge" if edge else "l1"
         self._l1_hit = CACHE_REQUESTS.labels(kind, first_tier, "hit")
         self._l1_miss = CACHE_REQUESTS.labels(kind, first_tier, "miss")
-        self._l2_hit = CACHE_REQUESTS.labels(kind, "l2", "hit")
-        self._l2_miss = CACHE_REQUESTS.labels(kind, "l2", "miss")
-        self._l2_error = CACHE_REQUESTS.labels(kind, "l2", "error")
+        if not edge:  # an edge has no L2: no zero series for it on /metrics
+            self._l2_hit = CACHE_REQUESTS.labels(kind, "l2", "hit")
+            self._l2_miss = CACHE_REQUESTS.labels(kind, "l2", "miss")
+            self._l2_error = CACHE_REQUESTS.labels(kind, "l2", "error")
 
     async def key(self, tenant: str, collection: str | None, request: Mapping[str, Any] | str) -> str:
         if collection is None:
