@@ -105,12 +105,12 @@ CATALOG: dict[str, MetricSpec] = {
     "retrieval.embed_query_batched_per_s": MetricSpec("texts/s", "higher"),
     "retrieval.embed_passage_batched_per_s": MetricSpec("texts/s", "higher"),
     # Sub-millisecond latencies swing by tens of percent on a shared CPU: CPU time per request is
-    # the steadier measure of the proxy's cost, the latencies get wide tolerances.
+    # the steadier measure of the proxy's cost, the medians get wide tolerances. The added p99 is
+    # left to the proxy's own report: on a starved CPU the open-loop tail went from 1 s to 38 s.
     "llm_proxy.json_cpu_ms_per_request": MetricSpec("ms", "lower", tolerance=0.25),
     "llm_proxy.stream_cpu_ms_per_request": MetricSpec("ms", "lower", tolerance=0.25),
     "llm_proxy.json_overhead_p50_ms": MetricSpec("ms", "lower", tolerance=0.5, absolute=0.2),
     "llm_proxy.stream_overhead_p50_ms": MetricSpec("ms", "lower", tolerance=0.5, absolute=0.2),
-    "llm_proxy.json_added_p99_ms": MetricSpec("ms", "lower", tolerance=1.0, absolute=2.0),
     "llm_proxy.errors": MetricSpec("count", "lower"),
     "ingestion.end_to_end_chunks_per_s": MetricSpec("chunks/s", "higher"),
     "ingestion.raw_embed_chunks_per_s": MetricSpec("chunks/s", "higher"),
@@ -165,13 +165,12 @@ def retrieval_metrics(raw: dict[str, Any]) -> dict[str, float]:
 
 def llm_proxy_metrics(raw: dict[str, Any]) -> dict[str, float]:
     rows = {(row["mode"], row["target"]): row for row in raw["rows"]}
-    direct, proxied = rows[("json", "direct")], rows[("json", "proxy")]
+    proxied = rows[("json", "proxy")]
     return {
         "llm_proxy.json_cpu_ms_per_request": proxied["cpu_ms_per_request"]["proxy"],
         "llm_proxy.stream_cpu_ms_per_request": rows[("stream", "proxy")]["cpu_ms_per_request"]["proxy"],
         "llm_proxy.json_overhead_p50_ms": proxied["overhead_header_p50_ms"],
         "llm_proxy.stream_overhead_p50_ms": rows[("stream", "proxy")]["overhead_header_p50_ms"],
-        "llm_proxy.json_added_p99_ms": proxied["p99_ms"] - direct["p99_ms"],
         "llm_proxy.errors": float(sum(row["errors"] for row in raw["rows"])),
     }
 
@@ -372,8 +371,9 @@ def run_loadtest_part(
 
 def run_part(part: str, argv: list[str], log_file: Path, timeout_s: float) -> dict[str, Any]:
     """Run one benchmark as a child process; its output goes to log_file. Returns the part's facts."""
-    facts: dict[str, Any] = {"ok": False, "command": shlex.join(argv), "load_before": load_average()}
-    log.info("%s: %s", part, shlex.join(argv))
+    shown = shlex.join(["python", *argv[1:]])  # the virtualenv's interpreter path says nothing
+    facts: dict[str, Any] = {"ok": False, "command": shown, "load_before": load_average()}
+    log.info("%s: %s", part, shown)
     started = time.monotonic()
     with log_file.open("w") as out:
         try:
@@ -543,6 +543,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the stack's readiness polls, one line each
     args = parser().parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full"]
     if args.retrieval_n is not None:
