@@ -35,8 +35,14 @@ CHUNKS = [
 ]
 
 
-@pytest.fixture
-def stack(run_service, start_gateway, redis_url: str, tmp_path: Path) -> Iterator[dict[str, RunningService]]:
+def start_chat_stack(
+    run_service,
+    start_gateway,
+    redis_url: str,
+    tmp_path: Path,
+    llm_proxy_env: dict[str, str] | None = None,
+    gateway_env: dict[str, str] | None = None,
+) -> dict[str, RunningService]:
     retrieval = run_service(
         "retrieval",
         "ragfleet.retrieval",
@@ -45,7 +51,10 @@ def stack(run_service, start_gateway, redis_url: str, tmp_path: Path) -> Iterato
         ready_path="/readyz",
     )
     llm_proxy = run_service(
-        "llm-proxy", "ragfleet.llm_proxy", "RAGFLEET_LLM_PROXY_", {"REDIS_URL": redis_url}
+        "llm-proxy",
+        "ragfleet.llm_proxy",
+        "RAGFLEET_LLM_PROXY_",
+        {"REDIS_URL": redis_url, **(llm_proxy_env or {})},
     )
     upserted = httpx.post(
         f"{retrieval.url}/internal/v1/collections/handbook/upsert",
@@ -54,8 +63,37 @@ def stack(run_service, start_gateway, redis_url: str, tmp_path: Path) -> Iterato
         timeout=60,
     )
     assert upserted.status_code == 200, upserted.text
-    env = {"RETRIEVAL_URL": retrieval.url, "LLM_PROXY_URL": llm_proxy.url}
-    yield {"a": start_gateway("gw-a", env), "b": start_gateway("gw-b", env)}
+    env = {"RETRIEVAL_URL": retrieval.url, "LLM_PROXY_URL": llm_proxy.url, **(gateway_env or {})}
+    return {"a": start_gateway("gw-a", env), "b": start_gateway("gw-b", env)}
+
+
+@pytest.fixture
+def stack(run_service, start_gateway, redis_url: str, tmp_path: Path) -> Iterator[dict[str, RunningService]]:
+    yield start_chat_stack(run_service, start_gateway, redis_url, tmp_path)
+
+
+SLOW_WORDS = 30
+
+
+@pytest.fixture
+def slow_stack(
+    run_service, start_gateway, redis_url: str, tmp_path: Path
+) -> Iterator[dict[str, RunningService]]:
+    """Answers of the ``slow`` model take ~3 s (a fake upstream streaming a word every 100 ms)."""
+    fake = run_service("fake-upstream", "ragfleet.llm_proxy.fake_upstream", "RAGFLEET_FAKE_UPSTREAM_")
+    content = " ".join(f"word{i}" for i in range(SLOW_WORDS))
+    httpx.post(
+        f"{fake.url}/_control/default", json={"token_interval_ms": 100, "content": content}
+    ).raise_for_status()
+    models = [{"name": "slow", "upstream_model": "slow", "base_url": f"{fake.url}/v1"}]
+    yield start_chat_stack(
+        run_service,
+        start_gateway,
+        redis_url,
+        tmp_path,
+        llm_proxy_env={"MODELS": orjson.dumps(models).decode(), "CACHE_ENABLED": "false"},
+        gateway_env={"STREAM_LEASE_S": "1"},
+    )
 
 
 def parse_sse(text: str) -> list[dict[str, str]]:
@@ -153,3 +191,41 @@ async def test_websocket_chat_streams_turns_and_answers_pings(stack, make_key) -
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with websockets.connect(url.replace(api_key, "rfk_bad")):
             pass
+
+
+async def test_an_answer_whose_replica_dies_mid_generation_is_finished_by_the_other(
+    slow_stack, make_key
+) -> None:
+    api_key = await make_key("acme", ["handbook"])
+    question = {"message": "Tell me slowly.", "collection": "handbook", "model": "slow"}
+    url_a, url_b = (
+        slow_stack[r].url.replace("http://", "ws://") + f"/v1/chat/ws?api_key={api_key}" for r in "ab"
+    )
+    async with websockets.connect(url_a) as ws:
+        await ws.send(orjson.dumps(question).decode())
+        seen = [orjson.loads(await ws.recv()) for _ in range(3)]  # sources and two tokens
+        slow_stack["a"].process.kill()
+    assert [e["type"] for e in seen] == ["sources", "token", "token"]
+
+    async with websockets.connect(url_b) as ws:
+        await ws.send(orjson.dumps({"type": "resume", "last_event_id": seen[-1]["id"]}).decode())
+        events = []
+        while not events or events[-1]["type"] not in ("done", "error"):
+            events.append(orjson.loads(await asyncio.wait_for(ws.recv(), timeout=30)))
+    stream_id = seen[0]["stream_id"]
+    # Events the dead replica wrote after the client's last one come first, then the takeover.
+    restart = next(i for i, e in enumerate(events) if e["type"] == "restart")
+    assert all(e["type"] == "token" for e in events[:restart])
+    assert events[restart]["reason"] == "generator_lost" and events[restart]["attempt"] == 1
+    assert [e["type"] for e in events[restart + 1 :]][:2] == ["sources", "token"]
+    assert events[-1]["type"] == "done", events[-1]
+    ids = [int(e["id"].split(":")[1]) for e in seen + events]
+    assert ids == list(range(1, len(ids) + 1)) and all(e["id"].startswith(stream_id) for e in events)
+    tokens = "".join(e["text"] for e in events[restart + 1 :] if e["type"] == "token")
+    assert tokens == events[-1]["answer"] and events[-1]["answer"].count("word") == SLOW_WORDS
+
+    async with httpx.AsyncClient(base_url=slow_stack["b"].url, headers={"X-API-Key": api_key}) as client:
+        session = (await client.get(f"/v1/sessions/{events[-1]['session_id']}")).json()
+        stats = (await client.get("/v1/stats")).json()
+    assert [m["role"] for m in session["messages"]] == ["user", "assistant"]  # remembered once
+    assert stats["stream_takeovers"] == 1

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from ragfleet.gateway.memory import ConversationStore
-from ragfleet.gateway.streams import StreamBuffer, StreamEvent, parse_event_id
+from ragfleet.gateway.streams import Claim, StreamBuffer, StreamEvent, Takeover, parse_event_id
 
 pytestmark = pytest.mark.integration
 
@@ -51,32 +51,95 @@ def buffer_for(redis: Redis, replica: str = "gw-a") -> StreamBuffer:
     return StreamBuffer(redis, ttl_s=60, lease_s=0.6, replica=replica, block_ms=100)
 
 
+async def open_stream(writer: StreamBuffer) -> tuple[str, str]:
+    stream_id = uuid.uuid4().hex
+    token = await writer.open(stream_id, {"tenant": "acme", "key_id": "k1", "session_id": "s1"})
+    return stream_id, token
+
+
 async def test_a_reader_resumes_after_its_last_event(redis: Redis) -> None:
     writer, reader = buffer_for(redis, "gw-a"), buffer_for(redis, "gw-b")
-    stream_id = uuid.uuid4().hex
-    await writer.open(stream_id, "acme", "k1", "s1")
+    stream_id, token = await open_stream(writer)
     words = ["Paris", " is", " the", " capital", "."]
-    await writer.append(StreamEvent(stream_id, 1, "sources", {"sources": []}))
+    await writer.append(StreamEvent(stream_id, 1, "sources", {"sources": []}), token)
     for seq, word in enumerate(words, start=2):
-        await writer.append(StreamEvent(stream_id, seq, "token", {"text": word}))
-    await writer.append(StreamEvent(stream_id, 7, "done", {"answer": "".join(words)}))
+        await writer.append(StreamEvent(stream_id, seq, "token", {"text": word}), token)
+    await writer.append(StreamEvent(stream_id, 7, "done", {"answer": "".join(words)}), token)
 
     stream, seq = parse_event_id(f"{stream_id}:3")
     rest = [event async for event in reader.tail(stream, seq) if event is not None]
     assert [e.seq for e in rest] == [4, 5, 6, 7]
     assert "".join(e.data["text"] for e in rest if e.event == "token") == " the capital."
     await reader.require_owned(stream_id, "acme")
+    # Resuming after the end reads nothing more, and appends nothing.
+    assert [e async for e in reader.tail(stream_id, 7)] == []
+    assert await redis.xlen(f"gw:stream:{stream_id}") == 7
 
 
 async def test_readers_of_a_stream_whose_writer_died_get_one_clean_error(redis: Redis) -> None:
     writer = buffer_for(redis)
-    stream_id = uuid.uuid4().hex
-    await writer.open(stream_id, "acme", "k1", "s1")
-    await writer.append(StreamEvent(stream_id, 1, "sources", {"sources": []}))
-    await writer.append(StreamEvent(stream_id, 2, "token", {"text": "half"}))
-    # The writer never refreshes its lease (as if its replica was killed): it lapses.
+    stream_id, token = await open_stream(writer)
+    await writer.append(StreamEvent(stream_id, 1, "sources", {"sources": []}), token)
+    await writer.append(StreamEvent(stream_id, 2, "token", {"text": "half"}), token)
+    # The writer never refreshes its lease (as if its replica was killed): it lapses. These
+    # readers cannot regenerate the answer (no takeover), so they end it.
     first = [e async for e in buffer_for(redis, "gw-b").tail(stream_id, 1) if e is not None]
     second = [e async for e in buffer_for(redis, "gw-c").tail(stream_id, 2) if e is not None]
     assert [(e.seq, e.event) for e in first] == [(2, "token"), (3, "error")]
     assert first[-1].data["code"] == "stream_interrupted"
     assert second == [first[-1]]
+
+
+async def test_a_writer_that_lost_its_lease_cannot_append(redis: Redis) -> None:
+    writer = buffer_for(redis)
+    stream_id, token = await open_stream(writer)
+    assert await writer.append(StreamEvent(stream_id, 1, "token", {"text": "a"}), token)
+    await redis.delete(f"gw:stream:{stream_id}:lease")  # lapsed while its replica was paused
+    claim = await buffer_for(redis, "gw-b").claim(stream_id)
+    assert claim.won and claim.attempt == 1 and claim.last_seq == 1
+    assert not await writer.append(StreamEvent(stream_id, 2, "token", {"text": "b"}), token)
+    assert await writer.append(StreamEvent(stream_id, 2, "restart", {"attempt": 1}), claim.token)
+    # Someone holds the lease now: no second claim.
+    assert (await buffer_for(redis, "gw-c").claim(stream_id)).attempt == 0
+
+
+async def test_of_two_readers_of_a_lost_stream_one_takes_it_over_and_both_see_its_answer(
+    redis: Redis,
+) -> None:
+    writer = buffer_for(redis)
+    stream_id, token = await open_stream(writer)
+    await writer.append(StreamEvent(stream_id, 1, "sources", {"sources": []}), token)
+    await writer.append(StreamEvent(stream_id, 2, "token", {"text": "half"}), token)
+    claims: list[tuple[str, Claim]] = []
+
+    def takeover_on(replica: StreamBuffer) -> Takeover:
+        async def take_over(claim: Claim) -> bool:
+            claims.append((replica.replica, claim))
+
+            async def regenerate() -> None:  # what ChatService.take_over does, minus the model
+                for offset, (event, data) in enumerate(
+                    [("restart", {"attempt": claim.attempt}), ("token", {"text": "whole"}), ("done", {})],
+                    start=1,
+                ):
+                    await asyncio.sleep(0.05)
+                    await replica.append(
+                        StreamEvent(stream_id, claim.last_seq + offset, event, data), claim.token
+                    )
+
+            tasks.append(asyncio.create_task(regenerate()))
+            return True
+
+        return take_over
+
+    tasks: list[asyncio.Task[None]] = []
+    readers = [buffer_for(redis, "gw-b"), buffer_for(redis, "gw-c")]
+
+    async def read(reader: StreamBuffer) -> list[StreamEvent]:
+        return [e async for e in reader.tail(stream_id, 2, takeover_on(reader)) if e is not None]
+
+    seen = await asyncio.gather(*(read(reader) for reader in readers))
+    await asyncio.gather(*tasks)
+    assert len(claims) == 1 and claims[0][1].attempt == 1 and claims[0][1].last_seq == 2
+    assert seen[0] == seen[1]
+    assert [(e.seq, e.event) for e in seen[0]] == [(3, "restart"), (4, "token"), (5, "done")]
+    assert await redis.hget(f"gw:stream:{stream_id}:meta", "takeovers") == b"1"

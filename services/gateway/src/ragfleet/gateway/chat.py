@@ -3,6 +3,11 @@
 ``generate`` yields the events of one answer (``sources``, ``token``…, ``done`` or ``error``);
 JSON answers collect them, streamed answers write them to the Redis stream buffer from a task
 of their own (see ``streams.py``) that outlives the client's connection.
+
+A streamed turn is kept in its stream's meta (the validated request, the key's principal, the
+session), so when the replica generating it dies, a reader on another replica can claim the
+stream and generate the answer again (``take_over``): it appends ``restart`` (clients drop the
+partial answer they built) and then the usual events, at most ``stream_max_takeovers`` times.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ import asyncio
 import html
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from ragfleet.common.errors import PayloadTooLarge, RagfleetError
 from ragfleet.gateway.config import GatewaySettings
@@ -22,7 +28,7 @@ from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import Principal
 from ragfleet.gateway.memory import ConversationStore, check_session_id
 from ragfleet.gateway.stats import GatewayStats
-from ragfleet.gateway.streams import StreamBuffer, StreamEvent
+from ragfleet.gateway.streams import Claim, StreamBuffer, StreamEvent
 
 log = logging.getLogger("ragfleet.gateway.chat")
 
@@ -125,7 +131,7 @@ class ChatService:
         ]
 
     async def generate(
-        self, principal: Principal, request: ChatRequest, session_id: str
+        self, principal: Principal, request: ChatRequest, session_id: str, stream_id: str | None = None
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         principal.require_collection(request.collection)
         self.check_message(request)
@@ -165,12 +171,13 @@ class ChatService:
                     yield "token", {"text": text}
                 finish_reason = choice.get("finish_reason") or finish_reason
         answer = "".join(parts)
-        await self.memory.append(
-            principal.tenant,
-            session_id,
-            [{"role": "user", "content": request.message}, {"role": "assistant", "content": answer}],
-            system_prompt=request.system_prompt,
-        )
+        if stream_id is None or await self._remember_once(stream_id):
+            await self.memory.append(
+                principal.tenant,
+                session_id,
+                [{"role": "user", "content": request.message}, {"role": "assistant", "content": answer}],
+                system_prompt=request.system_prompt,
+            )
         yield (
             "done",
             {
@@ -200,57 +207,108 @@ class ChatService:
             usage=done["usage"],
         )
 
+    async def _remember_once(self, stream_id: str) -> bool:
+        # A generator may die between recording the turn and appending ``done``: the takeover
+        # that finishes the answer then must not record the turn a second time.
+        try:
+            return await self.buffer.remember_once(stream_id)
+        except (RedisError, OSError):
+            return True  # the memory write is best effort and will say why it failed
+
     async def start_stream(self, principal: Principal, request: ChatRequest) -> tuple[str, str]:
         """Start generating into a new stream buffer; returns (stream id, session id) at once."""
         principal.require_collection(request.collection)
         self.check_message(request)
         session_id = check_session_id(request.session_id or uuid.uuid4().hex)
         stream_id = uuid.uuid4().hex
-        await self.buffer.open(stream_id, principal.tenant, principal.key_id, session_id)
-        task = asyncio.create_task(self._write_stream(stream_id, principal, request, session_id))
+        token = await self.buffer.open(
+            stream_id,
+            {
+                "tenant": principal.tenant,
+                "key_id": principal.key_id,
+                "session_id": session_id,
+                # What a takeover needs to run this turn again: no key, only what it may do.
+                "principal": principal.to_json().decode(),
+                "request": request.model_dump_json(exclude_none=True),
+            },
+        )
+        self._spawn(self._write_stream(stream_id, token, principal, request, session_id))
+        return stream_id, session_id
+
+    def _spawn(self, generation: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(generation)
         # The set keeps the task referenced (and lets shutdown wait for it) — the client may leave.
         self.generations.add(task)
         task.add_done_callback(self.generations.discard)
-        return stream_id, session_id
+
+    async def take_over(self, claim: Claim) -> bool:
+        """Generate a claimed stream's answer again on this replica; False when it may not."""
+        if claim.attempt > self.settings.stream_max_takeovers:
+            return False
+        try:
+            meta = await self.buffer.meta(claim.stream_id)
+            principal = Principal.from_json(meta["principal"])
+            request = ChatRequest.model_validate_json(meta["request"])
+            session_id = meta["session_id"]
+        except (KeyError, ValueError):
+            return False  # a stream opened without its turn (or whose meta expired)
+        log.info(
+            "taking over a stream whose generator is gone",
+            extra={"stream_id": claim.stream_id, "attempt": claim.attempt},
+        )
+        self.stats.stream_takeovers += 1
+        self._spawn(
+            self._write_stream(
+                claim.stream_id, claim.token, principal, request, session_id, restarted_after=claim
+            )
+        )
+        return True
 
     async def _write_stream(
-        self, stream_id: str, principal: Principal, request: ChatRequest, session_id: str
+        self,
+        stream_id: str,
+        token: str,
+        principal: Principal,
+        request: ChatRequest,
+        session_id: str,
+        restarted_after: Claim | None = None,
     ) -> None:
         self.stats.active_generations += 1
-        lease = asyncio.create_task(self.buffer.keep_lease(stream_id))
-        seq = 0
+        lease = asyncio.create_task(self.buffer.keep_lease(stream_id, token))
+        seq = restarted_after.last_seq if restarted_after else 0
+
+        async def write(event: str, data: dict[str, Any]) -> bool:
+            nonlocal seq
+            seq += 1
+            return await self.buffer.append(StreamEvent(stream_id, seq, event, data), token)
+
         try:
+            if restarted_after and not await write(
+                "restart", {"reason": "generator_lost", "attempt": restarted_after.attempt}
+            ):
+                return
             try:
-                async for event, data in self.generate(principal, request, session_id):
-                    seq += 1
+                async for event, data in self.generate(principal, request, session_id, stream_id):
                     if event == "sources":
                         data = {"stream_id": stream_id, **data}
-                    await self.buffer.append(StreamEvent(stream_id, seq, event, data))
+                    if not await write(event, data):
+                        # The lease is someone else's now: they write this stream, not us.
+                        log.warning("stream lease lost, generation stopped", extra={"stream_id": stream_id})
+                        return
             except RagfleetError as exc:
-                await self.buffer.append(
-                    StreamEvent(
-                        stream_id,
-                        seq + 1,
-                        "error",
-                        {"code": exc.code, "message": exc.message, "status": exc.status_code},
-                    )
-                )
+                await write("error", {"code": exc.code, "message": exc.message, "status": exc.status_code})
             except Exception:
                 log.exception("chat generation failed", extra={"stream_id": stream_id})
-                await self.buffer.append(
-                    StreamEvent(
-                        stream_id,
-                        seq + 1,
-                        "error",
-                        {
-                            "code": "internal_error",
-                            "message": "the answer failed; send the message again",
-                            "status": 500,
-                        },
-                    )
+                await write(
+                    "error",
+                    {
+                        "code": "internal_error",
+                        "message": "the answer failed; send the message again",
+                        "status": 500,
+                    },
                 )
         except Exception:
-            # Redis itself is gone: readers will see the lease expire and report the interruption.
+            # Redis itself is gone: readers will see the lease expire and take the stream over.
             log.exception("cannot write to the stream buffer", extra={"stream_id": stream_id})
         finally:
             lease.cancel()

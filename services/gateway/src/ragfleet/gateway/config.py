@@ -58,6 +58,9 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
     stream_lease_s: float = Field(
         3.0, gt=0, description="a generating replica silent this long is considered gone"
     )
+    stream_max_takeovers: int = Field(
+        2, ge=0, description="times another replica may regenerate an answer whose replica died"
+    )
     ws_ping_interval_s: float = Field(20.0, gt=0)
 
     # Stats.

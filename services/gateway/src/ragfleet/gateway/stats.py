@@ -60,6 +60,7 @@ class GatewayStats:
         self.in_flight_http = 0
         self.open_websockets = 0
         self.active_generations = 0
+        self.stream_takeovers = 0  # answers this replica regenerated after their replica died
         self.search_cache_results = {"hit-edge": 0, "hit-l1": 0, "hit-l2": 0, "miss": 0}
 
     def observe(self, method: str, route: str, status: int, duration_s: float) -> None:
@@ -107,6 +108,7 @@ class GatewayStats:
                 "websockets": self.open_websockets,
                 "generations": self.active_generations,
             },
+            "stream_takeovers": self.stream_takeovers,
             "routes": {name: stats.snapshot() for name, stats in sorted(self.routes.items())},
             "cache": cache,
         }

@@ -5,22 +5,24 @@ sent to clients with the event id ``<stream id>:<seq>``. A client that comes bac
 id it saw — to any replica — tails the same Redis stream from there, so nothing is generated
 twice, and the generating task keeps writing whether or not its client is still connected.
 
-While it generates, the replica holds a lease (``gw:stream:<id>:lease``, refreshed every third
-of ``stream_lease_s``). A tailer that finds the stream unfinished and the lease gone knows the
-generating replica died: it appends a terminal ``error`` event (``stream_interrupted``,
-retryable) so every reader of that stream ends the same way, and the client resends its
-message. Regenerating elsewhere was rejected: a model is not deterministic in general, so the
-continuation would not match the half the client already showed; the conversation memory is
-written only when an answer completes, so resending is safe.
+While it generates, a replica holds the stream's lease (``gw:stream:<id>:lease``, a token of its
+own, refreshed every third of ``stream_lease_s``), and it can only append while the lease is its
+own: a generator that lost its lease (paused past it, or replaced) can never interleave events
+with the one that replaced it. A tailer that finds the stream unfinished and the lease gone
+knows the generating replica died: it *claims* the stream (takes the lease with SET NX, so of
+all the readers on all the replicas exactly one wins) and hands the claim to a takeover, which
+generates the answer again from the turn kept in the stream's meta (see ``chat.py``). When no
+takeover may run (none given, too many already), the claimant appends a terminal ``error``
+event (``stream_interrupted``, retryable) so every reader of that stream ends the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,43 @@ from ragfleet.common.errors import BadRequest, NotFound, ServiceUnavailable
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
 EVENT_ID = re.compile(r"^([a-f0-9]{32}):(\d{1,9})$")
+
+# KEYS: events, lease. ARGV: lease token, entry id, ttl (s), terminal (1/0), event, data.
+# Appends only while the caller holds the lease; a terminal event releases it.
+APPEND_IF_LEASED = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[1], ARGV[2], 'event', ARGV[5], 'data', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] == '1' then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# KEYS: lease. ARGV: lease token, lease (ms). Refreshes the lease only while it is the caller's.
+REFRESH_IF_LEASED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# KEYS: events, lease, meta. ARGV: lease token, lease (ms), ttl (s).
+# Returns {attempt, last seq}: attempt -1 when the stream already ended (nothing to take over),
+# 0 when someone holds the lease, else the number of this takeover (counted in the meta).
+CLAIM = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local last_id = '0-0'
+if last then
+  last_id = last[1]
+  local fields = last[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'event' and (fields[i + 1] == 'done' or fields[i + 1] == 'error') then
+      return {-1, last_id}
+    end
+  end
+end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, last_id} end
+local attempt = redis.call('HINCRBY', KEYS[3], 'takeovers', 1)
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return {attempt, last_id}
+"""
 
 
 @dataclass(frozen=True)
@@ -60,6 +99,33 @@ class StreamEvent:
         return orjson.dumps({"type": self.event, "id": self.id, **self.data}).decode()
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A reader's attempt to take over a stream whose lease is gone.
+
+    ``attempt`` is the number of this takeover (1 for the first) when the reader won the lease,
+    0 when someone else holds it, -1 when the stream has already ended. ``last_seq`` is the
+    stream's last event: a takeover writes after it.
+    """
+
+    stream_id: str
+    token: str
+    attempt: int
+    last_seq: int
+
+    @property
+    def won(self) -> bool:
+        return self.attempt > 0
+
+    @property
+    def ended(self) -> bool:
+        return self.attempt < 0
+
+
+# Runs a claimed stream's answer again; False when it will not (the claimant then ends the stream).
+Takeover = Callable[[Claim], Awaitable[bool]]
+
+
 def parse_event_id(event_id: str) -> tuple[str, int]:
     match = EVENT_ID.match(event_id.strip())
     if not match:
@@ -74,56 +140,104 @@ class StreamBuffer:
         self.lease_s = lease_s
         self.replica = replica
         self.block_ms = block_ms
+        self._append = redis.register_script(APPEND_IF_LEASED)
+        self._refresh = redis.register_script(REFRESH_IF_LEASED)
+        self._claim = redis.register_script(CLAIM)
 
     @staticmethod
     def _keys(stream_id: str) -> tuple[str, str, str]:
         base = f"gw:stream:{stream_id}"
         return base, f"{base}:meta", f"{base}:lease"
 
-    async def open(self, stream_id: str, tenant: str, key_id: str, session_id: str) -> None:
+    def _new_token(self) -> str:
+        # Unique per generation, so two generations on one replica never share a lease.
+        return f"{self.replica}:{uuid.uuid4().hex[:12]}"
+
+    @property
+    def lease_ms(self) -> int:
+        return max(1, int(self.lease_s * 1000))
+
+    async def open(self, stream_id: str, meta: dict[str, str]) -> str:
+        """Create a stream's meta (``tenant`` is required) and take its lease; returns the lease token."""
         _, meta_key, lease_key = self._keys(stream_id)
-        meta: dict[str | bytes, str] = {
-            "tenant": tenant,
-            "key_id": key_id,
-            "session_id": session_id,
-            "replica": self.replica,
-        }
+        token = self._new_token()
+        fields: dict[str | bytes, str] = {"replica": self.replica, "created_at": str(time.time())}
+        fields.update(meta)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(meta_key, mapping={**meta, "created_at": str(time.time())})
+                pipe.hset(meta_key, mapping=fields)
                 pipe.expire(meta_key, self.ttl_s)
-                pipe.set(lease_key, self.replica, px=int(self.lease_s * 1000))
+                pipe.set(lease_key, token, px=self.lease_ms)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise ServiceUnavailable(
                 "streamed answers need the stream buffer, which is unavailable; retry shortly, or ask "
                 "without Accept: text/event-stream for a JSON answer"
             ) from exc
+        return token
 
-    async def append(self, event: StreamEvent) -> bool:
-        """Append one event; False when that sequence number is taken (another writer ended it)."""
+    async def meta(self, stream_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self._keys(stream_id)[1])
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def append(self, event: StreamEvent, token: str) -> bool:
+        """Append one event; False when the lease is not ``token``'s or that sequence number is taken."""
         events_key, _, lease_key = self._keys(event.stream_id)
-        fields: dict[str | bytes, bytes | str] = {"event": event.event, "data": orjson.dumps(event.data)}
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(events_key, fields, id=f"{event.seq}-0")
-                pipe.expire(events_key, self.ttl_s)
-                if event.terminal:
-                    pipe.delete(lease_key)
-                await pipe.execute()
+            appended = await self._append(
+                keys=[events_key, lease_key],
+                args=[
+                    token,
+                    f"{event.seq}-0",
+                    self.ttl_s,
+                    int(event.terminal),
+                    event.event,
+                    orjson.dumps(event.data),
+                ],
+            )
         except ResponseError as exc:
             if "equal or smaller" in str(exc):
                 return False
             raise
-        return True
+        return bool(appended)
 
-    async def keep_lease(self, stream_id: str) -> None:
-        """Refresh the lease until cancelled: the proof that this replica still generates."""
+    async def keep_lease(self, stream_id: str, token: str) -> None:
+        """Refresh the lease until cancelled, or until it is no longer ``token``'s."""
         lease_key = self._keys(stream_id)[2]
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            with contextlib.suppress(Exception):
-                await self.redis.set(lease_key, self.replica, px=int(self.lease_s * 1000))
+            try:
+                if not await self._refresh(keys=[lease_key], args=[token, self.lease_ms]):
+                    return
+            except (RedisError, OSError):
+                continue  # Redis is away for a moment: the lease may still hold when it is back
+
+    async def remember_once(self, stream_id: str) -> bool:
+        """True for the first generation of a stream to record its turn in the conversation."""
+        return bool(await self.redis.hsetnx(self._keys(stream_id)[1], "remembered", "1"))
+
+    async def claim(self, stream_id: str) -> Claim:
+        """Try to take the lease of an unfinished stream nobody holds (atomically: one winner)."""
+        events_key, meta_key, lease_key = self._keys(stream_id)
+        token = self._new_token()
+        attempt, last_id = await self._claim(
+            keys=[events_key, lease_key, meta_key], args=[token, self.lease_ms, self.ttl_s]
+        )
+        return Claim(stream_id, token, int(attempt), int(last_id.decode().split("-", 1)[0]))
+
+    async def interrupt(self, claim: Claim) -> None:
+        """End a claimed stream for every reader: its answer will not be completed."""
+        interrupted = StreamEvent(
+            claim.stream_id,
+            claim.last_seq + 1,
+            "error",
+            {
+                "code": "stream_interrupted",
+                "message": "the replica generating this answer stopped; send the message again",
+                "retryable": True,
+            },
+        )
+        await self.append(interrupted, claim.token)
 
     async def owner_tenant(self, stream_id: str) -> str | None:
         tenant = await self.redis.hget(self._keys(stream_id)[1], "tenant")
@@ -134,8 +248,13 @@ class StreamBuffer:
         if await self.owner_tenant(stream_id) != tenant:
             raise NotFound(f"stream {stream_id} does not exist or has expired", code="stream_not_found")
 
-    async def tail(self, stream_id: str, after_seq: int) -> AsyncIterator[StreamEvent | None]:
-        """Events after ``after_seq`` until a terminal one; ``None`` on each idle wait (for keep-alives)."""
+    async def tail(
+        self, stream_id: str, after_seq: int, takeover: Takeover | None = None
+    ) -> AsyncIterator[StreamEvent | None]:
+        """Events after ``after_seq`` until a terminal one; ``None`` on each idle wait (for keep-alives).
+
+        When the generator is gone, this reader may claim the stream and hand it to ``takeover``.
+        """
         events_key, _, lease_key = self._keys(stream_id)
         last = after_seq
         try:
@@ -144,23 +263,13 @@ class StreamBuffer:
                 entries = reply[0][1] if reply else []
                 if not entries:
                     if not await self.redis.exists(lease_key):
-                        # Nothing new and nobody generating: read once more (the writer may have
-                        # finished between the two calls), then end the stream for everyone.
-                        again = await self.redis.xread({events_key: f"{last}-0"}, count=200)
-                        if not again:
-                            interrupted = StreamEvent(
-                                stream_id,
-                                last + 1,
-                                "error",
-                                {
-                                    "code": "stream_interrupted",
-                                    "message": "the replica generating this answer stopped; send the message again",
-                                    "retryable": True,
-                                },
-                            )
-                            if await self.append(interrupted):
-                                yield interrupted
-                                return
+                        # Nothing new and nobody generating. The claim looks at the stream's end
+                        # again, atomically: a writer that finished meanwhile is not replaced.
+                        claim = await self.claim(stream_id)
+                        if claim.ended and claim.last_seq <= last:
+                            return  # resumed after the end: nothing more will come
+                        if claim.won and (takeover is None or not await takeover(claim)):
+                            await self.interrupt(claim)
                         continue
                     yield None
                     continue

@@ -27,7 +27,7 @@ from ragfleet.gateway.downstream import until_disconnected
 from ragfleet.gateway.frames import WS_UNSUPPORTED_DATA, close_if_open, close_with, receive_frame
 from ragfleet.gateway.keys import Principal
 from ragfleet.gateway.limits import SizeLimitedRoute
-from ragfleet.gateway.streams import StreamBuffer, parse_event_id
+from ragfleet.gateway.streams import parse_event_id
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"], route_class=SizeLimitedRoute)
 
@@ -39,15 +39,15 @@ def wants_event_stream(request: Request) -> bool:
     return "text/event-stream" in request.headers.get("accept", "")
 
 
-async def sse_body(buffer: StreamBuffer, stream_id: str, after_seq: int) -> AsyncIterator[bytes]:
+async def sse_body(chat: ChatService, stream_id: str, after_seq: int) -> AsyncIterator[bytes]:
     # A client disconnect cancels this generator only: the answer keeps being generated into the
     # buffer, where a reconnecting client finds it.
     yield b"retry: 1000\n\n"
     idle_s = 0.0
     try:
-        async for event in buffer.tail(stream_id, after_seq):
+        async for event in chat.buffer.tail(stream_id, after_seq, chat.take_over):
             if event is None:
-                idle_s += buffer.block_ms / 1000
+                idle_s += chat.buffer.block_ms / 1000
                 if idle_s >= SSE_KEEPALIVE_S:
                     idle_s = 0.0
                     yield b": keep-alive\n\n"
@@ -62,7 +62,7 @@ async def sse_body(buffer: StreamBuffer, stream_id: str, after_seq: int) -> Asyn
 
 
 def sse_response(
-    buffer: StreamBuffer, stream_id: str, after_seq: int, session_id: str | None
+    chat: ChatService, stream_id: str, after_seq: int, session_id: str | None
 ) -> StreamingResponse:
     headers = {
         "Cache-Control": "no-cache",
@@ -72,14 +72,14 @@ def sse_response(
     if session_id:
         headers["X-Ragfleet-Session-Id"] = session_id
     return StreamingResponse(
-        sse_body(buffer, stream_id, after_seq), media_type="text/event-stream", headers=headers
+        sse_body(chat, stream_id, after_seq), media_type="text/event-stream", headers=headers
     )
 
 
 async def resume(chat: ChatService, principal: Principal, last_event_id: str) -> StreamingResponse:
     stream_id, seq = parse_event_id(last_event_id)
     await chat.buffer.require_owned(stream_id, principal.tenant)
-    return sse_response(chat.buffer, stream_id, seq, None)
+    return sse_response(chat, stream_id, seq, None)
 
 
 @router.post(
@@ -103,7 +103,7 @@ async def chat(
         raise BadRequest("send a JSON body with at least 'message'")
     if wants_event_stream(request):
         stream_id, session_id = await chat.start_stream(principal, body)
-        return sse_response(chat.buffer, stream_id, 0, session_id)
+        return sse_response(chat, stream_id, 0, session_id)
     answer = await until_disconnected(request, chat.answer(principal, body))
     return Response(answer.model_dump_json(), media_type="application/json")
 
@@ -142,7 +142,7 @@ class ChatSocket:
         await self.send({"type": "error", "code": code, "message": message, **extra})
 
     async def relay(self, stream_id: str, after_seq: int) -> None:
-        async for event in self.chat.buffer.tail(stream_id, after_seq):
+        async for event in self.chat.buffer.tail(stream_id, after_seq, self.chat.take_over):
             if event is not None:
                 await self.send(event.ws())
 
