@@ -68,11 +68,14 @@ def test_the_readme_table_is_replaced_between_its_markers_only(tmp_path: Path) -
     assert "commit `abc1234+dirty`" in text and "| llm_proxy.errors | count | lower |" in text
 
 
-def test_bad_options_are_refused_with_the_choices() -> None:
+def test_bad_options_are_refused_with_the_choices(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         bench.parser().parse_args(["--only", "retrieval,nope"])
     with pytest.raises(SystemExit):
         bench.parser().parse_args(["--tolerance-for", "loadtest.qps"])
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(SystemExit):  # before any benchmark runs
+        bench.main(["--baseline", str(tmp_path / "broken.json"), "--history-dir", str(tmp_path)])
     args = bench.parser().parse_args(["--only", "loadtest,retrieval", "--tolerance-for", "loadtest.*=0.3"])
     assert args.only == ["retrieval", "loadtest"] and args.tolerance_for == [("loadtest.*", 0.3)]
 

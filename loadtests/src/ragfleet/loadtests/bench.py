@@ -75,7 +75,7 @@ class Profile:
 PROFILES = {
     # About 7 minutes on a quiet 2-core machine (estimated from the parts' own timings).
     "full": Profile("full", 100_000, 1000, 100, 20, 3, 200, 40, 45),
-    # About a minute and a half: the same code paths, numbers only comparable with other quick runs.
+    # About two minutes: the same code paths, numbers only comparable with other quick runs.
     "quick": Profile("quick", 5_000, 200, 50, 3, 1, 20, 4, 5),
 }
 
@@ -501,9 +501,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run the benchmark suite, store it in the history and flag regressions.",
         allow_abbrev=False,
     )
-    p.add_argument(
-        "--quick", action="store_true", help="small sizes and short runs (about a minute and a half)"
-    )
+    p.add_argument("--quick", action="store_true", help="small sizes and short runs (about two minutes)")
     p.add_argument(
         "--only", type=parse_parts, default=list(PARTS), help=f"comma-separated: {','.join(PARTS)}"
     )
@@ -544,7 +542,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the stack's readiness polls, one line each
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
+    explicit: history.Record | None = None
+    if args.baseline:  # read it now, not after minutes of benchmarks
+        try:
+            explicit = history.load(args.baseline)
+            _ = explicit.started_at, explicit.metrics
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            cli.error(f"--baseline {args.baseline}: not a readable benchmark record ({exc})")
     profile = PROFILES["quick" if args.quick else "full"]
     if args.retrieval_n is not None:
         profile = replace(profile, retrieval_n=args.retrieval_n)
@@ -587,7 +593,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_save:
         record = history.Record(history.save(args.history_dir, data), data)
         log.info("stored %s", record.path)
-    explicit = history.load(args.baseline) if args.baseline else None
     baseline = history.pick_baseline(record, earlier, explicit)
     rows = history.compare(record, baseline, tolerances(args.tolerance, args.tolerance_for))
     args.docs_dir.mkdir(parents=True, exist_ok=True)
