@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos
+.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos test-security
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ test: deps  ## unit, integration and end-to-end tests (starts real processes on 
 
 test-unit: deps  ## only the tests that start no process
 	$(UV) run pytest -m "not integration" $(PYTEST_ARGS)
+
+test-security: deps  ## hostile input (schemathesis + targeted), tenant isolation, pod policy (docs/security.md)
+	$(UV) run pytest services/gateway/tests/test_hostile_input.py services/gateway/tests/test_schemathesis.py \
+		services/gateway/tests/test_tenant_isolation.py tools/k8scheck/tests/test_policy.py $(PYTEST_ARGS)
 
 lint: deps  ## ruff (lint + format check) and mypy (on the sources; tests are linted by ruff)
 	$(UV) run ruff check .
