@@ -21,7 +21,7 @@ from ragfleet.loadtests.gates import GATES_FAILED_EXIT_CODE, EndpointStats, RunS
 from ragfleet.loadtests.options import add_options, gate_config, metrics_urls
 from ragfleet.loadtests.promscrape import Scrape, hit_rate, paired, scrape
 from ragfleet.loadtests.scenarios import MIXES
-from ragfleet.loadtests.users import X_CACHE_SEEN, apply_mix
+from ragfleet.loadtests.users import STREAM_RESTARTS, X_CACHE_SEEN, apply_mix
 
 log = logging.getLogger("ragfleet.loadtests")
 
@@ -163,6 +163,8 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
             "gate %-4s %s: %s (target %s)", verdict.status, verdict.gate, verdict.measured, verdict.target
         )
     failed = [v for v in verdicts if not v.passed]
+    if STREAM_RESTARTS:
+        log.info("answers restarted on another gateway replica: %s", dict(STREAM_RESTARTS))
     if options.report_dir:
         page = report.write(
             Path(options.report_dir),

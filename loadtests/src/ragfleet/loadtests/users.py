@@ -36,6 +36,8 @@ from ragfleet.loadtests.traffic import request_headers
 
 # X-Cache values seen by the clients; informative only (the hit-rate gate reads the services' metrics).
 X_CACHE_SEEN: Counter[str] = Counter()
+# Answers another gateway replica regenerated mid-stream (a ``restart`` event), per chat variant.
+STREAM_RESTARTS: Counter[str] = Counter()
 _user_numbers = itertools.count(1)
 
 
@@ -117,10 +119,33 @@ def sse_events(chunks: Any) -> Any:
                 data.append(line[5:].lstrip())
 
 
-# The gateway's stream events (docs/api.md): sources, token..., then done or error.
+# The gateway's stream events (docs/api.md): sources, token..., then done or error; restart when
+# another replica regenerates the answer (the tokens so far are dropped).
 TOKEN_EVENT = "token"
 DONE_EVENT = "done"
 ERROR_EVENT = "error"
+RESTART_EVENT = "restart"
+
+
+class StreamedAnswer:
+    """The answer built from a stream's tokens, started again on ``restart``, checked on ``done``."""
+
+    def __init__(self, variant: str) -> None:
+        self.variant = variant
+        self.parts: list[str] = []
+
+    def add(self, event: str, data: dict[str, Any]) -> None:
+        if event == RESTART_EVENT:
+            STREAM_RESTARTS[self.variant] += 1
+            self.parts.clear()
+        elif event == TOKEN_EVENT:
+            self.parts.append(str(data.get("text", "")))
+
+    def mismatch(self, done: dict[str, Any]) -> str | None:
+        """Why the streamed tokens are not the final answer, if they are not."""
+        if "".join(self.parts) != done.get("answer"):
+            return "streamed tokens differ from the done event's answer"
+        return None
 
 
 class ChatUser(RagfleetUser):
@@ -169,16 +194,19 @@ class ChatUser(RagfleetUser):
             done = False
             first_token_ms: float | None = None
             error: str | None = None
+            answer = StreamedAnswer("chat sse")
             for event, data in sse_events(response.iter_content(chunk_size=4096, decode_content=False)):
                 if event == ERROR_EVENT:
                     error = data[:200]
                     break
                 if first_token_ms is None and event == TOKEN_EVENT:
                     first_token_ms = (time.perf_counter() - start) * 1000
+                payload = _json_or_none(data)
+                answer.add(event, payload if isinstance(payload, dict) else {})
                 if event == DONE_EVENT:
-                    payload = _json_or_none(data)
                     if isinstance(payload, dict) and payload.get("session_id"):
                         session_id = str(payload["session_id"])
+                    error = answer.mismatch(payload if isinstance(payload, dict) else {})
                     done = True
                     break
             # The entry's latency is the whole answer, not just the headers.
@@ -292,6 +320,7 @@ class ChatWebSocketUser(User):
                 message["session_id"] = session_id
             try:
                 websocket.send(json.dumps(message))
+                answer = StreamedAnswer("chat websocket")
                 while True:
                     frame = json.loads(websocket.recv(timeout=60))
                     length += 1
@@ -300,8 +329,11 @@ class ChatWebSocketUser(User):
                         raise RuntimeError(f"chat error frame: {str(frame)[:200]}")
                     if first_token_ms is None and kind == TOKEN_EVENT:
                         first_token_ms = (time.perf_counter() - start) * 1000
+                    answer.add(kind, frame)
                     if kind == DONE_EVENT:
                         session_id = frame.get("session_id") or session_id
+                        if mismatch := answer.mismatch(frame):
+                            raise RuntimeError(mismatch)
                         break
                 if first_token_ms is None:
                     raise RuntimeError("answer ended without a token")

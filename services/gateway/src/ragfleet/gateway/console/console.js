@@ -371,6 +371,11 @@ class ChatConnection {
       );
     } else if (event.type === "token") {
       turn.view.answer.append(event.text);
+    } else if (event.type === "restart") {
+      // The replica generating this answer died; another one starts it again from scratch.
+      turn.view.answer.textContent = "";
+      turn.view.sources.replaceChildren();
+      turn.view.notes.append(el("p", { class: "note restarted" }, "Answer restarted on another replica."));
     } else if (event.type === "done") {
       turn.view.answer.textContent = event.answer;
       turn.view.notes.append(el("p", { class: "note" }, `${event.model} · ${event.finish_reason}`));
