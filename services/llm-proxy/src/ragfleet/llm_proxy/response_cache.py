@@ -19,7 +19,8 @@ import orjson
 from ragfleet.common.cache import CacheResult, TwoTierCache
 from ragfleet.llm_proxy.schemas import ChatCompletionRequest
 
-XCache = Literal["hit-l1", "hit-l2", "miss", "bypass"]
+# The cache tiers, or "bypass" when the request asked not to use the cache.
+XCache = CacheResult | Literal["bypass"]
 KEY_VERSION = 1  # bump when the entry format changes, so old entries are never read
 
 
