@@ -40,5 +40,11 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium || echo "chromium could not be installed: the console's browser tests will be skipped" >&2
 fi
 
+# wrk: the HTTP load generator of `make bench-retrieval` (C, so it is not what limits the figure).
+if ! command -v wrk >/dev/null 2>&1; then
+  say "installing wrk (Debian package, for the HTTP benchmarks)"
+  apt_install wrk || echo "wrk could not be installed: bench-retrieval falls back to a Python load generator" >&2
+fi
+
 say "syncing the virtualenv (uv sync --frozen)"
 uv sync --all-packages --frozen --quiet
