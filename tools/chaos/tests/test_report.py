@@ -15,6 +15,7 @@ from ragfleet.chaos.report import (
     statuses_by_kind,
     write_report,
 )
+from ragfleet.chaos.scenarios import finished_whole
 
 
 def outcomes(spec: str, kinds: tuple[str, ...] = ("search", "chat"), step: float = 0.5) -> list[Outcome]:
@@ -68,16 +69,26 @@ def test_a_scenario_passes_only_when_it_checked_something_and_everything_held() 
     assert result.verdict == "FAIL"
 
 
-def test_stream_status_names_how_a_stream_ended() -> None:
-    def event(name: str, **data: str) -> SseEvent:
-        return SseEvent(name, "s:1", dict(data))
+def event(name: str, **data: str) -> SseEvent:
+    return SseEvent(name, "s:1", dict(data))
 
+
+def test_stream_status_names_how_a_stream_ended() -> None:
     assert stream_status(200, [event("sources"), event("done")]) == "200"
     assert stream_status(200, [event("sources"), event("error", code="stream_interrupted")]) == (
         "error-event:stream_interrupted"
     )
     assert stream_status(200, [event("sources"), event("token")]) == "truncated"
     assert stream_status(503, []) == "503"
+
+
+def test_a_whole_answer_is_the_tokens_after_the_last_restart() -> None:
+    cut = [event("sources"), event("token", text="hal")]
+    again = [event("restart"), event("sources"), event("token", text="whole"), event("token", text="!")]
+    assert finished_whole([*cut, *again, event("done", answer="whole!")])
+    assert finished_whole([event("token", text="a"), event("done", answer="a")])
+    assert not finished_whole([*cut, *again, event("done", answer="halwhole!")])
+    assert not finished_whole([*cut, *again])
 
 
 def test_report_files_carry_verdicts_losses_and_recovery(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -187,8 +188,8 @@ def test_sse_chat_through_nginx_resumes_on_the_other_replica(stack: Stack, api_k
                     break  # the client "loses" its connection after the first token
         assert seen[0]["event"] == "sources"
         # The answer is generated on that replica whether a client listens or not; once it is all in
-        # the buffer, the replica can go. (An answer still being generated dies with its replica:
-        # the resuming client then gets a retryable stream_interrupted; tools/chaos covers that.)
+        # the buffer, the replica can go. (An answer still being generated is taken over by the
+        # other replica: the next test.)
         wait_until_buffered(stack.redis_url, seen[-1]["id"].split(":", 1)[0])
 
         # The replica it was talking to dies; the same client, same cookie, reconnects through NGINX.
@@ -204,6 +205,64 @@ def test_sse_chat_through_nginx_resumes_on_the_other_replica(stack: Stack, api_k
     last_seen = int(seen[-1]["id"].rsplit(":", 1)[1])
     assert int(rest[0]["id"].rsplit(":", 1)[1]) == last_seen + 1
     assert "ninety days" in json.loads(rest[-1]["data"])["answer"]
+
+
+def revive_gateways(stack: Stack) -> None:
+    """Restart replicas an earlier test killed, and wait until NGINX sends clients to all of them
+    (it leaves a replica it failed to reach out of rotation for fail_timeout, 5 s)."""
+    names = {f"gateway-{i}": port for i, port in enumerate(stack.settings.gateway_ports, start=1)}
+    for name, port in names.items():
+        if not stack.process(name).alive():
+            stack.restart(name, ready_url=f"{stack.service_url(port)}/readyz")
+    deadline = time.monotonic() + 20
+    while {httpx.get(f"{stack.url}/healthz").headers.get("x-ragfleet-replica") for _ in range(8)} != set(
+        names
+    ):
+        assert time.monotonic() < deadline, "NGINX does not send clients to every replica again"
+        time.sleep(0.5)
+
+
+def test_sse_chat_whose_replica_dies_mid_generation_is_finished_by_the_other(
+    stack: Stack, api_key: str
+) -> None:
+    headers = {"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"}
+    body = {"message": "How many vacation days do employees get?"}
+    revive_gateways(stack)
+    llm_proxy = stack.process("llm-proxy")
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+        client.get("/healthz")  # an affinity cookie: the chat goes to one replica, the resume too
+        # llm-proxy is paused: the replica sends the sources, then waits for the model — and dies
+        # there, mid-generation, whatever the machine's speed.
+        llm_proxy.signal(signal.SIGSTOP)
+        try:
+            with client.stream("POST", "/v1/chat", json=body, headers=headers) as response:
+                assert response.status_code == 200
+                replica = response.headers["x-ragfleet-replica"]
+                seen = [next(sse_events(response.iter_lines()))]
+            assert seen[0]["event"] == "sources"
+            stack.process(replica).kill()
+        finally:
+            llm_proxy.signal(signal.SIGCONT)
+
+        resumed_headers = {**headers, "Last-Event-ID": seen[-1]["id"]}
+        with client.stream("POST", "/v1/chat", json=body, headers=resumed_headers) as response:
+            assert response.status_code == 200
+            assert response.headers["x-ragfleet-replica"] != replica
+            rest = list(sse_events(response.iter_lines()))
+    kinds = [event.get("event") for event in rest]
+    # The other replica took the stream over once the dead one's lease lapsed: restart, then
+    # the whole answer again, numbered on from the client's last event.
+    assert kinds[0] == "restart" and kinds[1] == "sources" and kinds[-1] == "done", kinds
+    assert json.loads(rest[0]["data"]) == {"reason": "generator_lost", "attempt": 1}
+    assert [int(e["id"].rsplit(":", 1)[1]) for e in rest] == list(range(2, len(rest) + 2))
+    done = json.loads(rest[-1]["data"])
+    assert "twenty-five" in done["answer"]
+    assert done["answer"] == "".join(json.loads(e["data"])["text"] for e in rest if e["event"] == "token")
+    # One turn in the conversation, whichever replica finished it.
+    session = httpx.get(
+        f"{stack.url}/v1/sessions/{done['session_id']}", headers={"Authorization": f"Bearer {api_key}"}
+    ).json()
+    assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
 
 
 def test_a_second_stack_on_the_same_run_dir_is_refused(stack: Stack) -> None:

@@ -159,12 +159,7 @@ class ChaosStack:
     def restart(self, name: str, env: dict[str, str] | None = None) -> ManagedProcess:
         """Start ``name`` again with the same command (stopping it first if it still runs) and wait
         until it is ready; ``env`` overrides some of its settings."""
-        old = self.stack.process(name)
-        old.stop()
-        new = ManagedProcess(
-            old.name, old.argv, old.log_path, env={**old.env, **(env or {})}, cwd=old.cwd
-        ).start()
-        self.stack.processes[self.stack.processes.index(old)] = new
+        new = self.stack.restart(name, env)
         if name.startswith("redis:"):
             port = self.stack.settings.redis_port
             wait_until(lambda: port_in_use(port), timeout_s=15, what=name, process=new)

@@ -237,6 +237,21 @@ class Stack:
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
 
+    def restart(
+        self, name: str, env: dict[str, str] | None = None, ready_url: str | None = None
+    ) -> ManagedProcess:
+        """Start ``name`` again with the same command (stopping it first if it still runs); ``env``
+        overrides some of its settings; waits for ``ready_url`` when given."""
+        old = self.process(name)
+        old.stop()
+        new = ManagedProcess(
+            old.name, old.argv, old.log_path, env={**old.env, **(env or {})}, cwd=old.cwd
+        ).start()
+        self.processes[self.processes.index(old)] = new
+        if ready_url is not None:
+            self._wait_ready(new, ready_url)
+        return new
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
