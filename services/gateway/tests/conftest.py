@@ -101,16 +101,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     Its own Redis (not the session one every other test flushes), so the keys, jobs and
     conversations made here survive the tests in between.
     """
-    settings = DevstackSettings(
-        run_dir=tmp_path_factory.mktemp("platform"),
-        gateway_ports=(free_port(),),
-        retrieval_port=free_port(),
-        llm_proxy_port=free_port(),
-        ingestion_port=free_port(),
-        redis_port=free_port(),
-        worker_metrics_port=free_port(),
-        nginx=False,
-        load_sample_corpus=False,
+    settings = DevstackSettings.on_free_ports(
+        tmp_path_factory.mktemp("platform"), gateway_ports=(free_port(),), nginx=False
     )
     stack = Stack(settings).start()
     try:
