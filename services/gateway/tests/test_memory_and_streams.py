@@ -101,6 +101,12 @@ async def test_a_writer_that_lost_its_lease_cannot_append(redis: Redis) -> None:
     assert await writer.append(StreamEvent(stream_id, 2, "restart", {"attempt": 1}), claim.token)
     # Someone holds the lease now: no second claim.
     assert (await buffer_for(redis, "gw-c").claim(stream_id)).attempt == 0
+    # Its replica dies too: the next claim is counted as the second takeover (stream_max_takeovers).
+    await redis.delete(f"gw:stream:{stream_id}:lease")
+    again = await buffer_for(redis, "gw-c").claim(stream_id)
+    assert again.attempt == 2 and again.last_seq == 2
+    await buffer_for(redis, "gw-c").interrupt(again)
+    assert (await buffer_for(redis, "gw-d").claim(stream_id)).ended  # nothing left to take over
 
 
 async def test_of_two_readers_of_a_lost_stream_one_takes_it_over_and_both_see_its_answer(
