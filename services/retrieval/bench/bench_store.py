@@ -42,6 +42,10 @@ ROOT = Path(__file__).resolve().parents[3]
 TENANT, COLLECTION = "bench", "corpus"
 LANGS = ("en", "fr", "de")
 
+# Taken when the benchmark starts, before it loads the machine itself: what else was running.
+LOAD_AT_START = os.getloadavg()[0]
+BUSY_LOAD = 0.5
+
 
 def machine() -> dict[str, str]:
     cpu = "unknown"
@@ -59,6 +63,15 @@ def machine() -> dict[str, str]:
         "commit": commit or "unknown",
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
+
+
+def quiet_note(load_at_start: float) -> str:
+    if load_at_start > BUSY_LOAD:
+        return (
+            "**The CPU was shared with other jobs when this started, so absolute numbers are noisy "
+            "(lower than on a quiet box); re-run the command for clean figures.**"
+        )
+    return "Nothing else ran on the machine: these are this box's figures."
 
 
 def make_chunks(n: int) -> tuple[list[Chunk], np.ndarray]:
@@ -345,9 +358,9 @@ def write_report(
     text = f"""# Retrieval benchmark
 
 Written by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{info["commit"]}`.
-Machine: {info["nproc"]} CPUs, {info["cpu"]}, Python {info["python"]}; load average at the end
-{info["load"]}. **The CPU was shared with other jobs while this ran, so absolute numbers are
-noisy (lower than on a quiet box); re-run the command for clean figures.**
+Machine: {info["nproc"]} CPUs, {info["cpu"]}, Python {info["python"]}; load average {LOAD_AT_START:.1f}
+when it started, {info["load"]} at the end (the benchmark's own load: the load generator shares the machine).
+{quiet_note(LOAD_AT_START)}
 
 ![in-process QPS, embedding throughput and HTTP QPS]({png.name})
 

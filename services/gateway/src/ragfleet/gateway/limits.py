@@ -11,11 +11,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive
 
 from ragfleet.common.errors import BadRequest, PayloadTooLarge
+from ragfleet.common.routing import OrjsonRoute
 
 UPLOAD_PATHS = frozenset({"/v1/documents"})
 
@@ -48,11 +48,11 @@ def counting_receive(receive: Receive, limit: int) -> Receive:
     return receive_within_limit
 
 
-class SizeLimitedRoute(APIRoute):
-    """An APIRoute whose requests are refused with 413 once their body passes the limit."""
+class SizeLimitedRoute(OrjsonRoute):
+    """A route whose requests are refused with 413 once their body passes the limit (JSON by orjson)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        handler = super().get_route_handler()  # OrjsonRoute's: it wraps the request it is given
 
         async def limited_handler(request: Request) -> Response:
             if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):

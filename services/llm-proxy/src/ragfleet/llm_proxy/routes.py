@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from ragfleet.common.errors import BadRequest
+from ragfleet.common.routing import OrjsonRoute
 from ragfleet.llm_proxy import metrics
 from ragfleet.llm_proxy.breaker import BreakerBoard, Permit
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
@@ -59,7 +60,7 @@ async def get_proxy(request: Request) -> Proxy:
 
 
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=OrjsonRoute)
 
 
 def received_at(request: Request) -> float:

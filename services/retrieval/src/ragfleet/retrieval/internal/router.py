@@ -12,12 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from ragfleet.common.errors import BadRequest, NotFound
+from ragfleet.common.routing import OrjsonRoute
 from ragfleet.retrieval.dependencies import BatcherDep, CacheDep, StoreDep, TenantDep
 from ragfleet.retrieval.internal.schemas import DeleteRequest, DocumentResponse, UpsertRequest, WriteResponse
 from ragfleet.retrieval.metrics import CHUNKS_WRITTEN
 from ragfleet.retrieval.store import Chunk
 
-router = APIRouter(prefix="/internal/v1/collections", tags=["internal"])
+router = APIRouter(prefix="/internal/v1/collections", tags=["internal"], route_class=OrjsonRoute)
 
 CollectionPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from ragfleet.common.cache import cache_stats
+from ragfleet.common.routing import OrjsonRoute
 from ragfleet.retrieval.dependencies import CacheDep, SearchServiceDep, StoreDep, TenantDep
 from ragfleet.retrieval.search.schemas import (
     CollectionsResponse,
@@ -14,7 +15,7 @@ from ragfleet.retrieval.search.schemas import (
     SearchResponse,
 )
 
-router = APIRouter(prefix="/v1", tags=["search"])
+router = APIRouter(prefix="/v1", tags=["search"], route_class=OrjsonRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "bad input: wrong vector dimension, bad filter, bad tenant header"},
