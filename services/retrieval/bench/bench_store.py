@@ -42,9 +42,25 @@ ROOT = Path(__file__).resolve().parents[3]
 TENANT, COLLECTION = "bench", "corpus"
 LANGS = ("en", "fr", "de")
 
+
+def cpu_busy_share(seconds: float = 1.0) -> float:
+    """The share of the machine's CPU time spent busy over ``seconds`` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    total_a, idle_a = sample()
+    time.sleep(seconds)
+    total_b, idle_b = sample()
+    return 1.0 - (idle_b - idle_a) / max(1, total_b - total_a)
+
+
 # Taken when the benchmark starts, before it loads the machine itself: what else was running.
-LOAD_AT_START = os.getloadavg()[0]
-BUSY_LOAD = 0.5
+# (The load average lags by minutes, so a quiet box just after another run would look busy.)
+BUSY_AT_START = cpu_busy_share()
+BUSY_SHARE = 0.15
 
 
 def machine() -> dict[str, str]:
@@ -65,8 +81,8 @@ def machine() -> dict[str, str]:
     }
 
 
-def quiet_note(load_at_start: float) -> str:
-    if load_at_start > BUSY_LOAD:
+def quiet_note(busy_at_start: float) -> str:
+    if busy_at_start > BUSY_SHARE:
         return (
             "**The CPU was shared with other jobs when this started, so absolute numbers are noisy "
             "(lower than on a quiet box); re-run the command for clean figures.**"
@@ -358,9 +374,9 @@ def write_report(
     text = f"""# Retrieval benchmark
 
 Written by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{info["commit"]}`.
-Machine: {info["nproc"]} CPUs, {info["cpu"]}, Python {info["python"]}; load average {LOAD_AT_START:.1f}
-when it started, {info["load"]} at the end (the benchmark's own load: the load generator shares the machine).
-{quiet_note(LOAD_AT_START)}
+Machine: {info["nproc"]} CPUs, {info["cpu"]}, Python {info["python"]}; CPU {BUSY_AT_START:.0%} busy
+when it started, load average {info["load"]} at the end (the benchmark's own load: the load generator shares the machine).
+{quiet_note(BUSY_AT_START)}
 
 ![in-process QPS, embedding throughput and HTTP QPS]({png.name})
 
