@@ -107,8 +107,9 @@ CATALOG: dict[str, MetricSpec] = {
     # Sub-millisecond latencies swing by tens of percent on a shared CPU: CPU time per request is
     # the steadier measure of the proxy's cost, the medians get wide tolerances. The added p99 is
     # left to the proxy's own report: on a starved CPU the open-loop tail went from 1 s to 38 s.
-    "llm_proxy.json_cpu_ms_per_request": MetricSpec("ms", "lower", tolerance=0.25),
-    "llm_proxy.stream_cpu_ms_per_request": MetricSpec("ms", "lower", tolerance=0.25),
+    # Three back-to-back runs on a quiet box gave 3.0, 3.7 and 4.1 ms: ±30 % is this figure's noise.
+    "llm_proxy.json_cpu_ms_per_request": MetricSpec("ms", "lower", tolerance=0.4),
+    "llm_proxy.stream_cpu_ms_per_request": MetricSpec("ms", "lower", tolerance=0.4),
     "llm_proxy.json_overhead_p50_ms": MetricSpec("ms", "lower", tolerance=0.5, absolute=0.2),
     "llm_proxy.stream_overhead_p50_ms": MetricSpec("ms", "lower", tolerance=0.5, absolute=0.2),
     "llm_proxy.errors": MetricSpec("count", "lower"),
