@@ -173,6 +173,17 @@ def wait_until_buffered(redis_url: str, stream_id: str, timeout_s: float = 60.0)
     raise AssertionError(f"stream {stream_id} was not complete after {timeout_s} s")
 
 
+def resume_elsewhere(
+    client: httpx.Client, headers: dict[str, str], body: dict[str, str], last_event_id: str, dead: str
+) -> list[dict[str, str]]:
+    """Reconnect with Last-Event-ID through NGINX; the answer must come from the other replica."""
+    resumed_headers = {**headers, "Last-Event-ID": last_event_id}
+    with client.stream("POST", "/v1/chat", json=body, headers=resumed_headers) as response:
+        assert response.status_code == 200
+        assert response.headers["x-ragfleet-replica"] != dead
+        return list(sse_events(response.iter_lines()))
+
+
 def test_sse_chat_through_nginx_resumes_on_the_other_replica(stack: Stack, api_key: str) -> None:
     headers = {"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"}
     body = {"message": "How often are API keys rotated?"}
@@ -194,11 +205,7 @@ def test_sse_chat_through_nginx_resumes_on_the_other_replica(stack: Stack, api_k
 
         # The replica it was talking to dies; the same client, same cookie, reconnects through NGINX.
         stack.process(replica).kill()
-        resumed_headers = {**headers, "Last-Event-ID": seen[-1]["id"]}
-        with client.stream("POST", "/v1/chat", json=body, headers=resumed_headers) as response:
-            assert response.status_code == 200
-            assert response.headers["x-ragfleet-replica"] != replica
-            rest = list(sse_events(response.iter_lines()))
+        rest = resume_elsewhere(client, headers, body, seen[-1]["id"], replica)
     kinds = [event.get("event") for event in rest]
     assert kinds[-1] == "done", kinds
     assert "sources" not in kinds  # what was already delivered is not sent again
@@ -244,11 +251,7 @@ def test_sse_chat_whose_replica_dies_mid_generation_is_finished_by_the_other(
         finally:
             llm_proxy.signal(signal.SIGCONT)
 
-        resumed_headers = {**headers, "Last-Event-ID": seen[-1]["id"]}
-        with client.stream("POST", "/v1/chat", json=body, headers=resumed_headers) as response:
-            assert response.status_code == 200
-            assert response.headers["x-ragfleet-replica"] != replica
-            rest = list(sse_events(response.iter_lines()))
+        rest = resume_elsewhere(client, headers, body, seen[-1]["id"], replica)
     kinds = [event.get("event") for event in rest]
     # The other replica took the stream over once the dead one's lease lapsed: restart, then
     # the whole answer again, numbered on from the client's last event.
