@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-deps:  ## install uv, the virtualenv, Redis and NGINX where missing
+deps:  ## install uv, the virtualenv, Redis, NGINX, Chromium and wrk where missing
 	@bash tools/bootstrap.sh
 
 run: deps  ## start the whole suite on this machine (embedded index); Ctrl-C stops it
@@ -58,7 +58,7 @@ loadtest-kind: deps  ## the same against kind, with the cluster timeline (port-f
 bench: deps  ## benchmark suite, stored in benchmarks/history/; exit 4 on a regression (BENCH_ARGS=--quick)
 	$(UV) run python -m ragfleet.loadtests.bench $(BENCH_ARGS)
 
-bench-retrieval: deps  ## retrieval benchmark, 100k chunks: recall, QPS in process and over HTTP, embeddings (~10 min)
+bench-retrieval: deps  ## retrieval benchmark, 100k chunks: recall, QPS in process and over HTTP, embeddings (~3 min)
 	$(UV) run python services/retrieval/bench/bench_retrieval.py $(BENCH_RETRIEVAL_ARGS)
 
 bench-retrieval-http: deps  ## retrieval HTTP QPS, cached and uncached (needs a running retrieval on :8010)
