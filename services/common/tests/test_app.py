@@ -88,3 +88,13 @@ def test_health_ready_and_metrics() -> None:
     client.post("/items", json={"name": "x", "count": 1})
     metrics = client.get("/metrics").text
     assert 'ragfleet_http_requests_total{method="POST",route="/items",service="test",status="200"}' in metrics
+
+
+def test_openapi_documents_the_error_model_for_422() -> None:
+    schema = make_client().get("/openapi.json").json()
+    unprocessable = schema["paths"]["/items"]["post"]["responses"]["422"]
+    ref = unprocessable["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/ErrorResponse"
+    error = schema["components"]["schemas"]["ErrorResponse"]["properties"]["error"]
+    assert error["required"] == ["code", "message", "request_id"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from starlette.datastructures import State
 
@@ -61,6 +62,7 @@ def create_service_app(
         **fastapi_kwargs,
     )
     install_error_handlers(app)
+    document_error_model(app)
     app.add_middleware(
         RequestContextMiddleware,
         service=settings.service_name,
@@ -71,3 +73,45 @@ def create_service_app(
     app.include_router(health_router(settings.service_name, lambda: readiness(app.state)))
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     return app
+
+
+# What every 4xx/5xx body looks like (ragfleet.common.errors.error_body).
+ERROR_RESPONSE_SCHEMA: dict[str, Any] = {
+    "title": "ErrorResponse",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "request_id"],
+            "properties": {
+                "code": {"type": "string", "description": "stable, machine-readable"},
+                "message": {"type": "string", "description": "what was wrong, for people"},
+                "request_id": {"type": "string", "description": "quote it when reporting a problem"},
+                "details": {"description": "e.g. one {field, message, type} per invalid field"},
+            },
+        }
+    },
+}
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def document_error_model(app: FastAPI) -> None:
+    """Make the OpenAPI document say what a 422 really returns: our error model, not FastAPI's."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            text = (
+                orjson.dumps(generate()).decode().replace(_FASTAPI_422, "#/components/schemas/ErrorResponse")
+            )
+            schema: dict[str, Any] = orjson.loads(text)
+            schemas = schema.get("components", {}).get("schemas", {})
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            if schema.get("paths"):
+                schemas["ErrorResponse"] = ERROR_RESPONSE_SCHEMA
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise it
