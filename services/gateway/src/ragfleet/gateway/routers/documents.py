@@ -13,6 +13,8 @@ from ragfleet.common.responses import OrjsonResponse
 from ragfleet.gateway.auth import Authenticated
 from ragfleet.gateway.chat import COLLECTION_PATTERN
 from ragfleet.gateway.dependencies import DownstreamDep
+from ragfleet.gateway.downstream import Downstream
+from ragfleet.gateway.keys import Principal
 from ragfleet.gateway.limits import SizeLimitedRoute
 
 router = APIRouter(prefix="/v1", tags=["documents"], route_class=SizeLimitedRoute)
@@ -23,6 +25,29 @@ CollectionQuery = Query("default", pattern=COLLECTION_PATTERN, description="the 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 DocumentId = Annotated[str, Path(pattern=ID_PATTERN, description="the document's id")]
 JobId = Annotated[str, Path(pattern=ID_PATTERN, description="the job's id")]
+
+
+async def to_ingestion(
+    downstream: Downstream,
+    principal: Principal,
+    method: str,
+    path: str,
+    collection: str,
+    *,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Relay one call to ingestion for a collection the key may use."""
+    principal.require_collection(collection)
+    return await downstream.forward(
+        "ingestion",
+        principal,
+        method,
+        f"{downstream.ingestion}{path}",
+        params={"collection": collection},
+        content=content,
+        headers=headers,
+    )
 
 
 @router.post(
@@ -43,12 +68,12 @@ async def upload_document(
             raise BadRequest(f"request body is not valid JSON: {exc}") from exc
         if isinstance(document, dict) and isinstance(document.get("collection"), str):
             principal.require_collection(document["collection"])
-    return await downstream.forward(
-        "ingestion",
+    return await to_ingestion(
+        downstream,
         principal,
         "POST",
-        f"{downstream.ingestion}/v1/documents",
-        params={"collection": collection},
+        "/v1/documents",
+        collection,
         content=body,
         headers={"content-type": content_type},
     )
@@ -58,14 +83,7 @@ async def upload_document(
 async def get_job(
     job_id: JobId, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
 ) -> Response:
-    principal.require_collection(collection)
-    return await downstream.forward(
-        "ingestion",
-        principal,
-        "GET",
-        f"{downstream.ingestion}/v1/jobs/{job_id}",
-        params={"collection": collection},
-    )
+    return await to_ingestion(downstream, principal, "GET", f"/v1/jobs/{job_id}", collection)
 
 
 @router.get("/documents/{document_id}", summary="A document's ingestion record")
@@ -75,14 +93,7 @@ async def get_document(
     downstream: DownstreamDep,
     collection: str = CollectionQuery,
 ) -> Response:
-    principal.require_collection(collection)
-    return await downstream.forward(
-        "ingestion",
-        principal,
-        "GET",
-        f"{downstream.ingestion}/v1/documents/{document_id}",
-        params={"collection": collection},
-    )
+    return await to_ingestion(downstream, principal, "GET", f"/v1/documents/{document_id}", collection)
 
 
 @router.delete("/documents/{document_id}", summary="Delete a document and its chunks")
@@ -92,14 +103,7 @@ async def delete_document(
     downstream: DownstreamDep,
     collection: str = CollectionQuery,
 ) -> Response:
-    principal.require_collection(collection)
-    return await downstream.forward(
-        "ingestion",
-        principal,
-        "DELETE",
-        f"{downstream.ingestion}/v1/documents/{document_id}",
-        params={"collection": collection},
-    )
+    return await to_ingestion(downstream, principal, "DELETE", f"/v1/documents/{document_id}", collection)
 
 
 @router.get("/collections", summary="The collections this key may use, with their sizes")
