@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.errors import BadRequest, NotFound
 from ragfleet.common.routing import OrjsonRoute
 from ragfleet.retrieval.dependencies import BatcherDep, CacheDep, StoreDep, TenantDep
@@ -21,6 +22,21 @@ from ragfleet.retrieval.store import Chunk
 router = APIRouter(prefix="/internal/v1/collections", tags=["internal"], route_class=OrjsonRoute)
 
 CollectionPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+
+async def after_write(
+    cache: TwoTierCache, tenant: str, collection: str, operation: str, chunks: int
+) -> WriteResponse:
+    """Count the write and bump the collection's version: every replica's L1 is purged on return."""
+    CHUNKS_WRITTEN.labels(operation).inc(chunks)
+    bump = await cache.bump_version(tenant, collection)
+    return WriteResponse(
+        collection=collection,
+        written=chunks,
+        version=bump.version,
+        replicas_purged=bump.acked,
+        replicas=bump.replicas,
+    )
 
 
 @router.post("/{collection}/upsert", summary="Insert or replace chunks", response_model=WriteResponse)
@@ -51,15 +67,7 @@ async def upsert(
         for chunk in body.chunks
     ]
     written = await store.upsert(tenant, collection, chunks)
-    CHUNKS_WRITTEN.labels("upsert").inc(written)
-    bump = await cache.bump_version(tenant, collection)
-    return WriteResponse(
-        collection=collection,
-        written=written,
-        version=bump.version,
-        replicas_purged=bump.acked,
-        replicas=bump.replicas,
-    )
+    return await after_write(cache, tenant, collection, "upsert", written)
 
 
 @router.post(
@@ -69,15 +77,7 @@ async def delete(
     collection: CollectionPath, body: DeleteRequest, tenant: TenantDep, store: StoreDep, cache: CacheDep
 ) -> WriteResponse:
     removed = await store.delete_documents(tenant, collection, body.document_ids)
-    CHUNKS_WRITTEN.labels("delete").inc(removed)
-    bump = await cache.bump_version(tenant, collection)
-    return WriteResponse(
-        collection=collection,
-        written=removed,
-        version=bump.version,
-        replicas_purged=bump.acked,
-        replicas=bump.replicas,
-    )
+    return await after_write(cache, tenant, collection, "delete", removed)
 
 
 @router.get(
