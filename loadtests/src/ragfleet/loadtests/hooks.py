@@ -43,17 +43,20 @@ class Recorder:
     metrics_after: Scrape | None = None
     samples: list[report.Sample] = field(default_factory=list)
     sampler: gevent.Greenlet | None = None
+    # Where the cache counters are read, resolved once (the default builds the stack's settings).
+    metrics_urls: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         self.started_at = time.time()
-        self.metrics_before = scrape(metrics_urls(_options(self.environment)))
+        self.metrics_urls = metrics_urls(_options(self.environment))
+        self.metrics_before = scrape(self.metrics_urls)
         self.sampler = gevent.spawn(self._sample_forever)
 
     def stop(self) -> None:
         if self.sampler is not None:
             self.sampler.kill(block=False)
             self.sampler = None
-        self.metrics_after = scrape(metrics_urls(_options(self.environment)))
+        self.metrics_after = scrape(self.metrics_urls)
 
     def _sample_forever(self) -> None:
         options = _options(self.environment)
@@ -66,7 +69,7 @@ class Recorder:
             total = runner.stats.total
             rate = None
             if self.metrics_before is not None:
-                pair = paired(self.metrics_before, scrape(metrics_urls(options), timeout_s=1.0))
+                pair = paired(self.metrics_before, scrape(self.metrics_urls, timeout_s=1.0))
                 rate = hit_rate(*pair, cache).rate if pair is not None else None
             self.samples.append(
                 report.Sample(
@@ -100,14 +103,15 @@ class Recorder:
             for entry in sorted(stats.entries.values(), key=lambda e: (e.name, e.method or ""))
         ]
         options = _options(self.environment)
+        urls = self.metrics_urls or metrics_urls(options)  # a run stopped before it started
         rate, error = None, None
         pair = paired(self.metrics_before or {}, self.metrics_after or {})
         if pair is None:
-            error = f"could not scrape {', '.join(metrics_urls(options))} both before and after the run (see the log)"
+            error = f"could not scrape {', '.join(urls)} both before and after the run (see the log)"
         else:
             rate = hit_rate(*pair, options.gate_hit_rate_cache)
             read_twice = (self.metrics_before or {}).keys() & (self.metrics_after or {}).keys()
-            if missed := set(metrics_urls(options)) - read_twice:
+            if missed := set(urls) - read_twice:
                 log.warning("hit rate read without %s (not reachable)", ", ".join(sorted(missed)))
         return RunSummary(
             endpoints=endpoints,
