@@ -45,7 +45,7 @@ from ragfleet.ingestion.retrieval_client import RetrievalClient, RetrievalReject
 
 log = logging.getLogger("ragfleet.ingestion.tasks")
 
-CHUNKING_VERSION = "1"  # bump when chunking changes, so unchanged documents are re-chunked
+CHUNKING_VERSION = "2"  # bump when parsing or chunking changes, so unchanged documents are re-chunked
 
 
 @shared_task(name="ragfleet.ingestion.ping")
