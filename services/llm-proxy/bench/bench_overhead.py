@@ -258,7 +258,7 @@ def start_upstream(port: int, workdir: Path, *, scripted: bool = False) -> Manag
     """The bare benchmark upstream (bench/upstream.py), or the tests' scripted fake (to measure it)."""
     if scripted:
         return start_service(
-            "fake-upstream", "ragfleet.llm_proxy.fake_upstream", port=port, log_dir=workdir,
+            "fake-upstream", "ragfleet.testkit.fake_llm", port=port, log_dir=workdir,
             env={"RAGFLEET_FAKE_UPSTREAM_PORT": str(port), "RAGFLEET_FAKE_UPSTREAM_LOG_LEVEL": "WARNING"},
         )  # fmt: skip
     process = ManagedProcess(
