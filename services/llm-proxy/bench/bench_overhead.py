@@ -265,11 +265,18 @@ def start_upstream(port: int, workdir: Path, *, scripted: bool = False) -> Manag
         f"bench-upstream:{port}", [sys.executable, str(HERE / "upstream.py"), "--port", str(port)],
         workdir / f"bench-upstream-{port}.log",
     ).start()  # fmt: skip
-    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout_s=30, what="bench upstream", process=process)
+    wait_until(
+        lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+        timeout_s=30,
+        what="bench upstream",
+        process=process,
+    )
     return process
 
 
-def start_proxy(port: int, redis_port: int, upstream_port: int, workdir: Path, *, workers: int) -> ManagedProcess:
+def start_proxy(
+    port: int, redis_port: int, upstream_port: int, workdir: Path, *, workers: int
+) -> ManagedProcess:
     """One llm-proxy replica serving the model ``bench`` from the upstream, cache on, Redis on loopback."""
     models = [{"name": "bench", "base_url": f"http://127.0.0.1:{upstream_port}/v1"}]
     return start_service(

@@ -18,22 +18,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import resource
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_overhead import cpu_ms, machine, start_proxy, start_upstream  # noqa: E402
+from bench_overhead import cpu_ms, machine, start_proxy, start_upstream
 
-from ragfleet.devstack.processes import ManagedProcess, free_port, start_redis  # noqa: E402
+from ragfleet.devstack.processes import ManagedProcess, free_port, start_redis
 
 log = logging.getLogger("bench_stack")
 BODY = orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "temperature": 1})
@@ -77,7 +79,9 @@ async def with_aiohttp(url: str, requests: int, concurrency: int) -> None:
         await closed_loop(send, requests, concurrency)
 
 
-def measure(run: Callable[[], Awaitable[None]], requests: int, pids: dict[str, int]) -> dict[str, float]:
+def measure(
+    run: Callable[[], Coroutine[Any, Any, None]], requests: int, pids: dict[str, int]
+) -> dict[str, float]:
     """CPU ms per request of this process (the client) and of each named server process tree."""
     before_self, before = self_cpu_ms(), {name: cpu_ms(pid) for name, pid in pids.items()}
     asyncio.run(run())
@@ -87,7 +91,9 @@ def measure(run: Callable[[], Awaitable[None]], requests: int, pids: dict[str, i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -109,22 +115,35 @@ def main() -> None:
         bare = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
         for name, client in (("httpx", with_httpx), ("aiohttp", with_aiohttp)):
             asyncio.run(client(bare, 200, c))  # warm-up: connections, imports, caches
-            rows[f"client {name} -> bare upstream"] = measure(lambda: client(bare, n, c), n, {"server": upstream.pid})
+            rows[f"client {name} -> bare upstream"] = measure(
+                functools.partial(client, bare, n, c), n, {"server": upstream.pid}
+            )
         targets = (
             ("bare ASGI upstream (uvicorn, uvloop, httptools)", bare, upstream.pid),
-            ("scripted fake upstream (service chassis)", f"http://127.0.0.1:{fake_port}/v1/chat/completions", fake.pid),
+            (
+                "scripted fake upstream (service chassis)",
+                f"http://127.0.0.1:{fake_port}/v1/chat/completions",
+                fake.pid,
+            ),
             ("llm-proxy -> bare upstream", f"http://127.0.0.1:{proxy_port}/v1/chat/completions", proxy.pid),
         )
         for label, url, pid in targets:
             asyncio.run(with_aiohttp(url, 200, c))
-            rows[f"server {label}"] = measure(lambda: with_aiohttp(url, n, c), n, {"server": pid, "upstream": upstream.pid})
+            rows[f"server {label}"] = measure(
+                functools.partial(with_aiohttp, url, n, c), n, {"server": pid, "upstream": upstream.pid}
+            )
     finally:
         for process in reversed(processes):
             process.stop()
     lines = [f"Machine: {machine()}", f"{n} requests per row, {c} concurrent, closed loop", ""]
-    lines += ["| row | client CPU ms/req | server CPU ms/req | bare upstream CPU ms/req |", "| --- | ---: | ---: | ---: |"]
+    lines += [
+        "| row | client CPU ms/req | server CPU ms/req | bare upstream CPU ms/req |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for row, figures in rows.items():
-        lines.append(f"| {row} | {figures['client']:.3f} | {figures['server']:.3f} | {figures.get('upstream', figures['server']):.3f} |")
+        lines.append(
+            f"| {row} | {figures['client']:.3f} | {figures['server']:.3f} | {figures.get('upstream', figures['server']):.3f} |"
+        )
     sys.stdout.write("\n".join(lines) + "\n")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -39,11 +39,22 @@ def _completion(model: str) -> bytes:
 
 def _stream(model: str) -> bytes:
     """The whole event stream as one body: role, one chunk per word, the finish, usage, [DONE]."""
-    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    base = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
     deltas = [{"role": "assistant", "content": ""}] + [{"content": w} for w in WORDS]
     chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    chunks.append({**base, "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": len(WORDS), "total_tokens": 4 + len(WORDS)}})
+    chunks.append(
+        {
+            **base,
+            "choices": [],
+            "usage": {"prompt_tokens": 4, "completion_tokens": len(WORDS), "total_tokens": 4 + len(WORDS)},
+        }
+    )
     return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
 
 
@@ -79,7 +90,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     uvicorn.run(

@@ -30,7 +30,9 @@ def create_upstream_session(max_connections: int) -> aiohttp.ClientSession:
     """The pooled client for every upstream call, created in the app's lifespan."""
     connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30, ttl_dns_cache=300)
     # Timeouts are per call (each deployment has its own); the body is sent as bytes we encode.
-    return aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFSIZE, timeout=aiohttp.ClientTimeout())
+    return aiohttp.ClientSession(
+        connector=connector, read_bufsize=READ_BUFSIZE, timeout=aiohttp.ClientTimeout()
+    )
 
 
 def failure_from_response(status: int, content: bytes, headers: Mapping[str, str]) -> UpstreamFailure:
@@ -91,7 +93,10 @@ class OpenAICompatibleProvider:
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             async with self.session.post(
-                self.base_url + path, data=orjson.dumps(body), headers=self._request_headers(), timeout=self.timeout
+                self.base_url + path,
+                data=orjson.dumps(body),
+                headers=self._request_headers(),
+                timeout=self.timeout,
             ) as response:
                 content = await response.read()
                 status, headers = response.status, response.headers
