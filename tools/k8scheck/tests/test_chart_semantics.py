@@ -13,6 +13,8 @@ from ragfleet.k8scheck.checks import _crd_kinds
 from ragfleet.k8scheck.toolchain import Toolchain
 
 CI = render.CHART_DIR / "ci"
+# helm runs as a process.
+pytestmark = pytest.mark.integration
 
 
 def _objects(tools: Toolchain, values: Path | None = None, **kwargs: Any) -> dict[tuple[str, str], Any]:
