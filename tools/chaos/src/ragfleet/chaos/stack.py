@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.devstack.processes import (
     ManagedProcess,
     StartupError,
@@ -25,7 +26,7 @@ from ragfleet.devstack.processes import (
 )
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
-from ragfleet.llm_proxy.fake_upstream import FakeUpstreamControl
+from ragfleet.testkit.fake_llm import FakeUpstreamControl
 
 log = logging.getLogger("ragfleet.chaos")
 
@@ -84,7 +85,7 @@ class ChaosStack:
             port = free_port()
             fake = start_service(
                 "fake-upstream",
-                "ragfleet.llm_proxy.fake_upstream",
+                "ragfleet.testkit.fake_llm",
                 port=port,
                 env={
                     "RAGFLEET_FAKE_UPSTREAM_PORT": str(port),
@@ -183,7 +184,7 @@ class ChaosStack:
         return str(json.loads(created.stdout)["api_key"])
 
     def internal_headers(self) -> dict[str, str]:
-        return {"X-Ragfleet-Tenant": TENANT}
+        return {TENANT_HEADER: TENANT}
 
     def collection_counts(self) -> dict[str, tuple[int, int]]:
         """(documents, chunks) per collection of the chaos tenant, as retrieval's index holds them."""
