@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ragfleet.ingestion.parsers import Section
 
@@ -93,3 +94,22 @@ def chunk_sections(sections: Sequence[Section], *, size: int, overlap: int) -> l
             fresh += 1
     emit()
     return chunks
+
+
+def document_title(sections: Sequence[Section], metadata: dict[str, Any], fallback: str) -> str:
+    """A document's title: its ``title`` metadata, else its first heading, else `fallback` (its id)."""
+    title = metadata.get("title")
+    if isinstance(title, str) and title.strip():
+        return title.strip()
+    return next((section.heading for section in sections if section.heading), fallback)
+
+
+def embedding_text(chunk: Chunk, title: str) -> str:
+    """What the model embeds for a chunk: the chunk under its document title and heading.
+
+    A chunk from the middle of a section does not say what it is about ("The conflict target may
+    be omitted...") — its title and heading do. Prefixing them (a "contextual chunk header") is
+    what `make eval` measured to rank best; see docs/eval.md.
+    """
+    context = " > ".join(part for part in dict.fromkeys((title, chunk.heading)) if part)
+    return f"{context}\n{chunk.text}" if context else chunk.text
