@@ -43,6 +43,13 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     max_document_bytes: int = Field(20 * 1024 * 1024, ge=1, description="one document, raw bytes")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="one POST /v1/documents body")
     max_documents_per_request: int = Field(500, ge=1)
+    max_metadata_bytes: int = Field(
+        8192,
+        ge=2,
+        description="a document's metadata, as JSON: it is kept on every chunk, so 8 KiB x 1000 chunks "
+        "is the most one document can add to the index's memory this way",
+    )
+    max_metadata_keys: int = Field(64, ge=1, description="keys in one document's metadata")
     max_html_depth: int = Field(
         1000, ge=10, description="deeper HTML is refused: parsing cost grows with the square of depth"
     )
