@@ -146,7 +146,8 @@ def main() -> int:
         if args.serve:
             state = {"url": stack.url, "api_key": api_key, "pids": pids, "script": str(script)}
             args.serve.write_text(json.dumps(state))
-            print(f"serving; state in {args.serve}; stop with SIGTERM", flush=True)
+            sys.stdout.write(f"serving; state in {args.serve}; stop with SIGTERM\n")
+            sys.stdout.flush()
             restart = args.serve.with_suffix(".restart")  # touch it to restart the gateways (new code)
             while all(p.alive() for p in stack.processes):
                 time.sleep(1)
@@ -158,7 +159,8 @@ def main() -> int:
                     pids = {p.name: p.pid for p in stack.processes if p.name in names}
                     state = {"url": stack.url, "api_key": api_key, "pids": pids, "script": str(script)}
                     args.serve.write_text(json.dumps(state))
-                    print("gateways restarted", flush=True)
+                    sys.stdout.write("gateways restarted\n")
+                    sys.stdout.flush()
             return 1
         busy = machine_busy_share()
         profiler = None
@@ -184,9 +186,9 @@ def main() -> int:
             "cpu_ms_per_request": {k: round(v, 3) for k, v in cpu_ms.items()},
             "gateways_plus_nginx_ms": round(cpu_ms["gateway-1"] + cpu_ms["gateway-2"] + cpu_ms["nginx"], 3),
         }
-        print(json.dumps(figures, indent=2))
+        sys.stdout.write(json.dumps(figures, indent=2) + "\n")
         if profiler is not None:
-            print(f"flame graph: {run_dir / (args.profile + '.svg')}")
+            sys.stdout.write(f"flame graph: {run_dir / (args.profile + '.svg')}\n")
         if args.out:
             args.out.write_text(json.dumps(figures, indent=2) + "\n")
         return 0

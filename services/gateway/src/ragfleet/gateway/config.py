@@ -33,6 +33,12 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
         description="gzip JSON answers from this size; 0 (default) leaves compression to the ingress "
         "(NGINX in make run): in Python it cost ~0.3 ms per search answer, more than the rest of a cached search",
     )
+    edge_gzip_min_bytes: int = Field(
+        1400,
+        ge=0,
+        description="search answers from this size are also kept gzip-compressed (made once per answer) "
+        "and sent so to clients that accept it; the ingress passes them through. 0: never",
+    )
     cors_origins: list[str] = Field(default_factory=list, description='allowed origins; ["*"] for any')
 
     # Search answers are also kept in this replica's memory (the edge tier of the search cache,
