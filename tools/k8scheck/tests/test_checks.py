@@ -11,6 +11,9 @@ from ragfleet.k8scheck.checks import check_drift, run_all
 from ragfleet.k8scheck.toolchain import Toolchain
 from ragfleet.k8scheck.validate import validate_core, validate_custom
 
+# helm, node and hadolint run as processes.
+pytestmark = pytest.mark.integration
+
 
 def test_every_static_check_passes(tools: Toolchain) -> None:
     report = run_all(tools)
