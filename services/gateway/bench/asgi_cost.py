@@ -90,7 +90,10 @@ def echo_app() -> FastAPI:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     settings = GatewaySettings(
-        redis_url=args.redis_url, retrieval_url=args.retrieval_url, replica_name="asgi-bench", log_level="WARNING"
+        redis_url=args.redis_url,
+        retrieval_url=args.retrieval_url,
+        replica_name="asgi-bench",
+        log_level="WARNING",
     )
     redis = Redis.from_url(args.redis_url)
     api_key, _ = await KeyStore(redis).create("default", ["*"], rate_per_s=1e9, burst=10**9)
@@ -110,7 +113,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             status, _ = await call(app, search, body)
             assert status == 200, status
         figures["search_edge_hit_us"] = await cpu_per_request_us(app, search, body, args.requests)
-        figures["healthz_us"] = await cpu_per_request_us(app, scope_for("GET", "/healthz", headers), b"", args.requests)
+        figures["healthz_us"] = await cpu_per_request_us(
+            app, scope_for("GET", "/healthz", headers), b"", args.requests
+        )
     echo = echo_app()
     figures["fastapi_echo_us"] = await cpu_per_request_us(
         echo, scope_for("POST", "/echo", headers[2:3]), body, args.requests
