@@ -175,7 +175,7 @@ class ChaosStack:
         created = subprocess.run(
             [*python_module("ragfleet.gateway.keys"), "create", "--tenant", TENANT, "--collections", "*",
              "--name", "chaos", "--rate", "1000", "--burst", "1000", "--json"],
-            env={**os.environ, "RAGFLEET_GATEWAY_REDIS_URL": self.stack.redis_url},
+            env={**os.environ, "RAGFLEET_GATEWAY_STATE_REDIS_URL": self.stack.state_redis_url},
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         if created.returncode != 0:
