@@ -229,10 +229,12 @@ class Stack:
             self._wait_ready(process, f"{self.service_url(port)}/readyz")
 
         if s.worker:
-            self._check_worker()
+            self.wait_worker()
         self._start_nginx()
 
-    def _check_worker(self) -> None:
+    def wait_worker(self) -> None:
+        """Until the worker answers the ingestion API's worker check (a control ping: queued
+        documents, even poison ones left from the last run, cannot hold the start-up up)."""
         url = f"{self.service_url(self.settings.ingestion_port)}/v1/worker-check"
         worker = next(p for p in self.processes if p.name == "ingestion-worker")
 
