@@ -24,7 +24,7 @@ from ragfleet.common.cache import (
 )
 from ragfleet.common.clients import create_redis
 from ragfleet.common.config import ServiceSettings
-from ragfleet.devstack.pytest_plugin import RedisServer
+from ragfleet.testkit.pytest_plugin import RedisServer
 
 _kinds = itertools.count()
 

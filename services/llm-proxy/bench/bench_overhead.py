@@ -242,7 +242,7 @@ def main() -> None:
         redis_port, upstream_port, proxy_port = free_port(), free_port(), free_port()
         processes.append(start_redis(redis_port, workdir / "redis"))
         upstream = start_service(
-            "fake-upstream", "ragfleet.llm_proxy.fake_upstream", port=upstream_port, log_dir=workdir,
+            "fake-upstream", "ragfleet.testkit.fake_llm", port=upstream_port, log_dir=workdir,
             env={"RAGFLEET_FAKE_UPSTREAM_PORT": str(upstream_port), "RAGFLEET_FAKE_UPSTREAM_LOG_LEVEL": "WARNING"},
         )  # fmt: skip
         processes.append(upstream)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ragfleet.ops.testing import scenarios
+from ragfleet.testkit.kube import scenarios
 
 
 def test_status_healthy_release_is_a_table_and_exit_0(fake_cluster, run_cli) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ragfleet.ops.plot import plot_timeline
-from ragfleet.ops.testing import scenarios
 from ragfleet.ops.timeline import load_timeline
+from ragfleet.testkit.kube import scenarios
 
 
 def test_plot_subcommand_redraws_the_png_from_the_jsonl(fake_cluster, run_cli, tmp_path: Path) -> None:
