@@ -15,7 +15,7 @@ from ragfleet.chaos.report import (
     statuses_by_kind,
     write_report,
 )
-from ragfleet.chaos.scenarios import finished_whole
+from ragfleet.chaos.scenarios.gateway import finished_whole
 
 
 def outcomes(spec: str, kinds: tuple[str, ...] = ("search", "chat"), step: float = 0.5) -> list[Outcome]:
