@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,6 @@ KUBE_VERSIONS = ("1.30.0", "1.34.0")
 
 class RenderError(RuntimeError):
     """helm or kubectl refused the chart; the message carries their output."""
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """One rendering: a name for reports and the objects it produced."""
-
-    name: str
-    objects: list[dict[str, Any]]
 
 
 def ci_values_files() -> list[Path]:
