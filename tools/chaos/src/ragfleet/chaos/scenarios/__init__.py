@@ -13,13 +13,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ragfleet.chaos.report import ScenarioResult
 from ragfleet.chaos.scenarios.context import ChaosOptions, Context, seed
 from ragfleet.chaos.scenarios.gateway import gateway_kill
 from ragfleet.chaos.scenarios.ingestion import worker_kill
 from ragfleet.chaos.scenarios.llm import llm_upstream
 from ragfleet.chaos.scenarios.redis import cache_eviction, redis_outage, state_redis_kill
 from ragfleet.chaos.scenarios.retrieval import retrieval_restart
+from ragfleet.chaos.verdicts import ScenarioResult
 
 __all__ = ["SCENARIOS", "ChaosOptions", "Context", "Scenario", "run_scenario", "seed"]
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 from ragfleet.chaos.client import ApiClient
 from ragfleet.chaos.load import LOAD_COLLECTION, LOAD_KINDS, SEED_DOCUMENTS, LoadDriver
-from ragfleet.chaos.report import Outcome, ScenarioResult, recovery_time
 from ragfleet.chaos.stack import ChaosStack
+from ragfleet.chaos.verdicts import Outcome, ScenarioResult, recovery_time
 
 
 @dataclass

@@ -6,10 +6,10 @@ import asyncio
 import time
 
 from ragfleet.chaos.client import ApiClient, SseEvent
-from ragfleet.chaos.report import ScenarioResult
 from ragfleet.chaos.scenarios.context import Context, eventually
 from ragfleet.chaos.scenarios.llm import answers, scripted
 from ragfleet.chaos.stack import SLOW
+from ragfleet.chaos.verdicts import ScenarioResult
 
 
 async def pinned_clients(ctx: Context, per_replica: int) -> dict[str, list[ApiClient]]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragfleet.chaos.client import ApiClient
-from ragfleet.chaos.report import ScenarioResult
 from ragfleet.chaos.scenarios.context import Context
+from ragfleet.chaos.verdicts import ScenarioResult
 
 FINAL_DOCUMENT_STATES = ("succeeded", "unchanged", "failed")
 

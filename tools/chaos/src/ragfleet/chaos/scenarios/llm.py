@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ragfleet.chaos.client import ApiClient, StreamResult
 from ragfleet.chaos.load import LOAD_KINDS
-from ragfleet.chaos.report import Outcome, ScenarioResult, between
 from ragfleet.chaos.scenarios.context import Context
 from ragfleet.chaos.stack import BACKUP, BACKUP_CONTENT, PRIMARY, PRIMARY_CONTENT, SOLO
+from ragfleet.chaos.verdicts import Outcome, ScenarioResult, between
 
 
 def llm_metric(ctx: Context, name: str, **labels: str) -> float:

@@ -8,13 +8,13 @@ import time
 import uuid
 
 from ragfleet.chaos.client import ApiClient
-from ragfleet.chaos.report import ScenarioResult, between
 from ragfleet.chaos.scenarios.context import Context, count_ok, ok_detail
 from ragfleet.chaos.scenarios.ingestion import (
     FINAL_DOCUMENT_STATES,
     check_indexed_once,
     kill_during_bulk_ingest,
 )
+from ragfleet.chaos.verdicts import ScenarioResult, between
 
 
 async def redis_outage(ctx: Context, result: ScenarioResult) -> None:

@@ -7,8 +7,8 @@ import time
 import uuid
 
 from ragfleet.chaos.client import ApiClient
-from ragfleet.chaos.report import ScenarioResult
 from ragfleet.chaos.scenarios.context import Context
+from ragfleet.chaos.verdicts import ScenarioResult
 
 UPDATE_QUERY = "How long are the audit logs of the chaos vault retained?"
 
