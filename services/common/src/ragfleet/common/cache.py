@@ -361,8 +361,12 @@ class TwoTierCache:
         service: str,
         config: CacheConfig | None = None,
         replica: str | None = None,
+        versions: Redis | None = None,
     ) -> None:
         self.redis = redis
+        # Collection versions belong on a Redis that never evicts (the state Redis): were one
+        # evicted, the version would restart at 0 and entries cached at an old 0 would be served.
+        self.versions = versions or redis
         self.service = service
         self.config = config or CacheConfig()
         self.replica = replica or f"{service}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -413,7 +417,7 @@ class TwoTierCache:
 
     async def collection_version(self, tenant: str, collection: str) -> int:
         """The collection's version: from Redis, else the last one seen here (0 if never seen)."""
-        raw = await self._redis_call("version", self.redis.get, version_key(tenant, collection))
+        raw = await self._redis_call("version", self.versions.get, version_key(tenant, collection))
         scope = (tenant, collection)
         if raw is not _FAILED:
             version = 0 if raw is None else int(raw)
@@ -442,7 +446,7 @@ class TwoTierCache:
 
     async def _publish_bump(self, scope: tuple[str, str]) -> BumpResult:
         tenant, collection = scope
-        version = int(await self.redis.incr(version_key(tenant, collection)))
+        version = int(await self.versions.incr(version_key(tenant, collection)))
         self._versions[scope] = max(version, self._versions.get(scope, 0))
         ack_key = f"ragfleet:cache:ack:{uuid.uuid4().hex}"
         message = orjson.dumps(

@@ -22,6 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ragfleet.common.contracts import PublicSearchRequest
 from ragfleet.common.errors import RagfleetError
 from ragfleet.gateway.auth import PRINCIPAL_SCOPE_KEY, Authenticated, get_authenticator, presented_key
+from ragfleet.gateway.body_limits import SizeLimitedRoute
 from ragfleet.gateway.dependencies import (
     SearchAnswersDep,
     SettingsDep,
@@ -31,7 +32,6 @@ from ragfleet.gateway.dependencies import (
     get_stats,
 )
 from ragfleet.gateway.edge_cache import EdgeAnswer
-from ragfleet.gateway.limits import SizeLimitedRoute
 
 _JSON = b"application/json"
 
