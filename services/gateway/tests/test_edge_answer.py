@@ -8,8 +8,8 @@ import zlib
 import orjson
 import pytest
 
-from ragfleet.gateway.edge_cache import EdgeAnswer, body_alias
 from ragfleet.gateway.routers.search import encoded_answer
+from ragfleet.gateway.search_answers import EdgeAnswer, body_alias
 
 BODY = orjson.dumps(
     {"results": [{"id": f"c{i}", "text": "purring cats " * 40} for i in range(5)], "mode": "hybrid"}

@@ -31,7 +31,7 @@ from ragfleet.gateway.dependencies import (
     get_settings,
     get_stats,
 )
-from ragfleet.gateway.edge_cache import EdgeAnswer
+from ragfleet.gateway.search_answers import EdgeAnswer
 
 _JSON = b"application/json"
 
