@@ -45,7 +45,8 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = app.state.redis = create_redis(settings)
+        # Breaker state, usage counters and cached responses: all rebuildable, so the cache Redis.
+        redis = app.state.redis = create_redis(settings, "cache")
         http = app.state.http = create_upstream_session(settings.http_max_connections)
         registry = ModelRegistry(deployments, http)
         breakers = BreakerBoard(
