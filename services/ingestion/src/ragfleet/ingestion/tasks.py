@@ -45,7 +45,9 @@ from ragfleet.ingestion.retrieval_client import RetrievalClient, RetrievalReject
 
 log = logging.getLogger("ragfleet.ingestion.tasks")
 
-CHUNKING_VERSION = "2"  # bump when chunking or what is embedded changes (2: title and heading prefixed)
+# Bump when parsing, chunking or what is embedded changes (2: title and heading prefixed;
+# 3: HTML read in one walk, keeping text outside blocks).
+CHUNKING_VERSION = "3"
 
 
 @shared_task(name="ragfleet.ingestion.ping")
@@ -69,7 +71,7 @@ def _redis() -> redis.Redis:
     settings = _settings()
     # Ride out a Redis blip of a few seconds instead of failing the document.
     return redis.Redis.from_url(
-        settings.redis_url,
+        settings.state_redis,
         socket_timeout=max(settings.redis_socket_timeout_s, 5.0),
         socket_connect_timeout=settings.redis_connect_timeout_s,
         retry=RedisRetry(ExponentialBackoff(cap=2.0, base=0.1), retries=6),
