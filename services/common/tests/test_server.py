@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from ragfleet.devstack.pytest_plugin import ServiceStarter
+from ragfleet.testkit.pytest_plugin import ServiceStarter
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ import pytest
 from redis.asyncio import Redis
 
 from ragfleet.devstack.processes import ManagedProcess, free_port, wait_until
-from ragfleet.devstack.pytest_plugin import RunningService, ServiceStarter
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
 from ragfleet.gateway.keys import KeyStore
+from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 GatewayStarter = Callable[..., RunningService]
 KeyMaker = Callable[..., Awaitable[str]]

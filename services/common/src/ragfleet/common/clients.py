@@ -6,19 +6,20 @@ import httpx
 from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
 
-from ragfleet.common.config import ServiceSettings
+from ragfleet.common.config import RedisRole, ServiceSettings
 from ragfleet.common.context import current_request_id
 from ragfleet.common.telemetry import inject_context
 
 
-def create_redis(settings: ServiceSettings, *, url: str | None = None) -> Redis:
-    """An asyncio Redis client on a bounded pool (hiredis parser when installed), with short timeouts.
+def create_redis(settings: ServiceSettings, role: RedisRole, *, url: str | None = None) -> Redis:
+    """An asyncio client of the ``state`` or ``cache`` Redis (``url`` instead when given), on a
+    bounded pool (hiredis parser when installed), with short timeouts.
 
     Timeouts are short on purpose: every caller treats Redis as something that may be gone and
-    degrades (serves from L1, skips a memory write) rather than hanging a request on it.
+    degrades (serves from L1, skips a memory write, answers 503) rather than hanging a request on it.
     """
     pool: ConnectionPool = ConnectionPool.from_url(
-        url or settings.redis_url,
+        url or settings.redis_role_url(role),
         max_connections=settings.redis_max_connections,
         socket_timeout=settings.redis_socket_timeout_s,
         socket_connect_timeout=settings.redis_connect_timeout_s,
@@ -28,12 +29,17 @@ def create_redis(settings: ServiceSettings, *, url: str | None = None) -> Redis:
     return Redis(connection_pool=pool)
 
 
-async def _propagate(request: httpx.Request) -> None:
+def propagate_context(request: httpx.Request) -> None:
     """Every outgoing call carries the caller's trace context and request id."""
     inject_context(request.headers)
     request_id = current_request_id()
     if request_id and "x-request-id" not in request.headers:
         request.headers["x-request-id"] = request_id
+
+
+async def _propagate(request: httpx.Request) -> None:
+    # httpx's AsyncClient awaits its event hooks.
+    propagate_context(request)
 
 
 def create_http_client(
@@ -49,4 +55,15 @@ def create_http_client(
             keepalive_expiry=30,
         ),
         event_hooks={"request": [_propagate]},
+    )
+
+
+def create_sync_http_client(
+    settings: ServiceSettings, *, base_url: str = "", timeout_s: float | None = None
+) -> httpx.Client:
+    """The blocking twin of :func:`create_http_client`, for Celery tasks (which are synchronous)."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_s or settings.http_timeout_s, connect=settings.http_connect_timeout_s),
+        event_hooks={"request": [propagate_context]},
     )

@@ -13,18 +13,27 @@ import numpy as np
 import orjson
 
 from ragfleet.common.cache import BYTES_CODEC, CacheResult, TwoTierCache, normalise_text
+from ragfleet.common.contracts import prefix_json_field
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.errors import BadRequest
+from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.metrics import SEARCH_DURATION
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
 
 
 class SearchService:
-    def __init__(self, store: VectorStore, batcher: MicroBatcher, cache: TwoTierCache) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        batcher: MicroBatcher,
+        cache: TwoTierCache,
+        models: CollectionModels | None = None,
+    ) -> None:
         self.store = store
         self.batcher = batcher
         self.cache = cache
+        self.models = models
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
         self.embeddings = cache.namespace("embedding", BYTES_CODEC)
@@ -58,6 +67,7 @@ class SearchService:
             "a": request.alpha if request.mode == "hybrid" else None,
             "fu": request.fusion if request.mode == "hybrid" else None,
             "f": request.filters,
+            "e": self.model if request.mode != "bm25" else None,  # results of another model never match
         }
 
         async def compute() -> bytes:
@@ -66,14 +76,16 @@ class SearchService:
         body, tier = await self.results.get_or_compute(tenant, request.collection, key, compute)
         took_ms = (time.perf_counter() - started) * 1000
         SEARCH_DURATION.labels(request.mode, tier).observe(took_ms / 1000)
-        # The cached body is a JSON object; took_ms goes in front of its first key.
-        return b'{"took_ms":' + f"{took_ms:.3f}".encode() + b"," + body[1:], tier
+        # The cached body is a JSON object without took_ms; it goes in front of its first key.
+        return prefix_json_field(body, "took_ms", f"{took_ms:.3f}".encode()), tier
 
     async def _search_uncached(self, tenant: str, request: SearchRequest, text: str | None) -> bytes:
         filters = parse_filters(request.filters)
         if not await self.store.collection_exists(tenant, request.collection):
             raise CollectionNotFound(f"collection {request.collection!r} does not exist")
         vector: Any = request.vector
+        if request.mode != "bm25" and self.models is not None and vector is None:
+            await self.models.check_query(tenant, request.collection, self.model)
         if vector is None and request.mode != "bm25":
             assert text is not None  # the schema requires a query when there is no vector
             vector = await self.embed_query(tenant, text)
