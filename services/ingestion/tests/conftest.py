@@ -86,6 +86,7 @@ def stack(
             "DATA_DIR": str(tmp_path / "index"),
             "EMBED_THREADS": "1",
             "ACCESS_LOG": "false",
+            "MAX_COLLECTIONS_PER_TENANT": "5",
         },
     )
     settings = {

@@ -116,3 +116,37 @@ def test_a_worker_restarted_with_hostile_documents_queued_starts_and_finishes_th
     job = stack.wait_for_job(job_id, timeout_s=90)
     assert_every_document_ended_clearly(job)
     assert final_states(job)["normal.txt"] == ("succeeded", None)
+
+
+def test_collections_are_capped_per_tenant_and_a_deleted_one_is_gone_everywhere(stack: Any) -> None:
+    with stack.retrieval_client() as retrieval:
+        for n in range(4):  # with "bounded" below: the stack's limit of 5
+            chunk = {"id": f"c{n}:0", "document_id": f"c{n}", "text": f"collection {n} text"}
+            written = retrieval.post(f"/internal/v1/collections/c{n}/upsert", json={"chunks": [chunk]})
+            assert written.status_code == 200, written.text
+    job = stack.wait_for_job(post_files(stack, [NORMAL]), timeout_s=60)
+    assert job["state"] == "succeeded"
+
+    # A sixth collection: refused with the limit named, by retrieval and in ingestion's job.
+    with stack.retrieval_client() as retrieval:
+        chunk = {"id": "x:0", "document_id": "x", "text": "one too many"}
+        refused = retrieval.post("/internal/v1/collections/sixth/upsert", json={"chunks": [chunk]})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "too_many_collections"
+    assert "max_collections_per_tenant" in refused.json()["error"]["message"]
+    job = stack.wait_for_job(post_files(stack, [NORMAL], collection="sixth"), timeout_s=60)
+    assert "max_collections_per_tenant" in job["documents"][0]["error"]
+
+    # Deleting one makes room, and its chunks are gone from search, listings and the index.
+    with stack.client() as api:
+        deleted = api.delete("/v1/collections/bounded")
+        assert deleted.status_code == 200, deleted.text
+        assert deleted.json()["deleted_chunks"] >= 1
+        assert api.delete("/v1/collections/bounded").status_code == 404
+        assert api.get("/v1/documents/normal.txt", params={"collection": "bounded"}).status_code == 404
+    with stack.retrieval_client() as retrieval:
+        searched = retrieval.post("/v1/search", json={"query": "lighthouse", "collection": "bounded"})
+        assert searched.status_code == 404
+        names = [c["name"] for c in retrieval.get("/v1/collections").json()["collections"]]
+        assert "bounded" not in names
+    job = stack.wait_for_job(post_files(stack, [NORMAL], collection="sixth"), timeout_s=60)
+    assert job["state"] == "succeeded"

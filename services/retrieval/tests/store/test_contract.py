@@ -121,6 +121,23 @@ async def test_collections_are_created_by_upsert_and_listed(make_store: StoreFac
     assert [c.name for c in await store.list_collections(TENANT)] == ["alpha", "docs"]
 
 
+async def test_delete_collection_removes_it_and_only_it(make_store: StoreFactory) -> None:
+    store = make_store()
+    await store.upsert(TENANT, "docs", corpus(9))
+    await store.upsert(TENANT, "alpha", corpus(3, seed=1))
+    await store.upsert("other-tenant", "docs", corpus(4, seed=2))
+    assert await store.delete_collection(TENANT, "docs") == 9
+    assert not await store.collection_exists(TENANT, "docs")
+    with pytest.raises(CollectionNotFound):
+        await search(store, vector=corpus()[0].vector)
+    assert [c.name for c in await store.list_collections(TENANT)] == ["alpha"]
+    assert [c.chunks for c in await store.list_collections("other-tenant")] == [4]
+    assert await store.delete_collection(TENANT, "docs") is None
+    # Written to again: a new, empty collection, none of the old chunks back.
+    await store.upsert(TENANT, "docs", corpus(2, seed=3))
+    assert [c.chunks for c in await store.list_collections(TENANT) if c.name == "docs"] == [2]
+
+
 async def test_tenants_are_isolated(make_store: StoreFactory) -> None:
     store = make_store()
     chunks = corpus()

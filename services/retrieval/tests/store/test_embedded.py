@@ -291,3 +291,23 @@ async def test_filtered_search_over_the_graph_returns_top_k_matches(tmp_path: Pa
             found += len(truth & {int(h.id) for h in hits})
         assert found / 200 >= 0.95, groups
     await store.close()
+
+
+async def test_a_collection_deleted_by_another_process_is_gone_here_too(tmp_path: Path) -> None:
+    # Two stores on one data directory stand for two replicas (or uvicorn workers).
+    first = EmbeddedVectorStore(tmp_path, dim=DIM)
+    second = EmbeddedVectorStore(tmp_path, dim=DIM)
+    try:
+        await first.upsert("t", "c", chunks(10))
+        query = np.ones(DIM, dtype=np.float32)
+        assert len(await second.search("t", "c", SearchQuery(vector=query, top_k=5))) == 5
+        assert await first.delete_collection("t", "c") == 10
+        assert not (tmp_path / "t" / "c").exists()
+        assert not await second.collection_exists("t", "c")
+        assert await second.list_collections("t") == []
+        await second.upsert("t", "c", chunks(3, seed=1, prefix="n"))
+        hits = await first.search("t", "c", SearchQuery(vector=query, top_k=10))
+        assert sorted(h.id for h in hits) == ["n0", "n1", "n2"]
+    finally:
+        await first.close()
+        await second.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
@@ -322,3 +322,18 @@ async def delete_document(
             f"document {document_id!r} is not in collection {collection!r}", code="document_not_found"
         )
     return {"document_id": document_id, "collection": collection, "deleted_chunks": deleted}
+
+
+CollectionPath = Annotated[str, Path(pattern=NAME_PATTERN, description="the collection to delete")]
+
+
+@router.delete("/v1/collections/{collection}", summary="Delete a collection: its chunks, caches and records")
+async def delete_collection(request: Request, collection: CollectionPath, tenant: Tenant = "default") -> Any:
+    """Synchronous, like a document's delete: when this answers, every chunk is gone from the index
+    and every replica's cache; the collection no longer counts towards max_collections_per_tenant."""
+    response = await _retrieval_call(request, "DELETE", f"/internal/v1/collections/{collection}", tenant)
+    if response.status_code == 404:
+        raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found")
+    if response.status_code != 200:
+        raise _refused(response)
+    return response.json()

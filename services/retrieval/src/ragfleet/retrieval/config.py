@@ -24,6 +24,12 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProvider
     data_dir: Path = Field(Path("data/retrieval"), description="where the embedded backend keeps its files")
     weaviate_url: str | None = Field(None, description="http(s)://host:port of Weaviate (backend=weaviate)")
     weaviate_grpc_port: int = Field(50051, ge=1, le=65535)
+    max_collections_per_tenant: int = Field(
+        100,
+        ge=1,
+        description="an upsert that would create one more is refused (422 too_many_collections): each "
+        "costs memory and files even when small; DELETE a collection to make room",
+    )
     weaviate_api_key: str | None = None
 
     embed_max_batch: int = Field(32, ge=1, le=256, description="micro-batch size for query embeddings")

@@ -12,6 +12,7 @@ from fastapi import Depends, Header, Request
 from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.retrieval.collection_models import CollectionModels
+from ragfleet.retrieval.config import RetrievalSettings
 from ragfleet.retrieval.search.service import SearchService
 from ragfleet.retrieval.store import VectorStore, validate_name
 
@@ -22,6 +23,11 @@ async def get_tenant(
     ] = "default",
 ) -> str:
     return validate_name("tenant", x_ragfleet_tenant)
+
+
+async def get_settings(request: Request) -> RetrievalSettings:
+    settings: RetrievalSettings = request.app.state.settings
+    return settings
 
 
 async def get_search_service(request: Request) -> SearchService:
@@ -50,6 +56,7 @@ async def get_models(request: Request) -> CollectionModels | None:
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
+SettingsDep = Annotated[RetrievalSettings, Depends(get_settings)]
 SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
 StoreDep = Annotated[VectorStore, Depends(get_store)]
 CacheDep = Annotated[TwoTierCache, Depends(get_cache)]

@@ -106,6 +106,20 @@ async def delete_document(
     return await to_ingestion(downstream, principal, "DELETE", f"/v1/documents/{document_id}", collection)
 
 
+@router.delete(
+    "/collections/{collection}", summary="Delete a collection: every chunk, its caches and its records"
+)
+async def delete_collection(
+    collection: Annotated[str, Path(pattern=NAME_PATTERN, description="the collection")],
+    principal: Authenticated,
+    downstream: DownstreamDep,
+) -> Response:
+    principal.require_collection(collection)
+    return await downstream.forward(
+        "ingestion", principal, "DELETE", f"{downstream.ingestion}/v1/collections/{collection}"
+    )
+
+
 @router.get("/collections", summary="The collections this key may use, with their sizes")
 async def list_collections(principal: Authenticated, downstream: DownstreamDep) -> OrjsonResponse:
     collections = await downstream.collections(principal)

@@ -13,12 +13,18 @@ from fastapi import APIRouter, Path
 
 from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.contracts import NAME_PATTERN
-from ragfleet.common.errors import BadRequest, NotFound
+from ragfleet.common.errors import BadRequest, NotFound, Unprocessable
 from ragfleet.common.routing import OrjsonRoute
-from ragfleet.retrieval.dependencies import BatcherDep, CacheDep, ModelsDep, StoreDep, TenantDep
-from ragfleet.retrieval.internal.schemas import DeleteRequest, DocumentResponse, UpsertRequest, WriteResponse
+from ragfleet.retrieval.dependencies import BatcherDep, CacheDep, ModelsDep, SettingsDep, StoreDep, TenantDep
+from ragfleet.retrieval.internal.schemas import (
+    CollectionDeleted,
+    DeleteRequest,
+    DocumentResponse,
+    UpsertRequest,
+    WriteResponse,
+)
 from ragfleet.retrieval.metrics import CHUNKS_WRITTEN
-from ragfleet.retrieval.store import Chunk
+from ragfleet.retrieval.store import Chunk, CollectionNotFound, VectorStore
 
 router = APIRouter(prefix="/internal/v1/collections", tags=["internal"], route_class=OrjsonRoute)
 
@@ -40,6 +46,20 @@ async def after_write(
     )
 
 
+async def _room_for(store: VectorStore, tenant: str, collection: str, limit: int) -> None:
+    """A write that would create a collection past the tenant's limit is refused before any work."""
+    if await store.collection_exists(tenant, collection):
+        return
+    count = len(await store.list_collections(tenant))
+    if count >= limit:
+        raise Unprocessable(
+            f"tenant {tenant!r} has {count} collections; the limit is {limit} (max_collections_per_tenant): "
+            f"delete one (DELETE /v1/collections/{{name}}) before writing to a new collection {collection!r}",
+            code="too_many_collections",
+            details={"limit": "max_collections_per_tenant", "max": limit, "actual": count},
+        )
+
+
 @router.post("/{collection}/upsert", summary="Insert or replace chunks", response_model=WriteResponse)
 async def upsert(
     collection: CollectionPath,
@@ -49,7 +69,9 @@ async def upsert(
     cache: CacheDep,
     batcher: BatcherDep,
     models: ModelsDep,
+    settings: SettingsDep,
 ) -> WriteResponse:
+    await _room_for(store, tenant, collection, settings.max_collections_per_tenant)
     for chunk in body.chunks:
         if chunk.vector is not None and len(chunk.vector) != store.dim:
             raise BadRequest(
@@ -88,6 +110,27 @@ async def delete(
 ) -> WriteResponse:
     removed = await store.delete_documents(tenant, collection, body.document_ids)
     return await after_write(cache, tenant, collection, "delete", removed)
+
+
+@router.delete(
+    "/{collection}",
+    summary="Delete a collection: every chunk, its cache entries and its embedding-model record",
+    response_model=CollectionDeleted,
+    responses={404: {"description": "the tenant has no such collection"}},
+)
+async def delete_collection(
+    collection: CollectionPath, tenant: TenantDep, store: StoreDep, cache: CacheDep, models: ModelsDep
+) -> CollectionDeleted:
+    """The version is bumped, not removed: every replica drops its L1 and no L2 entry of the old
+    collection is read again. A counter that restarted at 0 would let a collection created again
+    under the same name read the deleted one's L2 entries that have not expired yet."""
+    removed = await store.delete_collection(tenant, collection)
+    if removed is None:
+        raise CollectionNotFound(f"collection {collection!r} does not exist")
+    if models is not None:
+        await models.forget(tenant, collection)
+    written = await after_write(cache, tenant, collection, "delete", removed)
+    return CollectionDeleted(collection=collection, deleted_chunks=removed, version=written.version)
 
 
 @router.get(

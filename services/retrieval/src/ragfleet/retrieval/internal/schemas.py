@@ -49,3 +49,11 @@ class DocumentResponse(BaseModel):
     chunks: int
     content_hash: str | None
     metadata: dict[str, Any]
+
+
+class CollectionDeleted(BaseModel):
+    collection: str
+    deleted_chunks: int
+    version: int | None = Field(
+        description="the collection's cache version after the delete (null: Redis was down)"
+    )

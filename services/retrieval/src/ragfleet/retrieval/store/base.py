@@ -297,6 +297,11 @@ class VectorStore(abc.ABC):
         """Remove chunks by id; returns how many existed and were removed."""
 
     @abc.abstractmethod
+    async def delete_collection(self, tenant: str, collection: str) -> int | None:
+        """Remove the collection and every chunk in it; returns how many chunks it held, or None
+        when it did not exist. A later upsert creates it again, empty."""
+
+    @abc.abstractmethod
     async def search(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
         """Up to `top_k` hits, best first, all matching the query's filters."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -235,6 +236,17 @@ class CollectionIndex:
         self._generation = generation
         self._wal_offset = self._wal.size
         self._files.remove_older_than(generation)
+
+    def drop(self) -> int:
+        """Delete this collection's files; returns the chunks it held. The index is unusable after."""
+        with self._writing(), self.lock.write():
+            removed = len(self._label_of)
+            if self._wal is not None:
+                self._wal.close()
+                self._wal = None
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self._reset_state()
+        return removed
 
     def close(self) -> None:
         with self._writing(), self.lock.write():

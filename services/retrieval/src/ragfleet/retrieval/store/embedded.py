@@ -91,10 +91,13 @@ class EmbeddedVectorStore(VectorStore):
     def _index(self, tenant: str, collection: str, *, create: bool) -> CollectionIndex | None:
         key = (tenant, collection)
         index = self._indexes.get(key)
-        if index is not None:
+        # One stat: another process (a replica, a uvicorn worker) may have deleted the collection.
+        if index is not None and index.directory.is_dir():
             return index
         directory = self._directory(tenant, collection)
         with self._open_lock:
+            if (stale := self._indexes.get(key)) is not None and not stale.directory.is_dir():
+                del self._indexes[key]
             index = self._indexes.get(key)
             if index is None and (create or directory.is_dir()):
                 index = CollectionIndex.open(directory, self.dim, self.settings)
@@ -131,6 +134,19 @@ class EmbeddedVectorStore(VectorStore):
 
         return await self._run(work)
 
+    async def delete_collection(self, tenant: str, collection: str) -> int | None:
+        def work() -> int | None:
+            directory = self._directory(tenant, collection)
+            with self._open_lock:
+                index = self._indexes.pop((tenant, collection), None)
+                if index is None and not directory.is_dir():
+                    return None
+                if index is None:
+                    index = CollectionIndex.open(directory, self.dim, self.settings)
+                return index.drop()
+
+        return await self._run(work)
+
     async def search(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
         return await self._run(lambda: self._require(tenant, collection).search(query))
 
@@ -161,8 +177,8 @@ class EmbeddedVectorStore(VectorStore):
         return await self._run(work)
 
     async def collection_exists(self, tenant: str, collection: str) -> bool:
-        key = (tenant, collection)
-        return key in self._indexes or self._directory(tenant, collection).is_dir()
+        # The directory decides, not this process's cache: another process may have deleted it.
+        return self._directory(tenant, collection).is_dir()
 
     async def warm(self) -> int:
         """Open every collection on disk now (e.g. before reporting ready); returns how many."""
@@ -183,7 +199,8 @@ class EmbeddedVectorStore(VectorStore):
 
         def work() -> None:
             for index in list(self._indexes.values()):
-                index.close()
+                if index.directory.is_dir():  # not deleted by another process meanwhile
+                    index.close()
 
         await self._run(work)
         self._closed = True

@@ -420,6 +420,18 @@ class WeaviateVectorStore(VectorStore):
             )
         return sorted(infos, key=lambda info: info.name)
 
+    async def delete_collection(self, tenant: str, collection: str) -> int | None:
+        # A collection is one class with a tenant per ragfleet tenant: removing our tenant from it
+        # deletes our objects and leaves every other tenant's alone.
+        handle = await self._collection(tenant, collection, create=False)
+        if handle is None:
+            return None
+        total = await handle.aggregate.over_all(total_count=True)
+        client = await self._client()
+        await client.collections.get(self.class_name(collection)).tenants.remove([tenant])
+        self._known_tenants.discard((tenant, collection))
+        return int(total.total_count or 0)
+
     async def collection_exists(self, tenant: str, collection: str) -> bool:
         return await self._collection(tenant, collection, create=False) is not None
 
