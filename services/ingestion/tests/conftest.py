@@ -96,8 +96,8 @@ def stack(
         "RAGFLEET_INGESTION_ACCESS_LOG": "false",
         # Small documents and a short visibility timeout: a killed worker's task comes back in
         # seconds, not in the production hour. The task time limit follows it (90 %), so it
-        # must leave a slow document on a busy machine time to finish.
-        "RAGFLEET_INGESTION_VISIBILITY_TIMEOUT_S": "40",
+        # must leave a cold worker (model load, parser start: ~35 s on a busy 2-core box) time.
+        "RAGFLEET_INGESTION_VISIBILITY_TIMEOUT_S": "60",
         "RAGFLEET_INGESTION_UNACKED_RESTORE_INTERVAL_S": "1",
         "RAGFLEET_INGESTION_MAX_DOCUMENT_BYTES": str(2 * 1024 * 1024),
         "RAGFLEET_INGESTION_RETRY_BACKOFF_S": "0.5",
