@@ -6,6 +6,9 @@ a hit costs a dict lookup and one small concatenation: nothing is rebuilt or re-
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import time
 from typing import Any
 
@@ -53,15 +56,20 @@ class SearchService:
     async def search(self, tenant: str, request: SearchRequest) -> tuple[bytes, CacheResult]:
         """The response body (JSON bytes, ``took_ms`` included) and where it came from."""
         started = time.perf_counter()
-        if request.vector is not None and len(request.vector) != self.store.dim:
+        vector = decode_vector(request.vector) if request.vector is not None else None
+        if vector is not None and len(vector) != self.store.dim:
             raise BadRequest(
-                f"vector has {len(request.vector)} dimensions; collection {request.collection!r} "
+                f"vector has {len(vector)} dimensions; collection {request.collection!r} "
                 f"expects {self.store.dim}"
             )
         text = normalise_text(request.query) if request.query is not None else None
         key: dict[str, Any] = {
             "q": text,
-            "v": request.vector,
+            # The vector's float32 bytes, hashed: one key whichever form it came in, and no
+            # canonical JSON of 384 floats to build per request.
+            "v": hashlib.blake2b(vector.tobytes(), digest_size=16).hexdigest()
+            if vector is not None
+            else None,
             "k": request.top_k,
             "m": request.mode,
             "a": request.alpha if request.mode == "hybrid" else None,
@@ -71,7 +79,7 @@ class SearchService:
         }
 
         async def compute() -> bytes:
-            return await self._search_uncached(tenant, request, text)
+            return await self._search_uncached(tenant, request, text, vector)
 
         body, tier = await self.results.get_or_compute(tenant, request.collection, key, compute)
         took_ms = (time.perf_counter() - started) * 1000
@@ -79,7 +87,9 @@ class SearchService:
         # The cached body is a JSON object without took_ms; it goes in front of its first key.
         return prefix_json_field(body, "took_ms", f"{took_ms:.3f}".encode()), tier
 
-    async def _search_uncached(self, tenant: str, request: SearchRequest, text: str | None) -> bytes:
+    async def _search_uncached(
+        self, tenant: str, request: SearchRequest, text: str | None, given: np.ndarray | None
+    ) -> bytes:
         filters = parse_filters(request.filters)
         if not await self.store.collection_exists(tenant, request.collection):
             raise CollectionNotFound(f"collection {request.collection!r} does not exist")
@@ -107,6 +117,24 @@ class SearchService:
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
+
+
+def decode_vector(value: list[float] | str) -> np.ndarray:
+    """A query vector from either form the API takes: a JSON list, or base64 of float32 bytes."""
+    if not isinstance(value, str):
+        return np.asarray(value, dtype=np.float32)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(
+            "vector: a string must be base64 of little-endian float32 bytes (or send a JSON list)"
+        ) from None
+    if len(raw) % 4:
+        raise BadRequest(f"vector: {len(raw)} bytes is not a whole number of float32 values")
+    vector = np.frombuffer(raw, dtype="<f4")
+    if not np.isfinite(vector).all():
+        raise BadRequest("vector: holds NaN or infinity")
+    return vector.astype(np.float32, copy=False)
 
 
 def _result(hit: Hit) -> dict[str, Any]:
