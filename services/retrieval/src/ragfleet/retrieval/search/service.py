@@ -93,7 +93,7 @@ class SearchService:
         filters = parse_filters(request.filters)
         if not await self.store.collection_exists(tenant, request.collection):
             raise CollectionNotFound(f"collection {request.collection!r} does not exist")
-        vector: Any = request.vector
+        vector: Any = given
         if request.mode != "bm25" and self.models is not None and vector is None:
             await self.models.check_query(tenant, request.collection, self.model)
         if vector is None and request.mode != "bm25":
