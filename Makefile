@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos test-security
+.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop key test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos test-security
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -17,6 +17,14 @@ run: deps  ## start the whole suite on this machine (embedded index); Ctrl-C sto
 
 stop:  ## stop a `make run` started in another terminal
 	$(UV) run python -m ragfleet.devstack stop
+
+TENANT ?= default
+COLLECTIONS ?= *
+RUN_DIR ?= $(or $(RAGFLEET_DEV_RUN_DIR),.run)
+
+key: deps  ## a new API key for the running `make run` (TENANT=default COLLECTIONS='*'), printed once
+	@$(UV) run python -m ragfleet.gateway.keys --run-dir "$(RUN_DIR)" create --tenant "$(TENANT)" \
+		--collections "$(COLLECTIONS)" --name make-key
 
 test: deps  ## unit, integration and end-to-end tests (starts real processes on loopback)
 	$(UV) run pytest $(PYTEST_ARGS)

@@ -7,13 +7,35 @@ from __future__ import annotations
 
 import socket
 from typing import Literal
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragfleet.common.cache import CacheConfig
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+
+
+RedisRole = Literal["state", "cache"]
+
+
+def with_credentials(url: str, password: str | None, username: str | None = None) -> str:
+    """``url`` with this password (and ACL user) in it, replacing any it had; unchanged when None."""
+    if password is None and username is None:
+        return url
+    parts = urlsplit(url)
+    # urlsplit leaves the URL's own user and password percent-encoded.
+    user = username if username is not None else unquote(parts.username or "")
+    secret = password if password is not None else (unquote(parts.password) if parts.password else None)
+    auth = quote(user or "", safe="")
+    if secret is not None:
+        auth += ":" + quote(secret, safe="")
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{auth}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class ServiceSettings(BaseSettings):
@@ -28,7 +50,22 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     replica_name: str = Field(default_factory=socket.gethostname, description="shown in X-Ragfleet-Replica")
 
+    # Two Redis roles (docs/state.md). The *state* Redis holds what must survive (API keys, the
+    # Celery broker and results, job records, staged uploads, collection versions): persistence on,
+    # no eviction. The *cache* Redis holds what may be dropped and rebuilt (L2 entries, rate-limit
+    # buckets, stream buffers, invalidation pub/sub, breaker state, conversation windows). Both
+    # fall back to ``redis_url``: one server serves both in small installs and in tests.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    state_redis_url: str | None = Field(None, description="the state Redis; redis_url when unset")
+    cache_redis_url: str | None = Field(None, description="the cache Redis; redis_url when unset")
+    state_redis_password: SecretStr | None = Field(
+        None, description="overrides a password in the state URL (from a Secret)"
+    )
+    cache_redis_password: SecretStr | None = Field(
+        None, description="overrides a password in the cache URL (from a Secret)"
+    )
+    state_redis_username: str | None = Field(None, description="ACL user of the state Redis")
+    cache_redis_username: str | None = Field(None, description="ACL user of the cache Redis")
     redis_socket_timeout_s: float = Field(1.0, gt=0)
     redis_connect_timeout_s: float = Field(1.0, gt=0)
     redis_max_connections: int = Field(200, ge=1)
@@ -48,6 +85,35 @@ class ServiceSettings(BaseSettings):
     )
 
     service_name: str = "ragfleet"
+
+    def redis_role_url(self, role: RedisRole) -> str:
+        """The URL of the ``state`` or ``cache`` Redis, credentials included.
+
+        One URL carries everything, because Celery (kombu) takes nothing but a URL; never log it.
+        """
+        if role == "state":
+            url, password, username = (
+                self.state_redis_url,
+                self.state_redis_password,
+                self.state_redis_username,
+            )
+        else:
+            url, password, username = (
+                self.cache_redis_url,
+                self.cache_redis_password,
+                self.cache_redis_username,
+            )
+        return with_credentials(
+            url or self.redis_url, password.get_secret_value() if password else None, username
+        )
+
+    @property
+    def state_redis(self) -> str:
+        return self.redis_role_url("state")
+
+    @property
+    def cache_redis(self) -> str:
+        return self.redis_role_url("cache")
 
     def require_secret(self, name: str, value: str) -> str:
         """Refuse placeholder secrets outside development, so a forgotten default never ships."""

@@ -62,11 +62,6 @@ def prepare_multiprocess_dir(configured: str | None) -> str:
     return str(path)
 
 
-def mark_worker_dead(pid: int) -> None:
-    if os.environ.get(MULTIPROC_ENV):
-        prometheus_multiprocess.mark_process_dead(pid)
-
-
 def render_latest() -> bytes:
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:

@@ -9,6 +9,7 @@ replica, which keeps Redis off the hot path and bounds revocation lag.
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Annotated
 
@@ -19,7 +20,7 @@ from starlette.websockets import WebSocket
 
 from ragfleet.common.errors import RateLimited, ServiceUnavailable, Unauthorized
 from ragfleet.gateway.config import GatewaySettings
-from ragfleet.gateway.keys import KeyStore, Principal, key_digest
+from ragfleet.gateway.keys import KeyStore, Principal, admin_principal, key_digest
 from ragfleet.gateway.ratelimit import RateLimiter
 
 # WebSocket close codes in the private range, mirroring HTTP statuses (4000 + status).
@@ -30,6 +31,10 @@ WS_UNAVAILABLE = 4503
 # A browser offers both; the server must choose one, and chooses the one that carries no secret.
 WS_SUBPROTOCOL = "ragfleet"
 WS_KEY_SUBPROTOCOL_PREFIX = "ragfleet.key."
+
+# Where a route that authenticated a request before its dependencies ran (the search fast path)
+# leaves the principal, so that ``require_key`` does not look the key up twice.
+PRINCIPAL_SCOPE_KEY = "ragfleet.principal"
 
 
 def offered_subprotocols(connection: HTTPConnection) -> list[str]:
@@ -59,11 +64,14 @@ class Authenticator:
         self.limiter = limiter
         self.settings = settings
         self.cache: dict[str, tuple[Principal, float]] = {}
+        self.admin = admin_principal(settings)
 
     async def principal(self, api_key: str | None) -> Principal:
         if not api_key:
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key'")
         digest = key_digest(api_key)
+        if self.admin is not None and hmac.compare_digest(digest, self.admin[0]):
+            return self.admin[1]
         cached = self.cache.get(digest)
         now = time.monotonic()
         if cached is not None and cached[1] > now:
@@ -108,7 +116,9 @@ def get_authenticator(connection: HTTPConnection) -> Authenticator:
 async def require_key(connection: HTTPConnection) -> Principal:
     """The caller's principal, after authentication and one unit of its rate limit."""
     authenticator = get_authenticator(connection)
-    principal = await authenticator.principal(presented_key(connection))
+    principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        principal = await authenticator.principal(presented_key(connection))
     await authenticator.enforce_rate_limit(principal)
     return principal
 

@@ -14,16 +14,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import CacheConfig, TwoTierCache
-from ragfleet.common.clients import create_http_client, create_redis
+from ragfleet.common.clients import create_redis
 from ragfleet.common.health import ReadinessCheck, redis_check
 from ragfleet.llm_proxy.breaker import BreakerBoard, BreakerConfig
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
 from ragfleet.llm_proxy.dispatcher import Dispatcher
-from ragfleet.llm_proxy.limits import Limiter
+from ragfleet.llm_proxy.providers.openai_compatible import create_upstream_session
+from ragfleet.llm_proxy.quotas import Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
-from ragfleet.llm_proxy.routes import Proxy, router
+from ragfleet.llm_proxy.routes import router
 
 
 class ReceivedAt:
@@ -44,8 +45,9 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = app.state.redis = create_redis(settings)
-        http = app.state.http = create_http_client(settings)
+        # Breaker state, usage counters and cached responses: all rebuildable, so the cache Redis.
+        redis = app.state.redis = create_redis(settings, "cache")
+        http = app.state.http = create_upstream_session(settings.http_max_connections)
         registry = ModelRegistry(deployments, http)
         breakers = BreakerBoard(
             redis,
@@ -70,16 +72,16 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
             )
             await cache.start()
         embeddings = BuiltinEmbeddings(BUILTIN_EMBEDDING_MODEL) if settings.embeddings_builtin else None
-        proxy = app.state.proxy = Proxy(
-            settings=settings,
-            registry=registry,
-            breakers=breakers,
-            dispatcher=Dispatcher(registry, breakers, settings),
-            limiter=Limiter(redis, retention_days=settings.usage_retention_days),
-            cache=ResponseCache(cache, max_entry_bytes=settings.cache_max_entry_bytes) if cache else None,
-            embeddings=embeddings,
+        # What the routes reach through dependencies.py, one part each.
+        app.state.registry = registry
+        app.state.breakers = breakers
+        app.state.dispatcher = Dispatcher(registry, breakers, settings)
+        limiter = app.state.limiter = Limiter(redis, retention_days=settings.usage_retention_days)
+        app.state.response_cache = (
+            ResponseCache(cache, max_entry_bytes=settings.cache_max_entry_bytes) if cache else None
         )
-        flusher = asyncio.create_task(proxy.limiter.run(settings.usage_flush_interval_s))
+        app.state.builtin_embeddings = embeddings
+        flusher = asyncio.create_task(limiter.run(settings.usage_flush_interval_s))
         try:
             yield
         finally:
@@ -90,7 +92,7 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
                 await embeddings.close()
             if cache is not None:
                 await cache.close()
-            await http.aclose()
+            await http.close()
             await redis.aclose()  # type: ignore[attr-defined]  # the stubs predate redis 5
 
     def readiness(state: State) -> dict[str, ReadinessCheck]:
