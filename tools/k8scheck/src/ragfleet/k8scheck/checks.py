@@ -133,7 +133,7 @@ def check_drift(tools: Toolchain, manifest: Path = render.RENDERED_MANIFEST) -> 
     ]
 
 
-def _checkov(tools: Toolchain) -> list[str]:
+def checkov_check(tools: Toolchain) -> list[str]:
     renderings = {"defaults": render.helm_template(tools.helm)}
     renderings["defaults-every-api"] = render.helm_template(tools.helm, api_versions=render.ALL_OPTIONAL_APIS)
     for values in render.ci_values_files():
@@ -155,7 +155,7 @@ def _check_dockerfile(tools: Toolchain, dockerfile: Path) -> list[str]:
     return [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
 
 
-def run_all(tools: Toolchain) -> Report:
+def run_all(tools: Toolchain, *, with_checkov: bool = True) -> Report:
     report = Report()
     for values in _variants():
         label = values.name if values else "defaults"
@@ -174,9 +174,9 @@ def run_all(tools: Toolchain) -> Report:
     )
     for entry in golden.GOLDENS:
         report.run(f"golden render {entry.name}", functools.partial(_check_golden, tools, entry))
-    report.run(
-        "checkov (every rendering, waivers in checkov-exceptions.yaml)", functools.partial(_checkov, tools)
-    )
+    if with_checkov:
+        name = "checkov (every rendering, waivers in checkov-exceptions.yaml)"
+        report.run(name, functools.partial(checkov_check, tools))
     for overlay in render.OVERLAYS:
         name = f"kustomize + validate + policy (kubernetes/overlays/{overlay.name})"
         report.run(name, functools.partial(_check_overlay, tools, overlay))
