@@ -212,6 +212,7 @@ def _ingest(
                         "position": chunk.position,
                         "metadata": {
                             **metadata,
+                            "title": title,  # retrieval's document ranking compares it with the query
                             "heading": chunk.heading,
                             "format": fmt.value,
                             "_content_hash": digest,
