@@ -42,7 +42,7 @@ from ragfleet.common.metrics import MULTIPROC_ENV
 log = logging.getLogger("ragfleet.cache")
 
 T = TypeVar("T")
-CacheResult = Literal["hit-edge", "hit-l1", "hit-l2", "miss"]
+CacheResult = Literal["hit-edge", "hit-l1", "hit-l2", "hit-semantic", "miss"]
 
 INVALIDATION_CHANNEL = "ragfleet:cache:invalidate"
 _UNVERSIONED = "-"
@@ -314,6 +314,32 @@ class CacheNamespace(Generic[T]):
         await cache._redis_call("set", cache.redis.set, key, payload, px=int(cache.config.l2_ttl_s * 1000))
         return value, "miss"
 
+    # -- aliases: a value filed again under a second key, in L1 only ------------------------------
+
+    def seen_version(self, tenant: str, collection: str) -> int | None:
+        """The collection's version as this replica knows it, or None when it cannot trust it
+        (never seen, or not listening to invalidations right now)."""
+        return self.cache._versions.get((tenant, collection)) if self.cache.listening else None
+
+    def remember(self, tenant: str, collection: str, alias: str, value: T, version: int | None) -> None:
+        """File ``value`` also under ``alias`` (e.g. a hash of the exact request bytes) in L1.
+
+        An alias carries no version: it is only filed while ``version`` (read before the value was
+        computed) is still the collection's, and it goes with the collection's other L1 entries
+        at the next bump's purge, a reconnect's clear, or a degraded TTL cap.
+        """
+        if version is None or self.seen_version(tenant, collection) != version:
+            return
+        self.cache._l1_set(f"{self._prefix}alias:{tenant}:{alias}", value, (tenant, collection))
+
+    def recall(self, tenant: str, alias: str) -> T | None:
+        """The value filed under ``alias`` (counted as a first-tier hit), or None (not counted:
+        the caller then takes the ordinary path, which counts its own lookup)."""
+        value: T | None = self.cache.l1.get(f"{self._prefix}alias:{tenant}:{alias}")
+        if value is not None:
+            self._l1_hit.inc()
+        return value
+
     async def invalidate(self, tenant: str, collection: str | None, request: Mapping[str, Any] | str) -> None:
         """Forget one entry in both tiers (a value found to be bad)."""
         key = await self.key(tenant, collection, request)
@@ -400,6 +426,11 @@ class TwoTierCache:
             self._versions[scope] = version
             return version
         return self._versions.get(scope, 0)
+
+    async def current_version(self, tenant: str, collection: str) -> int:
+        """The version cache keys are built with right now (what ``get_or_compute`` uses)."""
+        version = self._versions.get((tenant, collection)) if self.listening else None
+        return version if version is not None else await self.collection_version(tenant, collection)
 
     async def bump_version(self, tenant: str, collection: str) -> BumpResult:
         """Call after every write to a collection: new version, and every replica's L1 purged.

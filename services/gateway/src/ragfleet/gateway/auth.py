@@ -32,6 +32,10 @@ WS_UNAVAILABLE = 4503
 WS_SUBPROTOCOL = "ragfleet"
 WS_KEY_SUBPROTOCOL_PREFIX = "ragfleet.key."
 
+# Where a route that authenticated a request before its dependencies ran (the search fast path)
+# leaves the principal, so that ``require_key`` does not look the key up twice.
+PRINCIPAL_SCOPE_KEY = "ragfleet.principal"
+
 
 def offered_subprotocols(connection: HTTPConnection) -> list[str]:
     header = connection.headers.get("sec-websocket-protocol", "")
@@ -112,7 +116,9 @@ def get_authenticator(connection: HTTPConnection) -> Authenticator:
 async def require_key(connection: HTTPConnection) -> Principal:
     """The caller's principal, after authentication and one unit of its rate limit."""
     authenticator = get_authenticator(connection)
-    principal = await authenticator.principal(presented_key(connection))
+    principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        principal = await authenticator.principal(presented_key(connection))
     await authenticator.enforce_rate_limit(principal)
     return principal
 

@@ -24,7 +24,8 @@ from ragfleet.llm_proxy.providers.openai_compatible import create_upstream_sessi
 from ragfleet.llm_proxy.quotas import Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
-from ragfleet.llm_proxy.routes import Proxy, router
+from ragfleet.llm_proxy.routes import router
+from ragfleet.llm_proxy.shedding import LoadShedder, LoopLag
 
 
 class ReceivedAt:
@@ -42,6 +43,7 @@ class ReceivedAt:
 def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
     settings = settings or LlmProxySettings()
     deployments = settings.deployments  # read and validated now: a bad model list stops the start
+    loop_lag = LoopLag()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,16 +74,16 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
             )
             await cache.start()
         embeddings = BuiltinEmbeddings(BUILTIN_EMBEDDING_MODEL) if settings.embeddings_builtin else None
-        proxy = app.state.proxy = Proxy(
-            settings=settings,
-            registry=registry,
-            breakers=breakers,
-            dispatcher=Dispatcher(registry, breakers, settings),
-            limiter=Limiter(redis, retention_days=settings.usage_retention_days),
-            cache=ResponseCache(cache, max_entry_bytes=settings.cache_max_entry_bytes) if cache else None,
-            embeddings=embeddings,
+        # What the routes reach through dependencies.py, one part each.
+        app.state.registry = registry
+        app.state.breakers = breakers
+        app.state.dispatcher = Dispatcher(registry, breakers, settings)
+        limiter = app.state.limiter = Limiter(redis, retention_days=settings.usage_retention_days)
+        app.state.response_cache = (
+            ResponseCache(cache, max_entry_bytes=settings.cache_max_entry_bytes) if cache else None
         )
-        flusher = asyncio.create_task(proxy.limiter.run(settings.usage_flush_interval_s))
+        app.state.builtin_embeddings = embeddings
+        flusher = asyncio.create_task(limiter.run(settings.usage_flush_interval_s))
         try:
             yield
         finally:
@@ -107,4 +109,6 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.add_middleware(ReceivedAt)
+    # Outermost: a request refused for lag costs no routing, no parsing, no span.
+    app.add_middleware(LoadShedder, lag=loop_lag, max_lag_s=settings.max_loop_lag_s)
     return app

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 
 from ragfleet.common.config import ServiceSettings, TwoTierCacheSettings
 from ragfleet.common.embedding_providers import EmbeddingProviderSettings
+from ragfleet.common.semantic_cache import DEFAULT_THRESHOLD
 
 
 class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProviderSettings):
@@ -30,6 +31,16 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProvider
     embed_max_wait_ms: float = Field(2.0, ge=0, le=100, description="how long a lone query waits for company")
     embed_threads: int | None = Field(
         None, ge=1, le=64, description="onnxruntime threads; default: the cores"
+    )
+    semantic_cache_threshold: float = Field(
+        DEFAULT_THRESHOLD,
+        ge=0.0,
+        le=1.0,
+        description="cosine at which a question reuses the answer of a cached one (0 turns the semantic cache off)",
+    )
+    semantic_cache_max_entries: int = Field(1000, ge=1, le=100_000, description="questions kept per scope")
+    semantic_cache_verify_rate: float = Field(
+        0.02, ge=0.0, le=1.0, description="share of semantic hits re-checked to count false hits"
     )
     embedding_model_check: bool = Field(
         True, description="refuse (409) to search a collection with another model's query vectors"

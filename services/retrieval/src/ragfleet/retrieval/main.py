@@ -17,6 +17,7 @@ from ragfleet.common.clients import create_redis
 from ragfleet.common.embedding_providers import EmbeddingProviderError, create_provider
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.health import ReadinessCheck
+from ragfleet.common.semantic_cache import SemanticIndex
 from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.config import RetrievalSettings
 from ragfleet.retrieval.internal.router import router as internal_router
@@ -65,7 +66,17 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
         app.state.redis, app.state.store, app.state.batcher, app.state.cache = redis, store, batcher, cache
         models = CollectionModels(redis) if settings.embedding_model_check else None
         app.state.models = models
-        app.state.search = SearchService(store, batcher, cache, models)
+        semantic = (
+            SemanticIndex(
+                "search",
+                threshold=settings.semantic_cache_threshold,
+                max_entries=settings.semantic_cache_max_entries,
+                verify_rate=settings.semantic_cache_verify_rate,
+            )
+            if settings.semantic_cache_threshold > 0
+            else None
+        )
+        app.state.search = SearchService(store, batcher, cache, models, semantic)
         try:
             # Load the model (or check the embedding server's dimension) and open the collections
             # now, so the first request does not pay for it. A remote embedding server that is
