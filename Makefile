@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: k8s-check render-manifests kind-up container-deps base-images images push deploy kind-down help deps run stop key test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos test-security
+.PHONY: k8s-check render-manifests kind-up container-deps base-images images push deploy kind-down help deps run stop key test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos eval test-security
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ bench-retrieval: deps  ## retrieval benchmark, 100k chunks: recall, QPS in proce
 bench-retrieval-http: deps  ## retrieval HTTP QPS, cached and uncached (needs a running retrieval on :8010)
 	$(UV) run python services/retrieval/bench/bench_http.py --url http://127.0.0.1:8010 --chunks 5000 \
 		--seconds 10 --concurrency 32
+
+eval: deps  ## retrieval quality (hit@k, MRR@10, nDCG@10) per mode and setting through the API; docs/eval-results.md (~1 min cached, ~15 min first run here)
+	$(UV) run python -m ragfleet.eval $(EVAL_ARGS)
 
 chaos: deps  ## faults under load on a stack of its own, one scenario at a time; report under reports/chaos-*
 	$(UV) run python -m ragfleet.chaos $(CHAOS_ARGS)

@@ -77,6 +77,13 @@ class SearchRequest(BaseModel):
         le=2.0,
         description="rank=document: weight of the query-title cosine in a document's score",
     )
+    rerank: bool | None = Field(
+        None,
+        description="rescore the fused top results with the configured reranker (null: the service default)",
+    )
+    rerank_depth: int = Field(
+        20, ge=2, le=MAX_TOP_K, description="how many fused results the reranker rescores"
+    )
     per_document: int = Field(
         2, ge=1, le=MAX_TOP_K, description="rank=document: at most this many chunks per document"
     )

@@ -20,6 +20,7 @@ from ragfleet.common.errors import BadRequest
 from ragfleet.common.semantic_cache import SemanticIndex
 from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.metrics import SEARCH_DURATION
+from ragfleet.retrieval.rerank import RemoteReranker
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
@@ -36,12 +37,17 @@ class SearchService:
         cache: TwoTierCache,
         models: CollectionModels | None = None,
         semantic: SemanticIndex | None = None,
+        *,
+        reranker: RemoteReranker | None = None,
+        rerank_by_default: bool = False,
     ) -> None:
         self.store = store
         self.batcher = batcher
         self.cache = cache
         self.models = models
         self.semantic = semantic
+        self.reranker = reranker
+        self.rerank_by_default = rerank_by_default
         self._checks: set[asyncio.Task[None]] = set()
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
@@ -68,7 +74,15 @@ class SearchService:
                 f"expects {self.store.dim}"
             )
         text = normalise_text(request.query) if request.query is not None else None
+        rerank = self.rerank_by_default if request.rerank is None else request.rerank
+        if rerank and self.reranker is None:
+            raise BadRequest(
+                "rerank was asked for, but no reranker is configured (RAGFLEET_RETRIEVAL_RERANK_URL)"
+            )
+        if rerank and text is None:
+            raise BadRequest("rerank needs a query text")
         key: dict[str, Any] = {
+            "rr": request.rerank_depth if rerank else None,
             "q": text,
             "v": request.vector,
             "k": request.top_k,
@@ -140,6 +154,7 @@ class SearchService:
         self.semantic.record_check(first(real) == first(given))
 
     async def _search_uncached(self, tenant: str, request: SearchRequest, text: str | None) -> bytes:
+        top_k = request.top_k
         filters = parse_filters(request.filters)
         if not await self.store.collection_exists(tenant, request.collection):
             raise CollectionNotFound(f"collection {request.collection!r} does not exist")
@@ -149,6 +164,9 @@ class SearchService:
         if vector is None and request.mode != "bm25":
             assert text is not None  # the schema requires a query when there is no vector
             vector = await self.embed_query(tenant, text)
+        rerank = self.rerank_by_default if request.rerank is None else request.rerank
+        if rerank:  # rank more than asked, rerank the top, return top_k of those
+            request = request.model_copy(update={"top_k": max(request.top_k, request.rerank_depth)})
         if request.rank == "document":
             hits = await self._rank_documents(tenant, request, text, vector, filters)
         else:
@@ -162,6 +180,8 @@ class SearchService:
                 filters=filters,
             )
             hits = await self.store.search(tenant, request.collection, query)
+        if rerank and self.reranker is not None and text is not None:
+            hits = (await self.reranker.rerank(text, hits, request.rerank_depth))[:top_k]
         return orjson.dumps(
             {
                 "results": [_result(hit) for hit in hits],
