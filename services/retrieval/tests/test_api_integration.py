@@ -80,7 +80,7 @@ def test_search_end_to_end(run_service: ServiceStarter, redis_url: str, tmp_path
         assert doc_ids(first)[0] == "cats"
         assert first.headers["x-cache"] == "miss"
         body = first.json()
-        assert body["mode"] == "vector" and body["collection"] == "docs" and body["took_ms"] >= 0
+        assert body["mode"] == "hybrid" and body["collection"] == "docs" and body["took_ms"] >= 0
         assert set(body["results"][0]) == {"id", "document_id", "text", "score", "metadata"}
         # Case and whitespace do not make a different query.
         again = search(client, query="  which ANIMAL   purrs? ", top_k=2)
@@ -246,10 +246,10 @@ def test_searches_answer_while_redis_is_down_and_cache_recovers(
         while client.get("/readyz").json()["checks"]["cache"]["redis"] != "ok":
             assert time.monotonic() < deadline, "the cache did not reconnect to Redis"
             time.sleep(0.1)
-        assert search(client, query="a question after redis returned").headers["x-cache"] == "miss"
+        assert search(client, query="which river flows through Paris").headers["x-cache"] == "miss"
         r = redis.Redis.from_url(redis_url)
         try:
             assert r.keys("retrieval:search:acme:docs:*"), "L2 is filled again"
         finally:
             r.close()
-        assert search(client, query="a question after redis returned").headers["x-cache"] == "hit-l1"
+        assert search(client, query="which river flows through Paris").headers["x-cache"] == "hit-l1"

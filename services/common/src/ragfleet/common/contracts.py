@@ -57,14 +57,39 @@ class SearchRequest(BaseModel):
     query: str | None = Field(
         None, max_length=MAX_QUERY_CHARS, description="text to search for (needed by bm25 and hybrid)"
     )
-    vector: list[float] | None = Field(
-        None, description="a query vector (384 floats) instead of, or with, the query text"
+    vector: list[float] | str | None = Field(
+        None,
+        description="a query vector (384 floats) instead of, or with, the query text: a JSON list, or "
+        "a string of the little-endian float32 bytes in base64 (as OpenAI's encoding_format=base64), "
+        "which costs far less to send and to decode",
     )
     collection: CollectionName = "default"
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)
-    mode: SearchMode = "vector"
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="hybrid weight of the vector side; 1 = pure vector")
+    # The defaults are what `make eval` measured to rank best (docs/eval.md).
+    mode: SearchMode = "hybrid"
+    alpha: float = Field(0.8, ge=0.0, le=1.0, description="hybrid weight of the vector side; 1 = pure vector")
     fusion: Fusion = "relative_score"
+    rank: Literal["document", "chunk"] = Field(
+        "document",
+        description="document: rank documents (best chunk per list, plus the title's similarity), "
+        "then return their best chunks; chunk: rank chunks one by one",
+    )
+    title_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=2.0,
+        description="rank=document: weight of the query-title cosine in a document's score",
+    )
+    rerank: bool | None = Field(
+        None,
+        description="rescore the fused top results with the configured reranker (null: the service default)",
+    )
+    rerank_depth: int = Field(
+        20, ge=2, le=MAX_TOP_K, description="how many fused results the reranker rescores"
+    )
+    per_document: int = Field(
+        2, ge=1, le=MAX_TOP_K, description="rank=document: at most this many chunks per document"
+    )
     filters: dict[str, Any] | None = Field(
         None,
         description='metadata conditions, ANDed: {"lang": "en"}, {"tag": {"in": [..]}}, '
@@ -77,6 +102,8 @@ class SearchRequest(BaseModel):
             raise ValueError("query must not be empty or only whitespace")
         if self.query is None and self.vector is None:
             raise ValueError("give a query text or a vector")
+        if self.query is None and "mode" not in self.model_fields_set:
+            self.mode = "vector"  # the default (hybrid) needs a text; a bare vector is a vector search
         if self.mode in ("bm25", "hybrid") and self.query is None:
             raise ValueError(f"mode {self.mode} needs a query text")
         return self
