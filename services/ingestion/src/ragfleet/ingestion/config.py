@@ -33,6 +33,16 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
         description="an unacknowledged task (its worker died) is redelivered after this long; "
         "keep it above the longest document's processing time",
     )
+    reconcile_interval_s: float = Field(30.0, gt=0, description="how often the API looks for lost tasks")
+    reconcile_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="a document silent this long has lost its task and is sent again "
+        "(default: visibility_timeout_s + 2 restore intervals + 60 s, after any redelivery)",
+    )
+    max_resubmits: int = Field(
+        3, ge=0, description="times a lost task is sent again before the document fails"
+    )
     unacked_restore_interval_s: int = Field(
         10, ge=1, description="how often a worker sweeps for unacknowledged tasks to redeliver"
     )
@@ -139,6 +149,10 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
 
     # Everything ingestion keeps in Redis must survive (queued tasks, job records, staged uploads):
     # the broker, the results and the jobs all live on the state Redis.
+    @property
+    def reconcile_after(self) -> float:
+        return self.reconcile_after_s or self.visibility_timeout_s + 2 * self.unacked_restore_interval_s + 60
+
     @property
     def broker(self) -> str:
         return self.broker_url or self.state_redis

@@ -214,6 +214,12 @@ async def post_documents(
     job_id = uuid.uuid4().hex
     meta = {"tenant": tenant, "collection": collection, "created_at": round(time.time(), 3), "documents": ids}
     redis = request.app.state.redis
+    args = {
+        doc.document_id: jobs.task_args(
+            job_id, tenant, collection, doc.document_id, doc.fmt.value, doc.metadata
+        )
+        for doc in staged
+    }
     try:
         pipe = redis.pipeline(transaction=True)
         for doc in staged:
@@ -223,9 +229,12 @@ async def post_documents(
             mapping={
                 "meta": orjson.dumps(meta),
                 **{jobs.doc_field(i): jobs.doc_state("queued") for i in ids},
+                **{field: value for a in args.values() for field, value in jobs.pending_fields(a).items()},
             },
         )
         pipe.expire(jobs.job_key(job_id), settings.job_ttl_s)
+        # Watched by the reconciler until each document is final (a task the broker lost is sent again).
+        pipe.zadd(jobs.PENDING_KEY, {jobs.pending_member(job_id, i): time.time() for i in ids})
         await pipe.execute()
     except RedisError as exc:
         raise ServiceUnavailable(f"cannot stage documents: Redis is unavailable ({exc})") from exc
@@ -236,9 +245,7 @@ async def post_documents(
         # Through the app object, not the task proxy: Celery's "current app" is per thread.
         for doc in staged:
             celery.send_task(
-                "ragfleet.ingestion.ingest_document",
-                args=[job_id, tenant, collection, doc.document_id, doc.fmt.value, doc.metadata],
-                task_id=f"{job_id}:{doc.document_id}",
+                jobs.TASK_NAME, args=args[doc.document_id], task_id=jobs.task_id(job_id, doc.document_id)
             )
 
     try:

@@ -403,5 +403,8 @@ def _run(
 
 
 def _finish(job_id: str, document_id: str) -> None:
-    """The document reached a final state: its staged bytes are no longer needed."""
-    _redis().delete(jobs.payload_key(job_id, document_id))
+    """The document reached a final state: its staged bytes are no longer needed, nor the reconciler's watch."""
+    pipe = _redis().pipeline(transaction=False)
+    pipe.delete(jobs.payload_key(job_id, document_id))
+    pipe.zrem(jobs.PENDING_KEY, jobs.pending_member(job_id, document_id))
+    pipe.execute()
