@@ -34,8 +34,13 @@ def create_service_app(
     """A FastAPI app with logging, tracing, the error model, request context, metrics and health.
 
     ``lifespan`` opens the service's clients (store them on ``app.state``); ``readiness`` maps
-    names to checks of the service's own dependencies, read from that state.
+    names to checks of what this process itself needs to serve (never another service or Redis:
+    see ``ragfleet.common.health``), read from that state. ``/metrics`` is served here only when
+    ``metrics_port`` is 0; otherwise ``serve`` gives it a listener of its own and this port
+    answers 404. ``docs_enabled`` switches ``/docs``, ``/redoc`` and ``/openapi.json``.
     """
+    if not settings.docs_enabled:
+        fastapi_kwargs.update(docs_url=None, redoc_url=None, openapi_url=None)
     configure_logging(settings.service_name, settings.log_level)
     setup_tracing(settings.service_name, settings.otlp_endpoint)
 
@@ -71,7 +76,8 @@ def create_service_app(
         observer=observer,
     )
     app.include_router(health_router(settings.service_name, lambda: readiness(app.state)))
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    if not settings.metrics_port:
+        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     return app
 
 

@@ -33,11 +33,21 @@ class ServiceSettings(BaseSettings):
     redis_connect_timeout_s: float = Field(1.0, gt=0)
     redis_max_connections: int = Field(200, ge=1)
 
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="proxies whose X-Forwarded-For names the client (comma-separated IPs or CIDRs, "
+        "'*' for any): the ingress controller's pod network in a cluster; anyone else's is ignored",
+    )
+
     http_connect_timeout_s: float = Field(2.0, gt=0)
     http_timeout_s: float = Field(30.0, gt=0)
     http_max_connections: int = Field(200, ge=1)
 
     access_log: bool = Field(True, description="one JSON line per request (health probes excluded)")
+    # Prometheus on a port of its own, so that the public port (and an Ingress routing `/`) never
+    # serves it: the main port then answers /metrics with 404. 0 keeps it on the main port (dev, tests).
+    metrics_port: int = Field(0, ge=0, le=65535, description="port of /metrics; 0 = the main port")
+    docs_enabled: bool = Field(True, description="serve /docs and /openapi.json")
     graceful_shutdown_s: float = Field(30.0, ge=0, description="time in-flight requests get to finish")
     metrics_dir: str | None = Field(
         None, description="prometheus multiprocess dir; a fresh temporary one when unset"

@@ -1,4 +1,5 @@
-"""One pure-ASGI middleware for what every request needs: request id, server span, metrics, access log.
+"""One pure-ASGI middleware for what every request needs: request id, server span, metrics, access log,
+and the ``X-Response-Time`` header (time until the response started, so a stream's is its first byte).
 
 Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on every hot path: it adds no task, no
 body buffering, and its cost is a few microseconds per request.
@@ -75,7 +76,8 @@ class RequestContextMiddleware:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
-                message["headers"] = list(message.get("headers", [])) + extra_headers
+                took = b"%.3fms" % ((time.perf_counter() - started) * 1000)
+                message["headers"] = [*message.get("headers", ()), *extra_headers, (b"x-response-time", took)]
             await send(message)
 
         started = time.perf_counter()

@@ -19,12 +19,14 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from ragfleet.common.errors import PayloadTooLarge, RagfleetError
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
+from ragfleet.gateway.edge_cache import SearchAnswers
 from ragfleet.gateway.keys import Principal
 from ragfleet.gateway.memory import ConversationStore, check_session_id
 from ragfleet.gateway.stats import GatewayStats
@@ -88,12 +90,14 @@ class ChatService:
         self,
         settings: GatewaySettings,
         downstream: Downstream,
+        answers: SearchAnswers,
         memory: ConversationStore,
         buffer: StreamBuffer,
         stats: GatewayStats,
     ) -> None:
         self.settings = settings
         self.downstream = downstream
+        self.answers = answers
         self.memory = memory
         self.buffer = buffer
         self.stats = stats
@@ -107,7 +111,9 @@ class ChatService:
             )
 
     async def _retrieve(self, principal: Principal, request: ChatRequest) -> list[dict[str, Any]]:
-        response = await self.downstream.search(
+        # Through the search cache's edge tier: a question asked again is answered from this
+        # replica's memory, even while retrieval is unavailable.
+        content, cache = await self.answers.search(
             principal,
             {
                 "query": request.message,
@@ -116,8 +122,8 @@ class ChatService:
                 "mode": request.mode,
             },
         )
-        self.stats.count_search_cache(response.headers.get("x-cache"))
-        results = response.json().get("results", [])
+        self.stats.count_search_cache(cache)
+        results = orjson.loads(content).get("results", [])
         return [
             {
                 "id": str(position),

@@ -9,13 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import CacheConfig, TwoTierCache
 from ragfleet.common.clients import create_http_client, create_redis
-from ragfleet.common.health import ReadinessCheck, redis_check
 from ragfleet.llm_proxy.breaker import BreakerBoard, BreakerConfig
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
@@ -93,15 +91,12 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
             await http.aclose()
             await redis.aclose()  # type: ignore[attr-defined]  # the stubs predate redis 5
 
-    def readiness(state: State) -> dict[str, ReadinessCheck]:
-        return {"redis": redis_check(state.redis)}
-
     app = create_service_app(
         settings,
         title="ragfleet llm-proxy",
         description="OpenAI-compatible chat completions and embeddings with retries, breaker and cache.",
         lifespan=lifespan,
-        readiness=readiness,
+        # Redis (limits, breaker state, cache) is another pod, and the proxy serves without it.
     )
     app.include_router(router)
     app.add_middleware(ReceivedAt)

@@ -43,7 +43,7 @@ async def to_ingestion(
         "ingestion",
         principal,
         method,
-        f"{downstream.ingestion}{path}",
+        f"{downstream.base('ingestion', downstream.ingestion)}{path}",
         params={"collection": collection},
         content=content,
         headers=headers,
