@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
+from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.devstack.processes import free_port, start_redis, start_service
 from ragfleet.gateway.keys import KeyStore
 
@@ -111,7 +112,7 @@ def main() -> int:
             return api_key
 
         api_key = asyncio.run(make_key())
-        tenant = {"X-Ragfleet-Tenant": "bench"}
+        tenant = {TENANT_HEADER: "bench"}
         chunks = [
             {
                 "id": f"d{i}:0",

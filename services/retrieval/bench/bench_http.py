@@ -35,6 +35,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from ragfleet.common.contracts import TENANT_HEADER
+
 REPORT = Path(__file__).resolve().parents[3] / "docs" / "benchmarks" / "retrieval.md"
 WORDS = [
     "vector",
@@ -52,7 +54,6 @@ WORDS = [
 ]
 # Where a scenario's bodies take a number unique to the request, so that no two are alike.
 UNIQUE = "@N@"
-TENANT_HEADER = "X-Ragfleet-Tenant"
 
 # wrk cycles through the bodies of a file; in "unique" mode each request splices a fresh counter
 # (offset per run and thread, so a warm-up never pre-fills the measured run's keys) into one.

@@ -10,7 +10,9 @@ import numpy as np
 import orjson
 
 from ragfleet.retrieval.store.base import Chunk, SearchQuery
-from ragfleet.retrieval.store.embedded import EmbeddedVectorStore, IndexSettings, fuse
+from ragfleet.retrieval.store.embedded import EmbeddedVectorStore
+from ragfleet.retrieval.store.fusion import fuse
+from ragfleet.retrieval.store.index_settings import IndexSettings
 
 DIM = 16
 

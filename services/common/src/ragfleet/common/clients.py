@@ -28,12 +28,17 @@ def create_redis(settings: ServiceSettings, *, url: str | None = None) -> Redis:
     return Redis(connection_pool=pool)
 
 
-async def _propagate(request: httpx.Request) -> None:
+def propagate_context(request: httpx.Request) -> None:
     """Every outgoing call carries the caller's trace context and request id."""
     inject_context(request.headers)
     request_id = current_request_id()
     if request_id and "x-request-id" not in request.headers:
         request.headers["x-request-id"] = request_id
+
+
+async def _propagate(request: httpx.Request) -> None:
+    # httpx's AsyncClient awaits its event hooks.
+    propagate_context(request)
 
 
 def create_http_client(
@@ -49,4 +54,15 @@ def create_http_client(
             keepalive_expiry=30,
         ),
         event_hooks={"request": [_propagate]},
+    )
+
+
+def create_sync_http_client(
+    settings: ServiceSettings, *, base_url: str = "", timeout_s: float | None = None
+) -> httpx.Client:
+    """The blocking twin of :func:`create_http_client`, for Celery tasks (which are synchronous)."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_s or settings.http_timeout_s, connect=settings.http_connect_timeout_s),
+        event_hooks={"request": [propagate_context]},
     )

@@ -17,12 +17,13 @@ import html
 import logging
 import uuid
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from ragfleet.common.contracts import CollectionName, SearchMode
 from ragfleet.common.errors import PayloadTooLarge, RagfleetError
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
@@ -34,8 +35,6 @@ from ragfleet.gateway.streams import Claim, StreamBuffer, StreamEvent
 
 log = logging.getLogger("ragfleet.gateway.chat")
 
-COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-
 
 class ChatRequest(BaseModel):
     message: str = Field(min_length=1, description="the user's message")
@@ -44,9 +43,9 @@ class ChatRequest(BaseModel):
         pattern=r"^[A-Za-z0-9_-]{1,128}$",
         description="continue this conversation; a new one when absent",
     )
-    collection: str = Field("default", pattern=COLLECTION_PATTERN)
+    collection: CollectionName = "default"
     top_k: int | None = Field(None, ge=1, le=50, description="passages retrieved as context")
-    mode: Literal["vector", "bm25", "hybrid"] = "hybrid"
+    mode: SearchMode = "hybrid"
     system_prompt: str | None = Field(
         None, max_length=8000, description="sets the conversation's system prompt (kept for later turns)"
     )

@@ -17,6 +17,7 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from ragfleet.common.contracts import KEY_ID_HEADER, TENANT_HEADER, downstream_error
 from ragfleet.common.errors import RagfleetError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.keys import Principal
@@ -27,31 +28,10 @@ T = TypeVar("T")
 RELAYED_HEADERS = ("content-type", "x-cache", "location", "retry-after")
 
 
-class DownstreamError(RagfleetError):
-    """A downstream 4xx, relayed with its own status, code and message."""
-
-    def __init__(self, status_code: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message, code=code, details=details)
-        self.status_code = status_code
-
-
 def raise_for_downstream(service: str, response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    try:
-        error = response.json().get("error", {})
-    except ValueError:
-        error = {}
-    message = error.get("message") or f"{service} answered {response.status_code}"
-    if response.status_code < 500:
-        raise DownstreamError(
-            response.status_code, error.get("code", "bad_request"), message, error.get("details")
-        )
-    if response.status_code in (502, 503):
-        raise ServiceUnavailable(f"{service} is unavailable: {message}", details={"service": service})
-    if response.status_code == 504:
-        raise UpstreamTimeout(f"{service} timed out: {message}", details={"service": service})
-    raise UpstreamError(f"{service} failed: {message}", details={"service": service})
+    error = downstream_error(service, response.status_code, response.content)
+    if error is not None:
+        raise error
 
 
 def translate_transport_error(service: str, exc: httpx.HTTPError) -> RagfleetError:
@@ -105,7 +85,7 @@ class Downstream:
 
     @staticmethod
     def tenant_headers(principal: Principal) -> dict[str, str]:
-        return {"x-ragfleet-tenant": principal.tenant}
+        return {TENANT_HEADER: principal.tenant}
 
     async def search(self, principal: Principal, body: Mapping[str, Any]) -> httpx.Response:
         try:
@@ -164,7 +144,7 @@ class Downstream:
         """The chunks of a streamed chat completion, as parsed JSON objects."""
         headers = {
             **self.tenant_headers(principal),
-            "x-ragfleet-key-id": principal.key_id,
+            KEY_ID_HEADER: principal.key_id,
             "accept": "text/event-stream",
             "content-type": "application/json",
         }

@@ -18,22 +18,18 @@ import time
 from typing import Any
 
 from ragfleet.common.cache import BYTES_CODEC, CacheNamespace, TwoTierCache, normalise_text
+from ragfleet.common.contracts import prefix_json_field, strip_leading_json_field
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import Principal
-
-_TOOK_MS_PREFIX = b'{"took_ms":'
 
 
 def strip_took_ms(body: bytes) -> bytes:
     """Retrieval's body without its leading ``"took_ms"`` member (it is per answer, not per result)."""
-    if not body.startswith(_TOOK_MS_PREFIX):
-        return body
-    comma = body.find(b",", len(_TOOK_MS_PREFIX))
-    return b"{" + body[comma + 1 :] if comma != -1 else body
+    return strip_leading_json_field(body, "took_ms")
 
 
 def with_took_ms(body: bytes, took_ms: float) -> bytes:
-    return _TOOK_MS_PREFIX + f"{took_ms:.3f}".encode() + b"," + body[1:]
+    return prefix_json_field(body, "took_ms", f"{took_ms:.3f}".encode())
 
 
 class SearchAnswers:

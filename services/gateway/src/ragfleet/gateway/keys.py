@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import re
 import secrets
 import sys
 import time
@@ -25,10 +24,10 @@ import orjson
 from redis.asyncio import Redis
 
 from ragfleet.common.clients import create_redis
+from ragfleet.common.contracts import NAME_PATTERN, is_valid_name
 from ragfleet.common.errors import Forbidden
 from ragfleet.gateway.config import GatewaySettings
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ANY_COLLECTION = "*"
 KEY_PREFIX = "rfk_"
 
@@ -97,11 +96,11 @@ class Principal:
 
 
 def validate_names(tenant: str, collections: Sequence[str]) -> None:
-    if not NAME_PATTERN.match(tenant):
-        raise ValueError(f"tenant {tenant!r} must match {NAME_PATTERN.pattern}")
+    if not is_valid_name(tenant):
+        raise ValueError(f"tenant {tenant!r} must match {NAME_PATTERN}")
     for collection in collections:
-        if collection != ANY_COLLECTION and not NAME_PATTERN.match(collection):
-            raise ValueError(f"collection {collection!r} must match {NAME_PATTERN.pattern} (or be '*')")
+        if collection != ANY_COLLECTION and not is_valid_name(collection):
+            raise ValueError(f"collection {collection!r} must match {NAME_PATTERN} (or be '*')")
     if not collections:
         raise ValueError("a key needs at least one collection ('*' for all of the tenant's)")
 

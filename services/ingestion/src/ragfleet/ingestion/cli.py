@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.ingestion.parsers import EXTENSIONS
 
 MEDIA_TYPES = {".pdf": "application/pdf", ".html": "text/html", ".htm": "text/html", ".md": "text/markdown"}
@@ -57,7 +58,7 @@ def ingest(args: argparse.Namespace) -> int:
     if not files:
         print("nothing to ingest: no .txt, .md, .html or .pdf files found", file=sys.stderr)
         return 1
-    headers = {"X-Ragfleet-Tenant": args.tenant}
+    headers = {TENANT_HEADER: args.tenant}
     if args.api_key:
         headers["Authorization"] = f"Bearer {args.api_key}"
     client = httpx.Client(base_url=args.url.rstrip("/"), headers=headers, timeout=args.timeout)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
 
+from ragfleet.common.contracts import NAME_PATTERN, TENANT_HEADER, downstream_error
 from ragfleet.common.errors import (
     BadRequest,
     NotFound,
@@ -32,9 +33,7 @@ from ragfleet.ingestion.config import IngestionSettings
 from ragfleet.ingestion.metrics import DOCUMENTS_ACCEPTED
 from ragfleet.ingestion.parsers import EXTENSIONS, DocumentFormat, format_for
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
-TENANT_HEADER = "X-Ragfleet-Tenant"
 
 router = APIRouter(tags=["documents"])
 
@@ -264,6 +263,13 @@ async def _retrieval_call(request: Request, method: str, path: str, tenant: str,
     return response
 
 
+def _refused(response: Any) -> Exception:
+    """Retrieval's 4xx, relayed with its own status and code (not flattened into a 400)."""
+    return downstream_error("retrieval", response.status_code, response.content) or BadRequest(
+        "retrieval refused the request"
+    )
+
+
 @router.get("/v1/documents/{document_id}", summary="What the index holds for one document")
 async def get_document(
     request: Request, document_id: str, collection: Collection = "default", tenant: Tenant = "default"
@@ -276,7 +282,7 @@ async def get_document(
             f"document {document_id!r} is not in collection {collection!r}", code="document_not_found"
         )
     if response.status_code != 200:
-        raise BadRequest(response.json().get("error", {}).get("message", "retrieval refused the request"))
+        raise _refused(response)
     return {**response.json(), "collection": collection}
 
 
@@ -289,7 +295,7 @@ async def delete_document(
         request, "POST", _retrieval_path(collection, "delete"), tenant, {"document_ids": [document_id]}
     )
     if response.status_code != 200:
-        raise BadRequest(response.json().get("error", {}).get("message", "retrieval refused the request"))
+        raise _refused(response)
     deleted = int(response.json()["written"])
     if deleted == 0:
         raise NotFound(

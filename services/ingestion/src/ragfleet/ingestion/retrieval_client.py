@@ -11,11 +11,9 @@ from typing import Any
 
 import httpx
 
-from ragfleet.common.context import current_request_id
-from ragfleet.common.telemetry import inject_context
+from ragfleet.common.clients import create_sync_http_client
+from ragfleet.common.contracts import TENANT_HEADER, downstream_error, is_transient
 from ragfleet.ingestion.config import IngestionSettings
-
-TENANT_HEADER = "X-Ragfleet-Tenant"
 
 
 class TransientError(Exception):
@@ -26,20 +24,9 @@ class RetrievalRejected(Exception):
     """Retrieval refused the request (4xx)."""
 
 
-def _propagate(request: httpx.Request) -> None:
-    inject_context(request.headers)
-    request_id = current_request_id()
-    if request_id and "x-request-id" not in request.headers:
-        request.headers["x-request-id"] = request_id
-
-
 class RetrievalClient:
     def __init__(self, settings: IngestionSettings) -> None:
-        self._http = httpx.Client(
-            base_url=settings.retrieval_url.rstrip("/"),
-            timeout=httpx.Timeout(settings.http_timeout_s, connect=settings.http_connect_timeout_s),
-            event_hooks={"request": [_propagate]},
-        )
+        self._http = create_sync_http_client(settings, base_url=settings.retrieval_url.rstrip("/"))
 
     def close(self) -> None:
         self._http.close()
@@ -49,16 +36,14 @@ class RetrievalClient:
             response = self._http.request(method, path, json=json, headers={TENANT_HEADER: tenant})
         except httpx.HTTPError as exc:
             raise TransientError(f"retrieval unreachable: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
+        if is_transient(response.status_code):
             raise TransientError(f"retrieval answered {response.status_code} to {method} {path}")
         return response
 
     @staticmethod
     def _rejected(response: httpx.Response) -> RetrievalRejected:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:300]
+        error = downstream_error("retrieval", response.status_code, response.content)
+        message = error.message if error else response.text[:300]
         return RetrievalRejected(f"retrieval refused ({response.status_code}): {message}")
 
     def get_document(self, tenant: str, collection: str, document_id: str) -> dict[str, Any] | None:

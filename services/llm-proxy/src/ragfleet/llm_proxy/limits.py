@@ -14,7 +14,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,13 +22,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ragfleet.common.contracts import KEY_ID_HEADER, NAME_PATTERN, TENANT_HEADER, is_valid_name
 from ragfleet.common.errors import BadRequest, RateLimited
 from ragfleet.llm_proxy import metrics
 from ragfleet.llm_proxy.config import KeyLimits
 
 log = logging.getLogger("ragfleet.llm_proxy.limits")
 
-TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 WINDOW_S = 60
 MAX_PENDING_KEYS = 100_000  # usage kept in memory while Redis is away, at most
 
@@ -63,10 +62,10 @@ class Caller:
 
 def identify(headers: Mapping[str, str]) -> Caller:
     """The gateway passes ``X-Ragfleet-Key-Id`` and ``X-Ragfleet-Tenant``; direct callers send a bearer key."""
-    tenant = headers.get("x-ragfleet-tenant") or "default"
-    if not TENANT_PATTERN.match(tenant):
-        raise BadRequest(f"X-Ragfleet-Tenant {tenant!r} is not a valid tenant id ({TENANT_PATTERN.pattern})")
-    key_id = headers.get("x-ragfleet-key-id")
+    tenant = headers.get(TENANT_HEADER.lower()) or "default"
+    if not is_valid_name(tenant):
+        raise BadRequest(f"X-Ragfleet-Tenant {tenant!r} is not a valid tenant id ({NAME_PATTERN})")
+    key_id = headers.get(KEY_ID_HEADER.lower())
     if key_id:
         return Caller(f"key:{key_id[:128]}", tenant)
     authorization = headers.get("authorization", "")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.devstack.processes import (
     ManagedProcess,
     StartupError,
@@ -183,7 +184,7 @@ class ChaosStack:
         return str(json.loads(created.stdout)["api_key"])
 
     def internal_headers(self) -> dict[str, str]:
-        return {"X-Ragfleet-Tenant": TENANT}
+        return {TENANT_HEADER: TENANT}
 
     def collection_counts(self) -> dict[str, tuple[int, int]]:
         """(documents, chunks) per collection of the chaos tenant, as retrieval's index holds them."""

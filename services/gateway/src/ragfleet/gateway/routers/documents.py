@@ -8,10 +8,10 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
+from ragfleet.common.contracts import NAME_PATTERN
 from ragfleet.common.errors import BadRequest
 from ragfleet.common.responses import OrjsonResponse
 from ragfleet.gateway.auth import Authenticated
-from ragfleet.gateway.chat import COLLECTION_PATTERN
 from ragfleet.gateway.dependencies import DownstreamDep
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import Principal
@@ -19,7 +19,7 @@ from ragfleet.gateway.limits import SizeLimitedRoute
 
 router = APIRouter(prefix="/v1", tags=["documents"], route_class=SizeLimitedRoute)
 
-CollectionQuery = Query("default", pattern=COLLECTION_PATTERN, description="the collection")
+CollectionQuery = Query("default", pattern=NAME_PATTERN, description="the collection")
 # Ids are put into ingestion's URLs, so they are held to the alphabet ingestion gives ids (its
 # DOCUMENT_ID_PATTERN): no '/', '%', '..', '?', '#' or NUL can reach another route downstream.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from ragfleet.common.contracts import PublicSearchRequest
 from ragfleet.gateway.auth import Authenticated
-from ragfleet.gateway.chat import COLLECTION_PATTERN
 from ragfleet.gateway.dependencies import SearchAnswersDep, StatsDep
 from ragfleet.gateway.limits import SizeLimitedRoute
 
 router = APIRouter(prefix="/v1", tags=["search"], route_class=SizeLimitedRoute)
-
-
-class SearchRequest(BaseModel):
-    query: str | None = Field(None, min_length=1, max_length=4000, description="text to search for")
-    vector: list[float] | None = Field(None, description="a 384-dimension query vector instead of text")
-    collection: str = Field("default", pattern=COLLECTION_PATTERN)
-    top_k: int = Field(10, ge=1, le=100)
-    mode: Literal["vector", "bm25", "hybrid"] | None = Field(
-        None, description="retrieval's default when absent"
-    )
-    alpha: float | None = Field(None, ge=0, le=1, description="hybrid weight, 1 = pure vector")
-    fusion: Literal["relative_score", "rrf"] | None = None
-    filters: dict[str, Any] | None = Field(None, description="metadata filters")
-
-    @model_validator(mode="after")
-    def query_or_vector(self) -> SearchRequest:
-        if (self.query is None) == (self.vector is None):
-            raise ValueError("send exactly one of 'query' or 'vector'")
-        return self
 
 
 class SearchHit(BaseModel):
@@ -65,7 +46,7 @@ class SearchResponse(BaseModel):
     },
 )
 async def search(
-    body: SearchRequest, principal: Authenticated, answers: SearchAnswersDep, stats: StatsDep
+    body: PublicSearchRequest, principal: Authenticated, answers: SearchAnswersDep, stats: StatsDep
 ) -> Response:
     principal.require_collection(body.collection)
     content, cache = await answers.search(principal, body.model_dump(exclude_none=True))

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from ragfleet.common.cache import TwoTierCache
+from ragfleet.common.contracts import NAME_PATTERN
 from ragfleet.common.errors import BadRequest, NotFound
 from ragfleet.common.routing import OrjsonRoute
 from ragfleet.retrieval.dependencies import BatcherDep, CacheDep, StoreDep, TenantDep
@@ -21,7 +22,7 @@ from ragfleet.retrieval.store import Chunk
 
 router = APIRouter(prefix="/internal/v1/collections", tags=["internal"], route_class=OrjsonRoute)
 
-CollectionPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+CollectionPath = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
 async def after_write(

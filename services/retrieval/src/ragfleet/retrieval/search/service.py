@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 
 from ragfleet.common.cache import BYTES_CODEC, CacheResult, TwoTierCache, normalise_text
+from ragfleet.common.contracts import prefix_json_field
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.errors import BadRequest
 from ragfleet.retrieval.metrics import SEARCH_DURATION
@@ -66,8 +67,8 @@ class SearchService:
         body, tier = await self.results.get_or_compute(tenant, request.collection, key, compute)
         took_ms = (time.perf_counter() - started) * 1000
         SEARCH_DURATION.labels(request.mode, tier).observe(took_ms / 1000)
-        # The cached body is a JSON object; took_ms goes in front of its first key.
-        return b'{"took_ms":' + f"{took_ms:.3f}".encode() + b"," + body[1:], tier
+        # The cached body is a JSON object without took_ms; it goes in front of its first key.
+        return prefix_json_field(body, "took_ms", f"{took_ms:.3f}".encode()), tier
 
     async def _search_uncached(self, tenant: str, request: SearchRequest, text: str | None) -> bytes:
         filters = parse_filters(request.filters)

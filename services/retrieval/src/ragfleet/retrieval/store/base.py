@@ -12,22 +12,19 @@ without translation: bad input is `BadRequest`, an unknown collection is `Collec
 from __future__ import annotations
 
 import abc
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
+from ragfleet.common.contracts import NAME_PATTERN, Fusion, SearchMode, is_valid_name
 from ragfleet.common.errors import BadRequest, NotFound
 
-SearchMode = Literal["vector", "bm25", "hybrid"]
-Fusion = Literal["rrf", "relative_score"]
 MetadataValue = str | int | float | bool
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONTENT_HASH_KEY = "_content_hash"
 DEFAULT_DIM = 384
 
@@ -38,8 +35,8 @@ class CollectionNotFound(NotFound):
 
 def validate_name(kind: str, value: str) -> str:
     """Tenant ids and collection names become file and index names, so they are checked strictly."""
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise BadRequest(f"{kind} {value!r} is invalid: it must match {NAME_PATTERN.pattern}")
+    if not isinstance(value, str) or not is_valid_name(value):
+        raise BadRequest(f"{kind} {value!r} is invalid: it must match {NAME_PATTERN}")
     return value
 
 

@@ -1,0 +1,523 @@
+"""One tenant's collection in the embedded backend: HNSW (hnswlib, cosine) + a dense copy of the
+vectors, BM25 and the chunk records, persisted with a write-ahead log and snapshots.
+
+Concurrency: searches run on many threads at once (hnswlib queries are thread-safe with each
+other); writes to one collection are serialised and exclude its searches for their duration (a
+readers-writer lock), since hnswlib's add/resize/delete are not safe against concurrent queries.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import hnswlib
+import numpy as np
+import orjson
+
+from ragfleet.common.errors import BadRequest
+from ragfleet.common.text import TOKENIZER_VERSION
+from ragfleet.retrieval.store.base import (
+    CONTENT_HASH_KEY,
+    Chunk,
+    CollectionInfo,
+    DocumentInfo,
+    Hit,
+    MetadataFilter,
+    SearchQuery,
+    as_vector,
+)
+from ragfleet.retrieval.store.bm25 import BM25Index
+from ragfleet.retrieval.store.fusion import fuse
+from ragfleet.retrieval.store.index_settings import IndexSettings
+from ragfleet.retrieval.store.persistence import CollectionFiles, Snapshot, WriteAheadLog
+from ragfleet.retrieval.store.rwlock import RWLock
+
+log = logging.getLogger("ragfleet.retrieval.store")
+
+
+class CollectionIndex:
+    """One tenant's collection: vectors (HNSW + a dense copy), BM25, and the chunk records.
+
+    Chunks live at integer labels; a deleted chunk's label is reused by a later insert.
+    Methods are synchronous and do their own locking; call them from worker threads.
+
+    Several processes (replicas, uvicorn workers) may open the same directory: a write takes
+    an exclusive file lock, first replays what other processes appended to the log, then
+    appends its own record; every read first checks (one stat) whether the log grew and
+    replays the new records. So a write is visible to every process once the call returns.
+    """
+
+    def __init__(self, directory: Path, dim: int, settings: IndexSettings) -> None:
+        self.directory = directory
+        self.dim = dim
+        self.settings = settings
+        self.lock = RWLock()
+        self._write_mutex = threading.Lock()
+        self._files = CollectionFiles(directory)
+        self._lock_path = directory / "write.lock"
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        dim = self.dim
+        self._capacity = 1024
+        self._vectors = np.zeros((self._capacity, dim), dtype=np.float32)
+        self._chunk_ids: list[str | None] = []
+        self._doc_ids: list[str | None] = []
+        self._texts: list[str | None] = []
+        self._positions: list[int] = []
+        self._metadata: list[dict[str, Any] | None] = []
+        self._alive = np.zeros(self._capacity, dtype=bool)
+        self._label_of: dict[str, int] = {}
+        self._doc_labels: dict[str, set[int]] = {}
+        self._free: list[int] = []
+        self._bm25 = BM25Index()
+        self._hnsw = self._new_hnsw(self._capacity)
+        self._version = 0  # bumped by every write; keys the filter-mask cache
+        self._filter_masks: OrderedDict[tuple[int, bytes], np.ndarray] = OrderedDict()
+        self._filter_masks_lock = threading.Lock()  # searches share the cache from many threads
+        self._generation = 0
+        self._wal: WriteAheadLog | None = None
+        self._wal_offset = 0  # bytes of the current log applied to this process's state
+        # How the last load got its BM25 postings: "snapshot" (read as saved), "rebuilt" (from the
+        # texts: a snapshot from before BM25 was persisted, or another tokenizer) or "empty".
+        self.bm25_source = "empty"
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _new_hnsw(self, capacity: int) -> hnswlib.Index:
+        index = hnswlib.Index(space="cosine", dim=self.dim)
+        index.init_index(
+            max_elements=capacity, M=self.settings.m, ef_construction=self.settings.ef_construction
+        )
+        index.set_ef(self.settings.ef_search)
+        return index
+
+    @classmethod
+    def open(cls, directory: Path, dim: int, settings: IndexSettings) -> CollectionIndex:
+        directory.mkdir(parents=True, exist_ok=True)
+        index = cls(directory, dim, settings)
+        with index._write_mutex, index._file_lock(), index.lock.write():
+            index._load(holding_file_lock=True)
+        return index
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """The cross-process write lock of this collection (flock; released if the process dies)."""
+        with open(self._lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _load(self, *, holding_file_lock: bool) -> None:
+        """Newest snapshot + its log, from scratch (caller holds the in-process locks)."""
+        started = time.perf_counter()
+        if self._wal is not None:
+            self._wal.close()
+        self._reset_state()
+        generation = self._files.current_generation()
+        snapshot = self._files.load_snapshot(generation)
+        if snapshot is not None:
+            if int(snapshot.meta["dim"]) != self.dim:
+                raise ValueError(f"{self.directory} holds {snapshot.meta['dim']}-d vectors, not {self.dim}-d")
+            self._restore(snapshot)
+        self._generation = generation
+        replayed = self._replay(truncate=holding_file_lock)
+        self._wal = WriteAheadLog(self._files.wal_path(generation), self.dim)
+        if holding_file_lock:  # leftovers of a process that died between snapshot and cleanup
+            self._files.remove_older_than(generation)
+        log.info(
+            "loaded %s: %d chunks (snapshot %d, BM25 %s, + %d log records) in %.2fs",
+            self.directory,
+            len(self._label_of),
+            generation,
+            self.bm25_source,
+            replayed,
+            time.perf_counter() - started,
+        )
+
+    def _replay(self, *, truncate: bool) -> int:
+        """Apply the log's records past our offset. Only a writer holding the file lock may cut
+        a torn tail; a reader just stops before an incomplete record (it may be mid-append)."""
+        replayed = 0
+        path = self._files.wal_path(self._generation)
+        for record, end in WriteAheadLog.replay(path, self.dim, start=self._wal_offset, truncate=truncate):
+            if record.payload["op"] == "upsert":
+                assert record.vectors is not None
+                self._apply_upsert(record.payload["chunks"], record.vectors)
+            else:
+                self._apply_delete(record.payload["chunk_ids"])
+            self._wal_offset = end
+            replayed += 1
+        return replayed
+
+    def _catch_up(self, *, truncate: bool) -> None:
+        """Bring this process's state up to the files (caller holds the write mutex and RW write lock)."""
+        if self._files.current_generation() != self._generation:
+            self._load(holding_file_lock=truncate)  # another process took a snapshot: start from it
+        else:
+            self._replay(truncate=truncate)
+
+    def refresh(self) -> None:
+        """Apply other processes' writes, if any: the common case costs one stat()."""
+        try:
+            size = os.stat(self._files.wal_path(self._generation)).st_size
+        except FileNotFoundError:
+            size = -1  # the log rolled over to a new generation
+        if size == self._wal_offset:
+            return
+        with self._write_mutex, self.lock.write():
+            self._catch_up(truncate=False)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Exclusive across threads and processes, with the state caught up with the files."""
+        with self._write_mutex, self._file_lock():
+            with self.lock.write():
+                self._catch_up(truncate=True)
+            yield
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        next_label = int(snapshot.meta["next_label"])
+        self._ensure_capacity(next_label)
+        self._extend_lists(next_label)
+        labels = snapshot.labels.astype(np.int64)
+        if snapshot.index_path is not None and len(labels):
+            self._hnsw = hnswlib.Index(space="cosine", dim=self.dim)
+            self._hnsw.load_index(str(snapshot.index_path), max_elements=self._capacity)
+            self._hnsw.set_ef(self.settings.ef_search)
+        elif len(labels):
+            self._hnsw.add_items(snapshot.vectors, labels, num_threads=os.cpu_count() or 1)
+        self._vectors[labels] = snapshot.vectors
+        for label, (chunk_id, doc_id, text, position, metadata) in zip(
+            labels.tolist(), snapshot.records, strict=True
+        ):
+            self._set_record(label, chunk_id, doc_id, text, position, metadata)
+        if snapshot.bm25 is not None and snapshot.bm25.tokenizer_version == TOKENIZER_VERSION:
+            self._bm25 = BM25Index.from_arrays(snapshot.bm25, labels)
+            self.bm25_source = "snapshot"
+        else:  # tokenizing every text again: the slow part of a load (~10 s per 100k chunks)
+            for label, record in zip(labels.tolist(), snapshot.records, strict=True):
+                self._bm25.add(label, record[2])
+            self.bm25_source = "rebuilt"
+        self._free = sorted(set(range(next_label)) - set(labels.tolist()), reverse=True)
+
+    def snapshot(self) -> None:
+        """Write a new snapshot generation and start an empty log (caller holds the write lock)."""
+        labels = np.flatnonzero(self._alive[: len(self._chunk_ids)]).astype(np.int64)
+        records = [
+            [self._chunk_ids[i], self._doc_ids[i], self._texts[i], self._positions[i], self._metadata[i]]
+            for i in labels.tolist()
+        ]
+        generation = self._generation + 1
+        snapshot = Snapshot(
+            labels=labels,
+            records=records,
+            vectors=self._vectors[labels],
+            meta={"dim": self.dim, "next_label": len(self._chunk_ids), "chunks": len(labels)},
+            index_path=None,
+            bm25=self._bm25.to_arrays(),
+        )
+        self._files.write_snapshot(generation, snapshot, self._hnsw.save_index)
+        if self._wal is not None:
+            self._wal.close()
+        self._wal = WriteAheadLog(self._files.wal_path(generation), self.dim)
+        self._generation = generation
+        self._wal_offset = self._wal.size
+        self._files.remove_older_than(generation)
+
+    def close(self) -> None:
+        with self._writing(), self.lock.write():
+            if self._wal is not None and self._wal.size > 0:
+                self.snapshot()
+            if self._wal is not None:
+                self._wal.close()
+                self._wal = None
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _ensure_capacity(self, needed: int) -> None:
+        if needed <= self._capacity:
+            return
+        capacity = self._capacity
+        while capacity < needed:
+            capacity *= 2
+        vectors = np.zeros((capacity, self.dim), dtype=np.float32)
+        vectors[: self._capacity] = self._vectors
+        alive = np.zeros(capacity, dtype=bool)
+        alive[: self._capacity] = self._alive
+        self._vectors, self._alive, self._capacity = vectors, alive, capacity
+        self._hnsw.resize_index(capacity)
+
+    def _extend_lists(self, size: int) -> None:
+        missing = size - len(self._chunk_ids)
+        if missing > 0:
+            self._chunk_ids.extend([None] * missing)
+            self._doc_ids.extend([None] * missing)
+            self._texts.extend([None] * missing)
+            self._positions.extend([0] * missing)
+            self._metadata.extend([None] * missing)
+
+    def _set_record(
+        self, label: int, chunk_id: str, doc_id: str, text: str, position: int, metadata: dict[str, Any]
+    ) -> None:
+        self._chunk_ids[label] = chunk_id
+        self._doc_ids[label] = doc_id
+        self._texts[label] = text
+        self._positions[label] = position
+        self._metadata[label] = metadata
+        self._alive[label] = True
+        self._label_of[chunk_id] = label
+        self._doc_labels.setdefault(doc_id, set()).add(label)
+
+    def _clear_record(self, label: int) -> None:
+        chunk_id, doc_id = self._chunk_ids[label], self._doc_ids[label]
+        if chunk_id is not None:
+            self._label_of.pop(chunk_id, None)
+        if doc_id is not None:
+            labels = self._doc_labels.get(doc_id)
+            if labels is not None:
+                labels.discard(label)
+                if not labels:
+                    del self._doc_labels[doc_id]
+        self._chunk_ids[label] = self._doc_ids[label] = self._texts[label] = None
+        self._metadata[label] = None
+        self._alive[label] = False
+
+    def _apply_upsert(self, rows: list[list[Any]], vectors: np.ndarray) -> None:
+        labels = np.empty(len(rows), dtype=np.int64)
+        for i, (chunk_id, doc_id, text, position, metadata) in enumerate(rows):
+            label = self._label_of.get(chunk_id)
+            if label is not None:
+                self._clear_record(label)
+            elif self._free:
+                label = self._free.pop()
+            else:
+                label = len(self._chunk_ids)
+                self._ensure_capacity(label + 1)
+                self._extend_lists(label + 1)
+            self._set_record(label, chunk_id, doc_id, text, position, metadata)
+            self._bm25.add(label, text)
+            labels[i] = label
+        self._vectors[labels] = vectors
+        # Re-adding a label updates its vector, and un-deletes it if it was a tombstone.
+        threads = (os.cpu_count() or 1) if len(rows) >= 1000 else 1
+        self._hnsw.add_items(vectors, labels, num_threads=threads)
+        self._version += 1
+
+    def _apply_delete(self, chunk_ids: list[str]) -> int:
+        removed = 0
+        for chunk_id in chunk_ids:
+            label = self._label_of.get(chunk_id)
+            if label is None:
+                continue
+            self._clear_record(label)
+            self._bm25.remove(label)
+            self._hnsw.mark_deleted(label)
+            self._free.append(label)
+            removed += 1
+        self._version += 1
+        return removed
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def upsert(self, chunks: Sequence[Chunk]) -> int:
+        # Later duplicates of an id win, as if the chunks had been upserted one by one.
+        latest = {chunk.id: chunk for chunk in chunks}
+        rows: list[list[Any]] = []
+        vectors = np.empty((len(latest), self.dim), dtype=np.float32)
+        for i, chunk in enumerate(latest.values()):
+            rows.append(_validated_row(chunk))
+            vectors[i] = as_vector(chunk.vector, self.dim, f"vector of chunk {chunk.id!r}")
+        if not rows:
+            return 0
+        with self._writing():
+            assert self._wal is not None
+            self._wal.append({"op": "upsert", "chunks": rows}, vectors)
+            with self.lock.write():
+                self._apply_upsert(rows, vectors)
+                self._wal_offset = self._wal.size
+                self._maybe_snapshot()
+        return len(rows)
+
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> int:
+        with self._writing():
+            return self._delete_locked(chunk_ids)
+
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        with self._writing():
+            chunk_ids = [
+                cid
+                for doc_id in dict.fromkeys(document_ids)
+                for label in sorted(self._doc_labels.get(doc_id, ()))
+                if (cid := self._chunk_ids[label]) is not None
+            ]
+            return self._delete_locked(chunk_ids)
+
+    def _delete_locked(self, chunk_ids: Sequence[str]) -> int:
+        present = [c for c in dict.fromkeys(chunk_ids) if c in self._label_of]
+        if not present:
+            return 0
+        assert self._wal is not None
+        self._wal.append({"op": "delete", "chunk_ids": present})
+        with self.lock.write():
+            removed = self._apply_delete(present)
+            self._wal_offset = self._wal.size
+            self._maybe_snapshot()
+        return removed
+
+    def _maybe_snapshot(self) -> None:
+        if self._wal is not None and self._wal.size >= self.settings.snapshot_log_bytes:
+            self.snapshot()
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def info(self, name: str) -> CollectionInfo:
+        self.refresh()
+        with self.lock.read():
+            return CollectionInfo(name=name, chunks=len(self._label_of), documents=len(self._doc_labels))
+
+    def get_document(self, document_id: str) -> DocumentInfo | None:
+        self.refresh()
+        with self.lock.read():
+            labels = sorted(self._doc_labels.get(document_id, ()), key=lambda label: self._positions[label])
+            if not labels:
+                return None
+            metadata = dict(self._metadata[labels[0]] or {})
+            return DocumentInfo(
+                document_id=document_id,
+                chunks=len(labels),
+                content_hash=metadata.get(CONTENT_HASH_KEY),
+                metadata=metadata,
+            )
+
+    def search(self, query: SearchQuery) -> list[Hit]:
+        vector = as_vector(query.vector, self.dim, "query vector") if query.vector is not None else None
+        self.refresh()
+        with self.lock.read():
+            live = len(self._label_of)
+            if live == 0:
+                return []
+            mask = self._filter_mask(query.metadata_filter)
+            if mask is not None and not mask.any():
+                return []
+            if query.mode == "vector":
+                assert vector is not None
+                ranked = self._vector_search(vector, query.top_k, mask)
+            elif query.mode == "bm25":
+                assert query.text is not None
+                ranked = self._bm25.search(query.text, query.top_k, mask)
+            else:
+                assert vector is not None and query.text is not None
+                candidates = max(query.top_k, self.settings.hybrid_candidates)
+                ranked = fuse(
+                    self._vector_search(vector, candidates, mask),
+                    self._bm25.search(query.text, candidates, mask),
+                    alpha=query.alpha,
+                    fusion=query.fusion,
+                )[: query.top_k]
+            return [self._hit(label, score) for label, score in ranked]
+
+    def _hit(self, label: int, score: float) -> Hit:
+        return Hit(
+            id=self._chunk_ids[label] or "",
+            document_id=self._doc_ids[label] or "",
+            text=self._texts[label] or "",
+            score=score,
+            metadata=dict(self._metadata[label] or {}),
+            position=self._positions[label],
+        )
+
+    def _filter_mask(self, metadata_filter: MetadataFilter | None) -> np.ndarray | None:
+        """A boolean mask by label of the live chunks matching the filter (None: no filter).
+
+        Evaluating a filter is a pass over every chunk's metadata, so masks are cached per
+        (index version, filter) — repeated filtered queries between writes pay it once.
+        """
+        if metadata_filter is None:
+            return None
+        key = (self._version, orjson.dumps(metadata_filter.model_dump(by_alias=True, exclude_none=True)))
+        with self._filter_masks_lock:
+            mask = self._filter_masks.get(key)
+            if mask is not None:
+                self._filter_masks.move_to_end(key)
+                return mask
+        mask = np.zeros(len(self._chunk_ids), dtype=bool)
+        for label, metadata in enumerate(self._metadata):
+            if metadata is not None and metadata_filter.matches(metadata):
+                mask[label] = True
+        with self._filter_masks_lock:
+            self._filter_masks[key] = mask
+            while len(self._filter_masks) > self.settings.filter_cache_size:
+                self._filter_masks.popitem(last=False)
+        return mask
+
+    def _vector_search(self, vector: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+        if mask is None:
+            k = min(k, len(self._label_of))
+            try:
+                labels, distances = self._hnsw.knn_query(vector, k=k, num_threads=1)
+                return [
+                    (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
+                ]
+            except RuntimeError:  # a graph thinned by deletes can miss k live nodes; scan instead
+                mask = self._alive[: len(self._chunk_ids)]
+        allowed = np.flatnonzero(mask)
+        k = min(k, len(allowed))
+        # Few matches: an exact scan of just them is both cheaper and exact. Many: first an
+        # unfiltered walk over-fetching by the inverse of the match fraction, post-filtered (the
+        # cheapest when a good share of chunks match); if that comes up short, the walk with the
+        # predicate inside it (a Python call per visited node: slower, but it always finds k).
+        if len(allowed) > self.settings.exact_scan_limit:
+            fraction = len(allowed) / len(self._label_of)
+            if fraction >= 0.1:
+                fetch = min(len(self._label_of), int(2 * k / fraction) + 10)
+                labels, distances = self._hnsw.knn_query(vector, k=fetch, num_threads=1)
+                kept = [
+                    (int(label), 1.0 - float(d))
+                    for label, d in zip(labels[0], distances[0], strict=True)
+                    if mask[label]
+                ]
+                if len(kept) >= k:
+                    return kept[:k]
+            try:
+                labels, distances = self._hnsw.knn_query(
+                    vector, k=k, num_threads=1, filter=lambda label: bool(mask[label])
+                )
+                return [
+                    (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
+                ]
+            except RuntimeError:  # hnswlib found fewer than k matches in the graph; scan them all
+                pass
+        scores = self._vectors[allowed] @ vector
+        if len(allowed) > k:
+            top = np.argpartition(-scores, k)[:k]
+            allowed, scores = allowed[top], scores[top]
+        order = np.argsort(-scores, kind="stable")
+        return [(int(allowed[i]), float(scores[i])) for i in order]
+
+
+def _validated_row(chunk: Chunk) -> list[Any]:
+    for name in ("id", "document_id"):
+        value = getattr(chunk, name)
+        if not isinstance(value, str) or not value or len(value) > 512:
+            raise BadRequest(f"chunk {name} must be a non-empty string of at most 512 characters")
+    if not isinstance(chunk.text, str):
+        raise BadRequest(f"text of chunk {chunk.id!r} must be a string")
+    if not isinstance(chunk.metadata, dict):
+        raise BadRequest(f"metadata of chunk {chunk.id!r} must be an object")
+    try:
+        metadata = orjson.loads(orjson.dumps(chunk.metadata))
+    except TypeError as exc:
+        raise BadRequest(f"metadata of chunk {chunk.id!r} is not JSON-serialisable: {exc}") from None
+    return [chunk.id, chunk.document_id, chunk.text, int(chunk.position), metadata]
