@@ -35,7 +35,9 @@ async def test_stats_need_a_key_when_stats_require_key_is_set(redis_url: str, ma
         assert (await client.get("/v1/stats")).status_code == 200
 
 
-async def test_requests_without_a_valid_key_are_limited_per_address(redis_url: str, make_key: KeyMaker) -> None:
+async def test_requests_without_a_valid_key_are_limited_per_address(
+    redis_url: str, make_key: KeyMaker
+) -> None:
     key = {"X-API-Key": await make_key("acme", ["default"])}
     limited = settings(redis_url, anonymous_rate_limit_per_s=0.2, anonymous_rate_limit_burst=5)
     async with in_process(limited, client=("198.51.100.1", 1000)) as client:

@@ -16,6 +16,7 @@ from ragfleet.common.health import ReadinessCheck, health_router
 from ragfleet.common.logging import configure_logging
 from ragfleet.common.metrics import metrics_endpoint
 from ragfleet.common.middleware import RequestContextMiddleware, ResponseObserver
+from ragfleet.common.service_auth import ServiceTokenMiddleware
 from ragfleet.common.telemetry import setup_tracing, shutdown_tracing
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -29,6 +30,7 @@ def create_service_app(
     lifespan: Lifespan | None = None,
     readiness: Callable[[State], dict[str, ReadinessCheck]] = lambda _state: {},
     observer: ResponseObserver | None = None,
+    public: bool = False,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with logging, tracing, the error model, request context, metrics and health.
@@ -38,6 +40,8 @@ def create_service_app(
     see ``ragfleet.common.health``), read from that state. ``/metrics`` is served here only when
     ``metrics_port`` is 0; otherwise ``serve`` gives it a listener of its own and this port
     answers 404. ``docs_enabled`` switches ``/docs``, ``/redoc`` and ``/openapi.json``.
+    Unless ``public`` (the gateway), every route but the probes needs the service token when one
+    is set (ragfleet.common.service_auth).
     """
     if not settings.docs_enabled:
         fastapi_kwargs.update(docs_url=None, redoc_url=None, openapi_url=None)
@@ -68,6 +72,10 @@ def create_service_app(
     )
     install_error_handlers(app)
     document_error_model(app)
+    token = settings.service_token.get_secret_value()
+    if token and not public:
+        # Added first, so it runs inside the request context: refusals get a request id and a metric.
+        app.add_middleware(ServiceTokenMiddleware, token=token)
     app.add_middleware(
         RequestContextMiddleware,
         service=settings.service_name,

@@ -6,9 +6,9 @@ Settings are read and validated once, at start; nothing else in ragfleet reads `
 from __future__ import annotations
 
 import socket
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragfleet.common.cache import CacheConfig
@@ -57,13 +57,32 @@ class ServiceSettings(BaseSettings):
         None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "RAGFLEET_OTLP_ENDPOINT")
     )
 
+    # Shared by every ragfleet service, from a Secret: sent on every internal call, required by
+    # every internal endpoint (ragfleet.common.service_auth). Empty: development only.
+    service_token: SecretStr = Field(
+        SecretStr(""), description="the shared service token (X-Ragfleet-Service-Token)"
+    )
+
     service_name: str = "ragfleet"
 
+    # The settings that hold secrets; subclasses add theirs. Each is refused in production while it
+    # is empty or a placeholder, so a forgotten default never ships.
+    secret_fields: ClassVar[tuple[str, ...]] = ("service_token",)
+
     def require_secret(self, name: str, value: str) -> str:
-        """Refuse placeholder secrets outside development, so a forgotten default never ships."""
+        """Refuse placeholder secrets in production, so a forgotten default never ships."""
         if self.environment == "production" and value.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError(f"{name} must be set to a real secret when environment=production")
         return value
+
+    @model_validator(mode="after")
+    def _secrets_are_real(self) -> ServiceSettings:
+        for name in self.secret_fields:
+            value = getattr(self, name)
+            self.require_secret(
+                name, value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
+            )
+        return self
 
 
 class TwoTierCacheSettings(BaseSettings):

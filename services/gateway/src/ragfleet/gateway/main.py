@@ -85,6 +85,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # No readiness checks: Redis and the services behind the gateway are other pods. With one
         # of them down its features answer 503 and the rest (cached searches included) serve on.
         observer=stats.observe,
+        public=True,  # clients authenticate with API keys (auth.py); its own calls carry the token
     )
     app.add_middleware(InFlightMiddleware, stats=stats)
     if settings.gzip_min_bytes:

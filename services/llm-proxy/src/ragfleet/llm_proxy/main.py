@@ -43,7 +43,8 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = app.state.redis = create_redis(settings)
-        http = app.state.http = create_http_client(settings)
+        # Its calls go to model upstreams outside the platform: never with the service token.
+        http = app.state.http = create_http_client(settings, internal=False)
         registry = ModelRegistry(deployments, http)
         breakers = BreakerBoard(
             redis,
