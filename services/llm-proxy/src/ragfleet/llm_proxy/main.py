@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragfleet.common.app import create_service_app
@@ -18,7 +19,7 @@ from ragfleet.llm_proxy.breaker import BreakerBoard, BreakerConfig
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
 from ragfleet.llm_proxy.dispatcher import Dispatcher
-from ragfleet.llm_proxy.limits import Limiter
+from ragfleet.llm_proxy.limits import ConcurrencyLimit, Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
 from ragfleet.llm_proxy.routes import Proxy, router
@@ -98,6 +99,10 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
         description="OpenAI-compatible chat completions and embeddings with retries, breaker and cache.",
         lifespan=lifespan,
         # Redis (limits, breaker state, cache) is another pod, and the proxy serves without it.
+        # Innermost, inside the request context: a refusal has its request id like any error.
+        middleware=[Middleware(ConcurrencyLimit, max_per_key=settings.max_concurrent_per_key)]
+        if settings.max_concurrent_per_key
+        else [],
     )
     app.include_router(router)
     app.add_middleware(ReceivedAt)

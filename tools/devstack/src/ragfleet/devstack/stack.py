@@ -191,7 +191,9 @@ class Stack:
 
         def answered() -> bool:
             try:
-                return httpx.post(url, timeout=15).status_code == 200
+                return (
+                    httpx.post(url, headers=self.internal_headers("default"), timeout=15).status_code == 200
+                )
             except httpx.HTTPError:
                 return False
 
