@@ -63,7 +63,7 @@ replaces `base`. Written out because sprig's merge/mergeOverwrite treat false, 0
 {{/*
 The resolved settings of every enabled component, as YAML: a map of component name to its
 values merged over `components.default`, plus what the chart derives (service, module,
-env prefix, image). The one table every template reads; call with the root context.
+env prefix, image, the name of its metrics-port setting). The one table every template reads; call with the root context.
 */}}
 {{- define "ragfleet.components" -}}
 {{- $known := dict
@@ -71,7 +71,7 @@ env prefix, image). The one table every template reads; call with the root conte
   "retrieval" (dict "service" "retrieval" "module" "ragfleet.retrieval" "prefix" "RAGFLEET_RETRIEVAL_" "http" true)
   "llm-proxy" (dict "service" "llm-proxy" "module" "ragfleet.llm_proxy" "prefix" "RAGFLEET_LLM_PROXY_" "http" true)
   "ingestion-api" (dict "service" "ingestion" "module" "ragfleet.ingestion" "prefix" "RAGFLEET_INGESTION_" "http" true)
-  "ingestion-worker" (dict "service" "ingestion" "module" "ragfleet.ingestion.worker" "prefix" "RAGFLEET_INGESTION_" "http" false)
+  "ingestion-worker" (dict "service" "ingestion" "module" "ragfleet.ingestion.worker" "prefix" "RAGFLEET_INGESTION_" "http" false "metricsPortEnv" "RAGFLEET_INGESTION_WORKER_METRICS_PORT")
 }}
 {{- $result := dict }}
 {{- range $name, $meta := $known }}
@@ -82,7 +82,8 @@ env prefix, image). The one table every template reads; call with the root conte
 {{- $_ := set $c "meta" $meta }}
 {{- $repository := $c.image.repository | default (printf "%s/ragfleet-%s" $.Values.image.registry $meta.service) }}
 {{- $tag := $c.image.tag | default $.Values.image.tag | default $.Chart.AppVersion }}
-{{- $_ := set $c "imageRef" (printf "%s:%s" $repository $tag) }}
+{{- $digest := $c.image.digest }}
+{{- $_ := set $c "imageRef" (include "ragfleet.imageRef" (dict "repository" $repository "tag" $tag "digest" $digest)) }}
 {{- if and (eq $name "retrieval") (eq $.Values.retrieval.backend "embedded") (eq $.Values.retrieval.embedded.accessMode "ReadWriteOnce") }}
 {{- /* One writer on a ReadWriteOnce volume: one pod, replaced (not rolled) on updates. */}}
 {{- $_ := set $c "replicas" 1 }}
@@ -95,20 +96,86 @@ env prefix, image). The one table every template reads; call with the root conte
 {{- toYaml $result }}
 {{- end }}
 
-{{/* The Redis URL as an env var value or valueFrom; call with the root context. */}}
-{{- define "ragfleet.redisEnv" -}}
-{{- if .Values.redis.bundled.enabled }}
-value: {{ printf "redis://%s-redis:6379/0" (include "ragfleet.fullname" .) | quote }}
-{{- else if .Values.redis.external.existingSecret }}
-valueFrom:
-  secretKeyRef:
-    name: {{ .Values.redis.external.existingSecret }}
-    key: {{ .Values.redis.external.existingSecretKey }}
-{{- else if .Values.redis.external.url }}
-value: {{ .Values.redis.external.url | quote }}
-{{- else }}
-{{- fail "redis: enable redis.bundled, or set redis.external.existingSecret (or redis.external.url)" }}
+{{/*
+"true" when an optional API's object is to be rendered, "" when not; call with
+(dict "root" $ "switch" <true|false|"auto"> "api" "<group/version/Kind>"). `auto` renders it only
+when the cluster serves the API (`helm template` serves none unless given --api-versions), so a
+default install on a cluster with only the core APIs never meets a kind it does not know.
+*/}}
+{{- define "ragfleet.optionalApi" -}}
+{{- $switch := toString .switch }}
+{{- if eq $switch "true" }}true
+{{- else if and (eq $switch "auto") (.root.Capabilities.APIVersions.Has .api) }}true
 {{- end }}
+{{- end }}
+
+{{/* An image reference: repository:tag, or repository:tag@digest when a digest is given. */}}
+{{- define "ragfleet.imageRef" -}}
+{{- .repository }}:{{ .tag }}{{ with .digest }}@{{ . }}{{ end }}
+{{- end }}
+
+{{/*
+One Redis role's connection (role "state" or "cache"): its URL and its password env entries for
+a service whose settings use env prefix <prefix>. Call with
+(dict "root" $ "role" "state" "prefix" "RAGFLEET_GATEWAY_").
+*/}}
+{{- define "ragfleet.redisEnv" -}}
+{{- $r := get .root.Values.redis .role }}
+{{- $upper := upper .role }}
+- name: {{ .prefix }}{{ $upper }}_REDIS_URL
+{{- if $r.bundled.enabled }}
+  value: {{ printf "redis://%s:6379/0" (include "ragfleet.componentName" (dict "root" .root "name" (printf "redis-%s" .role))) | quote }}
+{{- else if $r.external.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.external.existingSecret }}
+      key: {{ $r.external.existingSecretKey }}
+{{- else if $r.external.url }}
+  value: {{ $r.external.url | quote }}
+{{- else }}
+{{- fail (printf "redis.%s: enable redis.%s.bundled, or set redis.%s.external.existingSecret (or .url)" .role .role .role) }}
+{{- end }}
+{{- $password := include "ragfleet.redisPasswordRef" (dict "root" .root "role" .role) | fromYaml }}
+{{- if $password.name }}
+- name: {{ .prefix }}{{ $upper }}_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      {{- toYaml $password | nindent 6 }}
+{{- end }}
+{{- with $r.auth.username }}
+- name: {{ $.prefix }}{{ $upper }}_REDIS_USERNAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where one Redis role's password lives, as a secretKeyRef body (name, key); empty for an external
+Redis without auth.existingSecret (its URL may carry the password). The bundled Redis always has
+one: from redis.<role>.auth.existingSecret, else the chart's credentials Secret.
+*/}}
+{{- define "ragfleet.redisPasswordRef" -}}
+{{- $r := get .root.Values.redis .role }}
+{{- if $r.auth.existingSecret }}
+name: {{ $r.auth.existingSecret }}
+key: {{ $r.auth.existingSecretKey }}
+{{- else if $r.bundled.enabled }}
+name: {{ include "ragfleet.credentialsSecret" .root }}
+key: {{ printf "%s-redis-password" .role }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the generated credentials (or the user's own, credentials.existingSecret). */}}
+{{- define "ragfleet.credentialsSecret" -}}
+{{- .Values.credentials.existingSecret | default (include "ragfleet.componentName" (dict "root" . "name" "credentials")) }}
+{{- end }}
+
+{{/* The Redis roles whose servers this release runs, for the NetworkPolicies and the Secret. */}}
+{{- define "ragfleet.bundledRedisRoles" -}}
+{{- $roles := list }}
+{{- range $role := list "state" "cache" }}
+{{- if (get $.Values.redis $role).bundled.enabled }}{{ $roles = append $roles $role }}{{ end }}
+{{- end }}
+{{- toJson $roles }}
 {{- end }}
 
 {{/* The Weaviate URL the retrieval service uses; call with the root context. */}}

@@ -24,7 +24,7 @@ from ragfleet.common.cache import (
 )
 from ragfleet.common.clients import create_redis
 from ragfleet.common.config import ServiceSettings
-from ragfleet.devstack.pytest_plugin import RedisServer
+from ragfleet.testkit.pytest_plugin import RedisServer
 
 _kinds = itertools.count()
 
@@ -107,6 +107,7 @@ def test_lru_evicts_oldest_and_expires() -> None:
     assert expired.get("a") is None
 
 
+@pytest.mark.integration  # a real redis-server
 async def test_l1_then_l2_then_compute(replicas: tuple[TwoTierCache, TwoTierCache]) -> None:
     a, b = replicas
     kind = fresh_kind()
@@ -125,6 +126,7 @@ async def test_l1_then_l2_then_compute(replicas: tuple[TwoTierCache, TwoTierCach
     assert stats["hit_rate"] == 0.75
 
 
+@pytest.mark.integration  # a real redis-server
 async def test_large_values_are_compressed_in_redis(
     replicas: tuple[TwoTierCache, TwoTierCache], redis_url: str
 ) -> None:
@@ -147,6 +149,7 @@ async def test_large_values_are_compressed_in_redis(
     )
 
 
+@pytest.mark.integration  # a real redis-server
 async def test_bump_purges_every_replica_before_returning(
     replicas: tuple[TwoTierCache, TwoTierCache],
 ) -> None:
@@ -170,6 +173,7 @@ async def test_bump_purges_every_replica_before_returning(
     assert await a.namespace(kind).get_or_compute("t1", "other", request, compute()) == ({"n": 2}, "hit-l1")
 
 
+@pytest.mark.integration  # a real redis-server
 async def test_single_flight(replicas: tuple[TwoTierCache, TwoTierCache]) -> None:
     a, _ = replicas
     compute = Counting(delay_s=0.05)
@@ -182,6 +186,7 @@ async def test_single_flight(replicas: tuple[TwoTierCache, TwoTierCache]) -> Non
     assert [tier for _, tier in results].count("miss") == 20
 
 
+@pytest.mark.integration  # a real redis-server
 async def test_single_flight_shares_failures(replicas: tuple[TwoTierCache, TwoTierCache]) -> None:
     a, _ = replicas
     ns = a.namespace(fresh_kind())
@@ -197,6 +202,7 @@ async def test_single_flight_shares_failures(replicas: tuple[TwoTierCache, TwoTi
     assert await ns.get_or_compute("t1", "docs", {"q": "x"}, Counting()()) == ({"n": 1}, "miss")
 
 
+@pytest.mark.integration  # a real redis-server
 async def test_tenants_are_isolated(replicas: tuple[TwoTierCache, TwoTierCache]) -> None:
     a, _ = replicas
     ns = a.namespace(fresh_kind())
@@ -209,6 +215,7 @@ async def test_tenants_are_isolated(replicas: tuple[TwoTierCache, TwoTierCache])
     assert await ns.get_or_compute("t2", "docs", {"q": "same"}, compute()) == ({"n": 2}, "hit-l1")
 
 
+@pytest.mark.integration  # a real redis-server
 async def test_redis_down_still_answers_and_recovers(
     replicas: tuple[TwoTierCache, TwoTierCache], redis_server: RedisServer
 ) -> None:
@@ -242,6 +249,7 @@ async def test_redis_down_still_answers_and_recovers(
     assert await ns_b.get_or_compute("t1", "docs", {"q": "after"}, compute()) == (value, "hit-l2")
 
 
+@pytest.mark.integration  # a real redis-server
 async def test_an_edge_namespace_is_l1_only_and_purged_by_the_owners_bumps(
     replicas: tuple[TwoTierCache, TwoTierCache],
 ) -> None:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from ragfleet.devstack.processes import free_port
-from ragfleet.devstack.pytest_plugin import ServiceStarter
+from ragfleet.testkit.pytest_plugin import ServiceStarter
 
 pytestmark = pytest.mark.integration
 

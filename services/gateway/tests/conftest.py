@@ -14,12 +14,12 @@ import pytest
 from redis.asyncio import Redis
 
 from ragfleet.devstack.processes import ManagedProcess, free_port, wait_until
-from ragfleet.devstack.pytest_plugin import RunningService, ServiceStarter
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.keys import KeyStore
 from ragfleet.gateway.main import create_app
+from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 GatewayStarter = Callable[..., RunningService]
 KeyMaker = Callable[..., Awaitable[str]]

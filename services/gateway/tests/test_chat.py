@@ -13,7 +13,7 @@ import pytest
 import redis as sync_redis
 import websockets
 
-from ragfleet.devstack.pytest_plugin import RunningService
+from ragfleet.testkit.pytest_plugin import RunningService
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def slow_stack(
     run_service, start_gateway, redis_url: str, tmp_path: Path
 ) -> Iterator[dict[str, RunningService]]:
     """Answers of the ``slow`` model take ~3 s (a fake upstream streaming a word every 100 ms)."""
-    fake = run_service("fake-upstream", "ragfleet.llm_proxy.fake_upstream", "RAGFLEET_FAKE_UPSTREAM_")
+    fake = run_service("fake-upstream", "ragfleet.testkit.fake_llm", "RAGFLEET_FAKE_UPSTREAM_")
     content = " ".join(f"word{i}" for i in range(SLOW_WORDS))
     httpx.post(
         f"{fake.url}/_control/default", json={"token_interval_ms": 100, "content": content}

@@ -6,10 +6,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ragfleet.devstack.pytest_plugin import RunningService
 from ragfleet.gateway.config import GatewaySettings
+from ragfleet.testkit.pytest_plugin import RunningService
 
 from .conftest import UNREACHABLE_URL, GatewayStarter, KeyMaker, in_process
+
+pytestmark = pytest.mark.integration  # the session's Redis (and, in the last test, gateway processes)
 
 
 def settings(redis_url: str, **overrides: object) -> GatewaySettings:
@@ -61,7 +63,6 @@ async def test_requests_without_a_valid_key_are_limited_per_address(
         assert (await client.get("/v1/stats")).status_code == 200
 
 
-@pytest.mark.integration
 def test_x_forwarded_for_names_the_client_only_from_a_trusted_proxy(start_gateway: GatewayStarter) -> None:
     def exhaust(gateway: RunningService) -> list[int]:
         """Statuses of unauthenticated requests, each naming another client in X-Forwarded-For."""

@@ -35,6 +35,7 @@ async def test_ready_with_every_downstream_and_redis_down() -> None:
         assert search.json()["error"]["request_id"]
 
 
+@pytest.mark.integration
 async def test_a_downstream_that_is_down_is_a_503_naming_it(redis_url: str, make_key: KeyMaker) -> None:
     headers = {"X-API-Key": await make_key("acme", ["default"])}
     async with in_process(settings(redis_url)) as client:
@@ -50,6 +51,7 @@ async def test_a_downstream_that_is_down_is_a_503_naming_it(redis_url: str, make
         assert job.json()["error"]["details"] == {"service": "ingestion"}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("url", ["", "  "])
 async def test_a_component_left_out_has_no_url_and_its_routes_say_so(
     redis_url: str, make_key: KeyMaker, url: str

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ragfleet.devstack.pytest_plugin import RunningService, ServiceStarter
+from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 pytestmark = pytest.mark.integration
 

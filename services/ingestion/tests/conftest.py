@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from ragfleet.devstack.processes import ManagedProcess, free_port, python_module, wait_until
-from ragfleet.devstack.pytest_plugin import RunningService, ServiceStarter
+from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 TENANT = "acme"
 

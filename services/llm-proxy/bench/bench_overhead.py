@@ -27,11 +27,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import aiohttp
+import orjson
 
-from ragfleet.devstack.processes import ManagedProcess, free_port, start_redis, start_service
+from ragfleet.devstack.processes import (
+    ManagedProcess,
+    free_port,
+    http_ok,
+    start_redis,
+    start_service,
+    wait_until,
+)
 
 log = logging.getLogger("bench_overhead")
+JSON_HEADERS = {"Content-Type": "application/json"}
+HERE = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -51,31 +61,30 @@ class Result:
 
 
 async def one_request(
-    client: httpx.AsyncClient, url: str, model: str, stream: bool, result: Result, due: float
+    session: aiohttp.ClientSession, url: str, model: str, stream: bool, result: Result, due: float
 ) -> None:
-    body = {
+    body = orjson.dumps({
         "model": model,
         "messages": [{"role": "user", "content": f"benchmark question {due}"}],
         "temperature": 1,
         "stream": stream,
-    }
+    })  # fmt: skip
     try:
-        if not stream:
-            response = await client.post(url, json=body)
+        async with session.post(url, data=body, headers=JSON_HEADERS) as response:
             response.raise_for_status()
-            result.latencies_ms.append((time.perf_counter() - due) * 1000)
-        else:
-            async with client.stream("POST", url, json=body) as response:
-                response.raise_for_status()
+            if not stream:
+                await response.read()
+                result.latencies_ms.append((time.perf_counter() - due) * 1000)
+            else:
                 first = None
-                async for line in response.aiter_lines():
-                    if first is None and '"content":"' in line and '"content":""' not in line:
+                async for line in response.content:
+                    if first is None and b'"content":"' in line and b'"content":""' not in line:
                         first = (time.perf_counter() - due) * 1000
                 if first is None:
                     raise RuntimeError("no content chunk")
                 result.latencies_ms.append(first)
-        if "x-proxy-overhead-ms" in response.headers:
-            result.header_overhead_ms.append(float(response.headers["x-proxy-overhead-ms"]))
+            if "x-proxy-overhead-ms" in response.headers:
+                result.header_overhead_ms.append(float(response.headers["x-proxy-overhead-ms"]))
     except Exception as exc:
         result.errors += 1
         log.debug("request failed: %s", exc)
@@ -84,8 +93,14 @@ async def one_request(
 async def run_load(
     url: str, model: str, stream: bool, rate: float, duration_s: float, result: Result
 ) -> None:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    """Open loop: request i leaves at start + i/rate whether or not the earlier ones are done.
+
+    aiohttp, not httpx, as the load generator: measured here, an httpx client costs several times
+    the CPU per request, and a load generator short of CPU delays the schedule it is measuring.
+    """
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tasks = []
         start = time.perf_counter() + 0.05
         for i in range(int(rate * duration_s)):
@@ -93,14 +108,33 @@ async def run_load(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one_request(client, url, model, stream, result, due)))
+            tasks.append(asyncio.create_task(one_request(session, url, model, stream, result, due)))
         await asyncio.gather(*tasks)
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_ms(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and every live descendant (uvicorn's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = _stat(current)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+        todo += children.get(current, [])
+    return total
 
 
 def machine() -> str:
@@ -202,7 +236,7 @@ async def measure(
 ) -> list[Result]:
     results = []
     for mode, stream in (("json", False), ("stream", True)):
-        for target, url, model in (("direct", direct_url, "bench-up"), ("proxy", proxy_url, "bench")):
+        for target, url, model in (("direct", direct_url, "bench"), ("proxy", proxy_url, "bench")):
             warm = Result(target, mode, [], 0, [])
             await run_load(url, model, stream, args.rate, args.warmup, warm)
             result = Result(target, mode, [], 0, [])
@@ -220,6 +254,45 @@ async def measure(
     return results
 
 
+def start_upstream(port: int, workdir: Path, *, scripted: bool = False) -> ManagedProcess:
+    """The bare benchmark upstream (bench/upstream.py), or the tests' scripted fake (to measure it)."""
+    if scripted:
+        return start_service(
+            "fake-upstream", "ragfleet.testkit.fake_llm", port=port, log_dir=workdir,
+            env={"RAGFLEET_FAKE_UPSTREAM_PORT": str(port), "RAGFLEET_FAKE_UPSTREAM_LOG_LEVEL": "WARNING"},
+        )  # fmt: skip
+    process = ManagedProcess(
+        f"bench-upstream:{port}", [sys.executable, str(HERE / "upstream.py"), "--port", str(port)],
+        workdir / f"bench-upstream-{port}.log",
+    ).start()  # fmt: skip
+    wait_until(
+        lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+        timeout_s=30,
+        what="bench upstream",
+        process=process,
+    )
+    return process
+
+
+def start_proxy(
+    port: int, redis_port: int, upstream_port: int, workdir: Path, *, workers: int
+) -> ManagedProcess:
+    """One llm-proxy replica serving the model ``bench`` from the upstream, cache on, Redis on loopback."""
+    models = [{"name": "bench", "base_url": f"http://127.0.0.1:{upstream_port}/v1"}]
+    return start_service(
+        "llm-proxy", "ragfleet.llm_proxy", port=port, log_dir=workdir,
+        env={
+            "RAGFLEET_LLM_PROXY_PORT": str(port),
+            "RAGFLEET_LLM_PROXY_WORKERS": str(workers),
+            "RAGFLEET_LLM_PROXY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "RAGFLEET_LLM_PROXY_MODELS": json.dumps(models),
+            "RAGFLEET_LLM_PROXY_ACCESS_LOG": "false",
+            "RAGFLEET_LLM_PROXY_LOG_LEVEL": "WARNING",
+            "RAGFLEET_LLM_PROXY_EMBEDDINGS_BUILTIN": "false",
+        },
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -228,6 +301,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per row")
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="seconds of unmeasured load before each row"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn workers of the proxy (the chart runs 1 per pod)"
     )
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
     parser.add_argument("--note", default="", help="a line added to the report (e.g. about a shared CPU)")
@@ -241,29 +317,9 @@ def main() -> None:
     try:
         redis_port, upstream_port, proxy_port = free_port(), free_port(), free_port()
         processes.append(start_redis(redis_port, workdir / "redis"))
-        upstream = start_service(
-            "fake-upstream", "ragfleet.llm_proxy.fake_upstream", port=upstream_port, log_dir=workdir,
-            env={"RAGFLEET_FAKE_UPSTREAM_PORT": str(upstream_port), "RAGFLEET_FAKE_UPSTREAM_LOG_LEVEL": "WARNING"},
-        )  # fmt: skip
+        upstream = start_upstream(upstream_port, workdir)
         processes.append(upstream)
-        models = [
-            {
-                "name": "bench",
-                "upstream_model": "bench-up",
-                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
-            }
-        ]
-        proxy = start_service(
-            "llm-proxy", "ragfleet.llm_proxy", port=proxy_port, log_dir=workdir,
-            env={
-                "RAGFLEET_LLM_PROXY_PORT": str(proxy_port),
-                "RAGFLEET_LLM_PROXY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                "RAGFLEET_LLM_PROXY_MODELS": json.dumps(models),
-                "RAGFLEET_LLM_PROXY_ACCESS_LOG": "false",
-                "RAGFLEET_LLM_PROXY_LOG_LEVEL": "WARNING",
-                "RAGFLEET_LLM_PROXY_EMBEDDINGS_BUILTIN": "false",
-            },
-        )  # fmt: skip
+        proxy = start_proxy(proxy_port, redis_port, upstream_port, workdir, workers=args.workers)
         processes.append(proxy)
         results = asyncio.run(
             measure(

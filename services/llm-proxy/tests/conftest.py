@@ -14,11 +14,11 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from ragfleet.devstack.processes import ManagedProcess, free_port, start_service
-from ragfleet.devstack.pytest_plugin import RedisServer
-from ragfleet.llm_proxy.fake_upstream import FakeUpstreamControl
+from ragfleet.testkit.fake_llm import FakeUpstreamControl
+from ragfleet.testkit.pytest_plugin import RedisServer
 
 PROXY_MODULE = "ragfleet.llm_proxy"
-FAKE_MODULE = "ragfleet.llm_proxy.fake_upstream"
+FAKE_MODULE = "ragfleet.testkit.fake_llm"
 
 # Small numbers so a storm plays out in a second or two.
 PROXY_SETTINGS = {

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from ragfleet.devstack.pytest_plugin import RedisServer, RunningService, ServiceStarter
+from ragfleet.testkit.pytest_plugin import RedisServer, RunningService, ServiceStarter
 
 pytestmark = pytest.mark.integration
 

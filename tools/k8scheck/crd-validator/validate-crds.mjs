@@ -24,6 +24,9 @@ const schemas = {
     "@kubernetes-models/prometheus-operator/_schemas/ComGithubPrometheusOperatorPrometheusOperatorPkgApisMonitoringV1PrometheusRule.js",
   "gateway.networking.k8s.io/v1/HTTPRoute":
     "@kubernetes-models/gateway-api/_schemas/IoK8sSigsGatewayApiApisV1HTTPRoute.js",
+  "keda.sh/v1alpha1/ScaledObject": "@kubernetes-models/keda/_schemas/ComGithubKedacoreKedaV2ApisKedaV1alpha1ScaledObject.js",
+  "keda.sh/v1alpha1/TriggerAuthentication":
+    "@kubernetes-models/keda/_schemas/ComGithubKedacoreKedaV2ApisKedaV1alpha1TriggerAuthentication.js",
 };
 
 function tracked(value, path, records) {

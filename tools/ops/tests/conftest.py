@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ragfleet.ops.testing.fake_apiserver import FakeKubeApiServer, Scenario
-from ragfleet.ops.testing.scenarios import healthy
+from ragfleet.testkit.kube.fake_apiserver import FakeKubeApiServer, Scenario
+from ragfleet.testkit.kube.scenarios import healthy
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ragfleet.ops.testing import scenarios
+from ragfleet.testkit.kube import scenarios
 
 
 def test_status_healthy_release_is_a_table_and_exit_0(fake_cluster, run_cli) -> None:
@@ -167,6 +167,7 @@ def test_wrong_credentials_exit_2(fake_cluster, run_cli) -> None:
     assert code == 2 and "401" in err
 
 
+@pytest.mark.integration  # watch runs a real command
 def test_watch_records_a_timeline_while_the_command_runs(fake_cluster, run_cli, tmp_path: Path) -> None:
     fake_cluster.use(scenarios.load_test())
     out_dir = tmp_path / "timeline"
@@ -204,6 +205,7 @@ def test_watch_records_a_timeline_while_the_command_runs(fake_cluster, run_cli, 
     assert "evicted gateway" in err
 
 
+@pytest.mark.integration  # watch runs a real command
 def test_watch_exits_with_the_commands_exit_code(fake_cluster, run_cli, tmp_path: Path) -> None:
     code, _, _ = run_cli(
         *fake_cluster.args("watch", "--during", "exit 3", "--interval", "5", "--out", str(tmp_path))
@@ -214,6 +216,7 @@ def test_watch_exits_with_the_commands_exit_code(fake_cluster, run_cli, tmp_path
     assert end["exit_code"] == 3 and end["samples"] >= 1
 
 
+@pytest.mark.integration  # watch runs a real command
 def test_watch_keeps_the_command_running_when_the_api_goes_away(
     fake_cluster, run_cli, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from ragfleet.ops.cluster import ClusterReader, OpsError, connect, release_selector, selector_matches
-from ragfleet.ops.testing import scenarios
+from ragfleet.testkit.kube import scenarios
 
 
 def test_namespace_and_context_come_from_the_kubeconfig(fake_cluster) -> None:

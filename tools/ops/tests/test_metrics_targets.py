@@ -3,9 +3,9 @@ and the container's named port, retrieval first; exit 1 when a component has no 
 
 from __future__ import annotations
 
-from ragfleet.ops.testing import scenarios
-from ragfleet.ops.testing.fake_apiserver import Scenario
-from ragfleet.ops.testing.scenarios import pod, pod_ip
+from ragfleet.testkit.kube import scenarios
+from ragfleet.testkit.kube.fake_apiserver import Scenario
+from ragfleet.testkit.kube.scenarios import pod, pod_ip
 
 RELEASE_ARGS = ("metrics-urls", "--release", scenarios.RELEASE)
 

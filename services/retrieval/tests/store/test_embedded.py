@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 
 from ragfleet.retrieval.store.base import Chunk, SearchQuery
 from ragfleet.retrieval.store.embedded import EmbeddedVectorStore
@@ -176,6 +177,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.integration  # a writer process is SIGKILLed
 async def test_a_crash_loses_nothing_acknowledged(tmp_path: Path) -> None:
     """A writer process dies without closing; the next one replays the log, even past a torn record."""
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", CRASHING_WRITER, str(tmp_path))

@@ -14,12 +14,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import CacheConfig, TwoTierCache
-from ragfleet.common.clients import create_http_client, create_redis
+from ragfleet.common.clients import create_redis
 from ragfleet.llm_proxy.breaker import BreakerBoard, BreakerConfig
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
 from ragfleet.llm_proxy.dispatcher import Dispatcher
 from ragfleet.llm_proxy.limits import ConcurrencyLimit, Limiter
+from ragfleet.llm_proxy.providers.openai_compatible import create_upstream_session
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
 from ragfleet.llm_proxy.routes import Proxy, router
@@ -45,7 +46,7 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = app.state.redis = create_redis(settings)
         # Its calls go to model upstreams outside the platform: never with the service token.
-        http = app.state.http = create_http_client(settings, internal=False)
+        http = app.state.http = create_upstream_session(settings.http_max_connections)
         registry = ModelRegistry(deployments, http)
         breakers = BreakerBoard(
             redis,
@@ -90,7 +91,7 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
                 await embeddings.close()
             if cache is not None:
                 await cache.close()
-            await http.aclose()
+            await http.close()
             await redis.aclose()  # type: ignore[attr-defined]  # the stubs predate redis 5
 
     app = create_service_app(

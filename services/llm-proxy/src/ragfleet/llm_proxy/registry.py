@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from ragfleet.common.errors import NotFound
 from ragfleet.llm_proxy.config import ModelDeployment
@@ -41,14 +41,14 @@ def upstream_id(config: ModelDeployment) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, configs: Sequence[ModelDeployment], client: httpx.AsyncClient) -> None:
+    def __init__(self, configs: Sequence[ModelDeployment], session: aiohttp.ClientSession) -> None:
         self.groups: dict[str, list[Deployment]] = {}
         for config in configs:
             provider: ChatProvider
             if config.provider == "extractive":
                 provider = ExtractiveProvider(config.name)
             else:
-                provider = OpenAICompatibleProvider(config, client)
+                provider = OpenAICompatibleProvider(config, session)
             self.groups.setdefault(config.name, []).append(Deployment(config, provider, upstream_id(config)))
 
     def names(self) -> list[str]:

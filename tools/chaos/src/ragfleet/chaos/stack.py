@@ -26,7 +26,7 @@ from ragfleet.devstack.processes import (
 )
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
-from ragfleet.llm_proxy.fake_upstream import FakeUpstreamControl
+from ragfleet.testkit.fake_llm import FakeUpstreamControl
 
 log = logging.getLogger("ragfleet.chaos")
 
@@ -85,7 +85,7 @@ class ChaosStack:
             port = free_port()
             fake = start_service(
                 "fake-upstream",
-                "ragfleet.llm_proxy.fake_upstream",
+                "ragfleet.testkit.fake_llm",
                 port=port,
                 env={
                     "RAGFLEET_FAKE_UPSTREAM_PORT": str(port),

@@ -2,7 +2,7 @@
 
 - ``check`` (the default): every static check (helm lint, render, schema validation, policy,
   kustomize overlays, drift, hadolint); exits 1 when one fails.
-- ``render``: regenerate kubernetes/base/ragfleet.yaml from the chart.
+- ``render``: regenerate kubernetes/base/ragfleet.yaml and the golden renders from the chart.
 - ``tools``: install helm, kubectl and the CRD validators into .tools/ and print their paths.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from ragfleet.k8scheck import render
+from ragfleet.k8scheck import golden, render
 from ragfleet.k8scheck.checks import run_all
 from ragfleet.k8scheck.toolchain import ToolchainError, ensure_all, ensure_helm
 
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
             render.RENDERED_MANIFEST.parent.mkdir(parents=True, exist_ok=True)
             render.RENDERED_MANIFEST.write_text(render.render_default_manifest(helm))
             sys.stdout.write(f"wrote {render.RENDERED_MANIFEST}\n")
+            for path in golden.write_all(helm):
+                sys.stdout.write(f"wrote {path}\n")
             return 0
         tools = ensure_all()
         if args.command == "tools":

@@ -7,11 +7,14 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ragfleet.k8scheck import render
+import yaml
+
+from ragfleet.k8scheck import golden, render
 from ragfleet.k8scheck.policy import check_policy
 from ragfleet.k8scheck.toolchain import REPO_ROOT, Toolchain
-from ragfleet.k8scheck.validate import validate_core, validate_custom
+from ragfleet.k8scheck.validate import CRD_GROUPS, validate_core, validate_custom
 
 # One Dockerfile builds every image (ARG SERVICE).
 DOCKERFILES = [REPO_ROOT / "Dockerfile"]
@@ -48,14 +51,67 @@ def _variants() -> list[Path | None]:
     return [None, *render.ci_values_files()]
 
 
-def _check_rendering(tools: Toolchain, values: Path | None) -> list[str]:
-    objects = render.parse_objects(render.helm_template(tools.helm, values))
+def _validate(tools: Toolchain, objects: list[dict]) -> list[str]:
     problems = []
     for version in render.KUBE_VERSIONS:
         problems += validate_core(objects, version)
-    problems += validate_custom(objects, tools)
-    problems += check_policy(objects)
+    return problems + validate_custom(objects, tools) + check_policy(objects)
+
+
+def _crd_kinds(objects: list[dict]) -> list[str]:
+    return sorted(
+        {f"{o['apiVersion']}/{o['kind']}" for o in objects if o.get("apiVersion", "").startswith(CRD_GROUPS)}
+    )
+
+
+def _check_rendering(tools: Toolchain, values: Path | None) -> list[str]:
+    objects = render.parse_objects(render.helm_template(tools.helm, values))
+    problems = _validate(tools, objects)
+    # What `helm install` meets on a cluster with only the core APIs: no kind it does not know,
+    # unless the values force one on (`true`).
+    if not _forces_an_optional_api(values) and (kinds := _crd_kinds(objects)):
+        problems.append(f"renders objects of optional APIs on a core-only cluster: {', '.join(kinds)}")
     return problems
+
+
+def _forces_an_optional_api(values: Path | None) -> bool:
+    """Whether a values file switches an optional API to `true` (render it whatever the cluster has)."""
+    if values is None:
+        return False
+    tree = yaml.safe_load(values.read_text()) or {}
+
+    def at(*path: str) -> Any:
+        node: Any = tree
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    switches = [
+        at("vpa", "enabled"),
+        at("metrics", "serviceMonitor", "enabled"),
+        at("metrics", "prometheusRule", "enabled"),
+        at("httpRoute", "enabled"),
+        *(at("components", name, "autoscaling", "keda", "enabled") for name in (at("components") or {})),
+    ]
+    return any(switch is True for switch in switches)
+
+
+def _check_every_api(tools: Toolchain, values: Path | None, *, expect_crds: bool) -> list[str]:
+    """The same values on a cluster that serves every optional API."""
+    text = render.helm_template(tools.helm, values, api_versions=render.ALL_OPTIONAL_APIS)
+    objects = render.parse_objects(text)
+    problems = _validate(tools, objects)
+    kinds = _crd_kinds(objects)
+    if expect_crds and not kinds:
+        problems.append("no object of an optional API rendered although the cluster serves them all")
+    if not expect_crds and kinds:
+        problems.append(f"optional APIs switched off, yet rendered: {', '.join(kinds)}")
+    return problems
+
+
+def _check_golden(tools: Toolchain, entry: golden.Golden) -> list[str]:
+    objects = entry.render(tools.helm)
+    return _validate(tools, objects) + golden.channel_problems(entry, objects) + golden.diff(entry, objects)
 
 
 def _check_overlay(tools: Toolchain, overlay: Path) -> list[str]:
@@ -93,6 +149,17 @@ def run_all(tools: Toolchain) -> Report:
         report.run(
             f"render + validate + policy ({label})", functools.partial(_check_rendering, tools, values)
         )
+    report.run(
+        "render + validate + policy (defaults, every optional API served)",
+        functools.partial(_check_every_api, tools, None, expect_crds=True),
+    )
+    off = render.CHART_DIR / "ci" / "optional-apis-off-values.yaml"
+    report.run(
+        f"render + validate + policy ({off.name}, every optional API served)",
+        functools.partial(_check_every_api, tools, off, expect_crds=False),
+    )
+    for entry in golden.GOLDENS:
+        report.run(f"golden render {entry.name}", functools.partial(_check_golden, tools, entry))
     for overlay in render.OVERLAYS:
         name = f"kustomize + validate + policy (kubernetes/overlays/{overlay.name})"
         report.run(name, functools.partial(_check_overlay, tools, overlay))

@@ -15,7 +15,7 @@ from kubernetes_validate import utils as kv
 
 from ragfleet.k8scheck.toolchain import Toolchain
 
-CRD_GROUPS = ("autoscaling.k8s.io/", "monitoring.coreos.com/", "gateway.networking.k8s.io/")
+CRD_GROUPS = ("autoscaling.k8s.io/", "monitoring.coreos.com/", "gateway.networking.k8s.io/", "keda.sh/")
 
 
 def describe(obj: dict[str, Any]) -> str:

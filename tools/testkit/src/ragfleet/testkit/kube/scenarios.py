@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ragfleet.ops.testing.fake_apiserver import Frame, Scenario
+from ragfleet.testkit.kube.fake_apiserver import Frame, Scenario
 
 NAMESPACE = "ragfleet"
 RELEASE = "ragfleet"

@@ -1,6 +1,6 @@
 """A scripted OpenAI-protocol server, the stand-in for a hosted LLM API in tests and benchmarks.
 
-Run it with ``python -m ragfleet.llm_proxy.fake_upstream`` (settings ``RAGFLEET_FAKE_UPSTREAM_*``)
+Run it with ``python -m ragfleet.testkit.fake_llm`` (settings ``RAGFLEET_FAKE_UPSTREAM_*``)
 and point a model's ``base_url`` at ``http://127.0.0.1:<port>/v1``. It speaks the real protocol
 (``/v1/chat/completions`` as JSON and as SSE, ``/v1/embeddings``, ``/v1/models``) over real HTTP,
 and misbehaves on demand: each request takes the first queued behaviour that matches its model,

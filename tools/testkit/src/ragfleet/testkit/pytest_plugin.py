@@ -1,10 +1,13 @@
 """Pytest fixtures shared by every service's tests: a real Redis and real service processes.
 
-Registered once, in the root ``conftest.py``.
+Registered once, in the root ``conftest.py``. It also holds the marker rule: a test that starts a
+process (Redis, a service, a browser, helm, anything through ``subprocess``) must be marked
+``integration``, so that ``make test-unit`` (``-m "not integration"``) starts none.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +15,26 @@ from pathlib import Path
 import pytest
 
 from ragfleet.devstack.processes import ManagedProcess, free_port, start_redis, start_service
+
+PROCESS_FIXTURES = frozenset({"redis_server", "redis_url", "run_service"})
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_integration_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if request.node.get_closest_marker("integration"):
+        return
+    wanted = PROCESS_FIXTURES.intersection(request.fixturenames)
+    if wanted:
+        pytest.fail(
+            f"{request.node.nodeid} uses {sorted(wanted)}, which start processes: mark it integration"
+        )
+
+    def refuse(self: subprocess.Popen[bytes], args: object, *rest: object, **kwargs: object) -> None:
+        raise RuntimeError(f"{request.node.nodeid} starts a process ({args!r}): mark it integration")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @dataclass
