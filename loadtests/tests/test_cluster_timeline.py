@@ -15,8 +15,8 @@ from ragfleet.devstack.processes import free_port
 from ragfleet.loadtests.cluster_report import CLUSTER_PLOT, add_cluster_timeline
 from ragfleet.ops.cluster import ClusterReader, connect
 from ragfleet.ops.timeline import TimelineRecorder
+from ragfleet.testkit.kube.clusters import load_test
 from ragfleet.testkit.kube.fake_apiserver import FakeKubeApiServer, running_fake_api
-from ragfleet.testkit.kube.scenarios import load_test
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

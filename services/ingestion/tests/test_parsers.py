@@ -59,3 +59,29 @@ def test_utf16_with_bom_and_pdf_text_layer() -> None:
     assert parse("hello there".encode("utf-16"), DocumentFormat.TEXT)[0].text == "hello there"
     corpus_pdf = Path(__file__).parents[1] / "sample-corpus" / "vector-search-primer.pdf"
     assert "HNSW" in parse(corpus_pdf.read_bytes(), DocumentFormat.PDF)[0].text
+
+
+def test_markdown_headings_are_read_without_a_regex() -> None:
+    from ragfleet.ingestion.parsers import markdown_heading
+
+    assert markdown_heading("## Title ##") == "Title"
+    assert markdown_heading("   # C# tips") == "C# tips"
+    assert markdown_heading("# Issue #12") == "Issue #12"
+    assert markdown_heading("#hashtag") is None
+    assert markdown_heading("    # indented code") is None
+    assert markdown_heading("####### seven") is None
+    assert markdown_heading("#" + " " * 10_000) is None
+    assert markdown_heading("# a" + " " * 10_000 + "#x") == "a" + " " * 10_000 + "#x"
+
+
+def test_html_keeps_text_outside_blocks_once() -> None:
+    html = b"<body><div>Loose <b>bold</b> words</div><p>A paragraph.</p><h1>Next</h1><div>more</div></body>"
+    sections = parse(html, DocumentFormat.HTML)
+    assert [s.heading for s in sections] == ["", "Next"]
+    assert sections[0].text == "Loose bold words\n\nA paragraph."
+    assert sections[1].text == "Next\n\nmore"
+
+
+def test_unclosed_tags_still_count_towards_depth() -> None:
+    assert html_depth(b"<b>" * 50 + b"<a href='x'" * 1000) == 50
+    assert html_depth(b"<div/><div></div>") == 1

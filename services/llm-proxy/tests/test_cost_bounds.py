@@ -10,8 +10,8 @@ import httpx
 from fastapi import FastAPI
 
 from ragfleet.llm_proxy.config import EXTRACTIVE_MODEL, LlmProxySettings, ModelDeployment
-from ragfleet.llm_proxy.limits import ConcurrencyLimit
 from ragfleet.llm_proxy.main import create_app
+from ragfleet.llm_proxy.quotas import ConcurrencyLimit
 from ragfleet.llm_proxy.schemas import ChatCompletionRequest
 
 

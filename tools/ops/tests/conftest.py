@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ragfleet.testkit.kube.clusters import healthy
 from ragfleet.testkit.kube.fake_apiserver import FakeKubeApiServer, Scenario
-from ragfleet.testkit.kube.scenarios import healthy
 
 
 @dataclass

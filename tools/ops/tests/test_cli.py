@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ragfleet.testkit.kube import scenarios
+from ragfleet.testkit.kube import clusters
 
 
 def test_status_healthy_release_is_a_table_and_exit_0(fake_cluster, run_cli) -> None:
@@ -45,7 +45,7 @@ def test_status_json_carries_hpa_pdb_vpa_and_restarts(fake_cluster, run_cli) -> 
 
 
 def test_status_without_the_vpa_crd_says_so_and_stays_healthy(fake_cluster, run_cli) -> None:
-    fake_cluster.use(scenarios.healthy(vpa_crd_installed=False))
+    fake_cluster.use(clusters.healthy(vpa_crd_installed=False))
 
     code, out, _ = run_cli(*fake_cluster.args("status"))
 
@@ -55,7 +55,7 @@ def test_status_without_the_vpa_crd_says_so_and_stays_healthy(fake_cluster, run_
 
 
 def test_status_failing_release_names_each_problem_and_exits_1(fake_cluster, run_cli) -> None:
-    fake_cluster.use(scenarios.failing())
+    fake_cluster.use(clusters.failing())
 
     code, out, _ = run_cli(*fake_cluster.args("status"))
 
@@ -87,7 +87,7 @@ def test_wait_healthy_returns_at_once(fake_cluster, run_cli) -> None:
 
 
 def test_wait_progressing_shows_progress_then_succeeds(fake_cluster, run_cli) -> None:
-    fake_cluster.use(scenarios.progressing(polls_until_ready=3))
+    fake_cluster.use(clusters.progressing(polls_until_ready=3))
 
     code, out, err = run_cli(*fake_cluster.args("wait", "--timeout", "60", "--interval", "0.05"))
 
@@ -102,7 +102,7 @@ def test_wait_progressing_shows_progress_then_succeeds(fake_cluster, run_cli) ->
 
 
 def test_wait_failing_times_out_naming_what_and_why(fake_cluster, run_cli) -> None:
-    fake_cluster.use(scenarios.failing())
+    fake_cluster.use(clusters.failing())
 
     code, out, _ = run_cli(*fake_cluster.args("wait", "--timeout", "0.3", "--interval", "0.1"))
 
@@ -119,11 +119,11 @@ def test_wait_failing_times_out_naming_what_and_why(fake_cluster, run_cli) -> No
 
 
 def test_wait_fails_fast_when_the_progress_deadline_is_exceeded(fake_cluster, run_cli) -> None:
-    frame = scenarios.healthy_frame()
-    frame["deployments"][0] = scenarios.deployment(
+    frame = clusters.healthy_frame()
+    frame["deployments"][0] = clusters.deployment(
         "gateway", 2, ready=1, updated=1, total=2, deadline_exceeded=True
     )
-    fake_cluster.use(scenarios.Scenario([frame]))
+    fake_cluster.use(clusters.Scenario([frame]))
 
     code, out, _ = run_cli(*fake_cluster.args("wait", "--timeout", "60", "--interval", "0.05"))
 
@@ -169,7 +169,7 @@ def test_wrong_credentials_exit_2(fake_cluster, run_cli) -> None:
 
 @pytest.mark.integration  # watch runs a real command
 def test_watch_records_a_timeline_while_the_command_runs(fake_cluster, run_cli, tmp_path: Path) -> None:
-    fake_cluster.use(scenarios.load_test())
+    fake_cluster.use(clusters.load_test())
     out_dir = tmp_path / "timeline"
 
     code, _, err = run_cli(

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from ragfleet.ops.cluster import ClusterReader, OpsError, connect, release_selector, selector_matches
-from ragfleet.testkit.kube import scenarios
+from ragfleet.testkit.kube import clusters
 
 
 def test_namespace_and_context_come_from_the_kubeconfig(fake_cluster) -> None:
@@ -44,7 +44,7 @@ def test_selector_matches_labels_and_expressions() -> None:
 
 
 def test_reader_sees_one_frame_per_poll(fake_cluster) -> None:
-    fake_cluster.use(scenarios.load_test())
+    fake_cluster.use(clusters.load_test())
     reader = ClusterReader(connect(str(fake_cluster.kubeconfig)), "ragfleet")
 
     desired = [
@@ -57,7 +57,7 @@ def test_reader_sees_one_frame_per_poll(fake_cluster) -> None:
 
 
 def test_fake_api_speaks_status_errors_and_discovery(fake_cluster) -> None:
-    fake_cluster.use(scenarios.healthy(vpa_crd_installed=False))
+    fake_cluster.use(clusters.healthy(vpa_crd_installed=False))
     url = fake_cluster.server.url
 
     def get(path: str, token: str) -> tuple[int, dict]:

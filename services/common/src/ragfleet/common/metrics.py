@@ -63,11 +63,6 @@ def prepare_multiprocess_dir(configured: str | None) -> str:
     return str(path)
 
 
-def mark_worker_dead(pid: int) -> None:
-    if os.environ.get(MULTIPROC_ENV):
-        prometheus_multiprocess.mark_process_dead(pid)
-
-
 def current_registry() -> CollectorRegistry:
     """What a scrape reports: every worker's samples in multiprocess mode, else this process's."""
     directory = os.environ.get(MULTIPROC_ENV)

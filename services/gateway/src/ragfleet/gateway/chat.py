@@ -27,9 +27,9 @@ from ragfleet.common.contracts import CollectionName, SearchMode
 from ragfleet.common.errors import NotFound, PayloadTooLarge, RagfleetError
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
-from ragfleet.gateway.edge_cache import SearchAnswers
 from ragfleet.gateway.keys import Principal
 from ragfleet.gateway.memory import ConversationStore, check_session_id, session_owner
+from ragfleet.gateway.search_answers import SearchAnswers
 from ragfleet.gateway.stats import GatewayStats
 from ragfleet.gateway.streams import Claim, StreamBuffer, StreamEvent
 

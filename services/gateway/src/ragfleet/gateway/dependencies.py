@@ -15,8 +15,8 @@ from starlette.requests import HTTPConnection
 from ragfleet.gateway.chat import ChatService
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
-from ragfleet.gateway.edge_cache import SearchAnswers
 from ragfleet.gateway.memory import ConversationStore
+from ragfleet.gateway.search_answers import SearchAnswers
 from ragfleet.gateway.stats import GatewayStats, RetrievalCacheStats
 
 

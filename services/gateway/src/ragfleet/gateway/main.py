@@ -16,7 +16,6 @@ from ragfleet.gateway.auth import Authenticator
 from ragfleet.gateway.chat import ChatService
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
-from ragfleet.gateway.edge_cache import SearchAnswers
 from ragfleet.gateway.keys import KeyStore
 from ragfleet.gateway.memory import ConversationStore
 from ragfleet.gateway.ratelimit import RateLimiter
@@ -26,6 +25,7 @@ from ragfleet.gateway.routers import search as search_routes
 from ragfleet.gateway.routers import sessions as session_routes
 from ragfleet.gateway.routers import stats as stats_routes
 from ragfleet.gateway.routers.console import mount_console
+from ragfleet.gateway.search_answers import SearchAnswers
 from ragfleet.gateway.stats import GatewayStats, InFlightMiddleware, RetrievalCacheStats
 from ragfleet.gateway.streams import StreamBuffer
 

@@ -4,9 +4,10 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ragfleet.common.config import ServiceSettings
+from ragfleet.common.embedding_providers import EmbeddingProviderSettings
 
 
-class IngestionSettings(ServiceSettings):
+class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     """Settings of the ingestion API and worker; every variable is ``RAGFLEET_INGESTION_<FIELD>``."""
 
     model_config = SettingsConfigDict(env_prefix="RAGFLEET_INGESTION_", extra="ignore", frozen=True)

@@ -128,8 +128,32 @@ def _normalise(text: str) -> str:
 
 # --- Markdown ---------------------------------------------------------------------------------
 
-_MD_HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
-_MD_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+# Every pattern on untrusted text here must be linear: no two adjacent quantifiers that can match
+# the same characters (the old heading pattern ``\s+(.+?)\s*#*\s*$`` was cubic in a line of
+# spaces). Headings are therefore read with string methods, not a regex.
+_MD_FENCES = ("```", "~~~")
+
+
+def markdown_heading(line: str) -> str | None:
+    """The text of an ATX heading line (``## Title ##``), or None when the line is not one."""
+    stripped = line.lstrip(" ")
+    if len(line) - len(stripped) > 3 or not stripped.startswith("#"):
+        return None
+    level = len(stripped) - len(stripped.lstrip("#"))
+    rest = stripped[level:]
+    if level > 6 or (rest and not rest[0].isspace()):
+        return None
+    text = rest.strip()
+    # A closing run of '#' counts only when a space separates it from the title (or it is all).
+    closed = text.rstrip("#")
+    if not closed or closed[-1].isspace():
+        text = closed.rstrip()
+    return text or None
+
+
+def _is_fence(line: str) -> bool:
+    stripped = line.lstrip(" ")
+    return len(line) - len(stripped) <= 3 and stripped.startswith(_MD_FENCES)
 
 
 def _parse_markdown(text: str) -> list[Section]:
@@ -137,12 +161,12 @@ def _parse_markdown(text: str) -> list[Section]:
     heading, in_fence = "", False
     lines: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
-        if _MD_FENCE.match(line):
+        if _is_fence(line):
             in_fence = not in_fence
-        match = None if in_fence else _MD_HEADING.match(line)
-        if match:
+        title = None if in_fence else markdown_heading(line)
+        if title is not None:
             sections.append(Section(heading, _normalise("\n".join(lines))))
-            heading, lines = match.group(2).strip(), [match.group(2).strip()]
+            heading, lines = title, [title]
         else:
             lines.append(line)
     sections.append(Section(heading, _normalise("\n".join(lines))))
@@ -151,20 +175,26 @@ def _parse_markdown(text: str) -> list[Section]:
 
 # --- HTML -------------------------------------------------------------------------------------
 
-_TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*?(/?)>")
+# A start or end tag: its name, then anything up to the next '>' that is not another '<'. The
+# possessive quantifiers (``*+``) never give characters back, so a failed match costs the
+# characters up to the next '<' once: linear, where the old lazy ``[^>]*?`` rescanned to the end
+# of the input from every '<' of an unclosed tag (quadratic).
+_TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9-]*+)([^<>]*+)>")
 # Elements that never have a closing tag, or whose closing tag HTML lets authors leave out.
 _NO_DEPTH = frozenset(
     b"area base br col embed hr img input link meta source track wbr "
     b"p li dt dd tr td th thead tbody tfoot option optgroup colgroup caption rb rt rtc rp".split()
 )
-_HTML_BLOCKS = "h1, h2, h3, h4, h5, h6, p, li, pre, blockquote, td, th, dt, dd, figcaption, title"
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+# Elements whose text is taken whole (what is nested inside them is part of that text).
+_BLOCKS = frozenset({"p", "li", "pre", "blockquote", "td", "th", "dt", "dd", "figcaption", "title"})
 
 
 def html_depth(raw: bytes) -> int:
     """Deepest element nesting, counted with a flat scan (no tree, no recursion)."""
     depth = deepest = 0
     for match in _TAG.finditer(raw):
-        if match.group(2).lower() in _NO_DEPTH or match.group(3):
+        if match.group(2).lower() in _NO_DEPTH or match.group(3).endswith(b"/"):
             continue
         if match.group(1):
             depth = max(0, depth - 1)
@@ -188,35 +218,46 @@ def _parse_html(text: str, max_depth: int) -> list[Section]:
     sections: list[Section] = []
     heading = ""
     parts: list[str] = []
-    blocks = root.css(_HTML_BLOCKS)
-    if not blocks:
-        return [Section("", _normalise(root.text(separator=" ")))]
-    for node in blocks:
-        # Nested blocks (a <p> inside an <li>) would repeat text; keep the outermost only.
-        if node.tag not in ("h1", "h2", "h3", "h4", "h5", "h6") and _inside_block(node):
-            continue
-        block_text = " ".join(node.text(separator=" ").split())
-        if not block_text:
-            continue
-        if node.tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
-            sections.append(Section(heading, "\n\n".join(parts)))
-            heading, parts = block_text, [block_text]
+    loose: list[str] = []  # text outside any block (a bare <div>'s), joined as it comes
+
+    def flush_loose() -> None:
+        if joined := " ".join("".join(loose).split()):
+            parts.append(joined)
+        loose.clear()
+
+    # One depth-first walk, each node visited once: a block's text is taken whole and its subtree
+    # skipped (asking every block whether it sits inside another would cost depth x blocks).
+    node = root.child
+    while node is not None:
+        tag = node.tag
+        descend = False
+        if tag == "-text":
+            loose.append(node.text_content or "")
+        elif tag in _HEADINGS or tag in _BLOCKS:
+            flush_loose()
+            block_text = " ".join(node.text(separator=" ").split())
+            if block_text and tag in _HEADINGS:
+                sections.append(Section(heading, "\n\n".join(parts)))
+                heading, parts = block_text, [block_text]
+            elif block_text:
+                parts.append(block_text)
         else:
-            parts.append(block_text)
+            descend = node.child is not None
+            if tag in ("br", "div", "section", "article", "header", "footer", "main", "nav", "aside"):
+                loose.append(" ")
+        if descend:
+            node = node.child
+            continue
+        # Next sibling, or the next sibling of the nearest ancestor that has one.
+        while node is not None and node.next is None:
+            node = node.parent
+            if node is None or node.mem_id == root.mem_id:
+                node = None
+                break
+        node = node.next if node is not None else None
+    flush_loose()
     sections.append(Section(heading, "\n\n".join(parts)))
     return sections
-
-
-_BLOCK_TAGS = frozenset(tag.strip() for tag in _HTML_BLOCKS.split(","))
-
-
-def _inside_block(node: object) -> bool:
-    parent = getattr(node, "parent", None)
-    while parent is not None:
-        if parent.tag in _BLOCK_TAGS:
-            return True
-        parent = parent.parent
-    return False
 
 
 # --- PDF --------------------------------------------------------------------------------------

@@ -55,10 +55,12 @@ class RetrievalClient:
         result: dict[str, Any] = response.json()
         return result
 
-    def upsert(self, tenant: str, collection: str, chunks: list[dict[str, Any]]) -> int:
-        response = self._call(
-            "POST", f"/internal/v1/collections/{collection}/upsert", tenant, {"chunks": chunks}
-        )
+    def upsert(
+        self, tenant: str, collection: str, chunks: list[dict[str, Any]], model: str | None = None
+    ) -> int:
+        """`model`: the embedding model of the chunks' vectors (the collection records it)."""
+        body: dict[str, Any] = {"chunks": chunks} if model is None else {"chunks": chunks, "model": model}
+        response = self._call("POST", f"/internal/v1/collections/{collection}/upsert", tenant, body)
         if response.status_code != 200:
             raise self._rejected(response)
         return int(response.json()["written"])

@@ -37,7 +37,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
 from ragfleet.ingestion import jobs
-from ragfleet.ingestion.chunking import chunk_sections
+from ragfleet.ingestion.chunking import chunk_sections, document_title, embedding_text
 from ragfleet.ingestion.config import IngestionSettings
 from ragfleet.ingestion.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, FAILURES, TASK_DURATION
 from ragfleet.ingestion.parsers import DocumentError, DocumentFormat, parse
@@ -45,7 +45,9 @@ from ragfleet.ingestion.retrieval_client import RetrievalClient, RetrievalReject
 
 log = logging.getLogger("ragfleet.ingestion.tasks")
 
-CHUNKING_VERSION = "1"  # bump when chunking changes, so unchanged documents are re-chunked
+# Bump when parsing, chunking or what is embedded changes (2: title and heading prefixed;
+# 3: HTML read in one walk, keeping text outside blocks).
+CHUNKING_VERSION = "3"
 
 
 @shared_task(name="ragfleet.ingestion.ping")
@@ -85,12 +87,12 @@ def _retrieval() -> RetrievalClient:
 
 @functools.cache
 def _embedder() -> Any:
-    from ragfleet.common.embeddings import Embedder
+    from ragfleet.common.embedding_providers import create_provider
 
     settings = _settings()
     # Worker children run side by side: split the cores between them rather than oversubscribe.
     threads = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
-    return Embedder(batch_size=settings.embed_batch_size, threads=threads)
+    return create_provider(settings, threads=threads)
 
 
 def content_hash(data: bytes, fmt: str, metadata: dict[str, Any], settings: IngestionSettings) -> str:
@@ -103,7 +105,7 @@ def content_hash(data: bytes, fmt: str, metadata: dict[str, Any], settings: Inge
                 "format": fmt,
                 "metadata": metadata,
                 "chunking": [CHUNKING_VERSION, settings.chunk_size_chars, settings.chunk_overlap_chars],
-                "model": "all-MiniLM-L6-v2-onnx-int8",
+                "model": _embedder().model_name,
             },
             option=orjson.OPT_SORT_KEYS,
         )
@@ -176,6 +178,7 @@ def _ingest(
             data, fmt, max_html_depth=settings.max_html_depth, max_pdf_pages=settings.max_pdf_pages
         )
     with _stage("chunk"):
+        title = document_title(sections, metadata, document_id)
         chunks = chunk_sections(
             sections, size=settings.chunk_size_chars, overlap=settings.chunk_overlap_chars
         )
@@ -190,7 +193,7 @@ def _ingest(
         embedder = _embedder()
         for start in range(0, len(chunks), settings.embed_batch_size):
             batch = chunks[start : start + settings.embed_batch_size]
-            vectors.extend(embedder.embed([chunk.text for chunk in batch]).tolist())
+            vectors.extend(embedder.embed([embedding_text(chunk, title) for chunk in batch]).tolist())
 
     with _stage("upsert"):
         if existing:
@@ -217,6 +220,7 @@ def _ingest(
                     }
                     for chunk in batch
                 ],
+                model=embedder.model_name,
             )
             written += len(batch)
             progress.set("upserting", chunks_total=len(chunks), chunks_done=written)

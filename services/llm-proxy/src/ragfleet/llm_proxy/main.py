@@ -19,8 +19,8 @@ from ragfleet.llm_proxy.breaker import BreakerBoard, BreakerConfig
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
 from ragfleet.llm_proxy.dispatcher import Dispatcher
-from ragfleet.llm_proxy.limits import ConcurrencyLimit, Limiter
 from ragfleet.llm_proxy.providers.openai_compatible import create_upstream_session
+from ragfleet.llm_proxy.quotas import ConcurrencyLimit, Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
 from ragfleet.llm_proxy.routes import Proxy, router

@@ -21,9 +21,9 @@ from ragfleet.llm_proxy.breaker import BreakerBoard, Permit
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
 from ragfleet.llm_proxy.dispatcher import Dispatched, Dispatcher, OpenedStream, open_stream
-from ragfleet.llm_proxy.limits import Caller, Limiter, identify
 from ragfleet.llm_proxy.providers.base import UpstreamFailure
 from ragfleet.llm_proxy.providers.extractive import count_tokens
+from ragfleet.llm_proxy.quotas import Caller, Limiter, identify
 from ragfleet.llm_proxy.registry import Deployment, ModelRegistry
 from ragfleet.llm_proxy.response_cache import CachePolicy, ResponseCache, XCache, cache_policy
 from ragfleet.llm_proxy.schemas import ChatCompletionRequest, EmbeddingRequest

@@ -7,9 +7,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ragfleet.common.config import ServiceSettings, TwoTierCacheSettings
+from ragfleet.common.embedding_providers import EmbeddingProviderSettings
 
 
-class RetrievalSettings(ServiceSettings, TwoTierCacheSettings):
+class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProviderSettings):
     """Settings of the retrieval service; every variable is ``RAGFLEET_RETRIEVAL_<FIELD>``."""
 
     model_config = SettingsConfigDict(env_prefix="RAGFLEET_RETRIEVAL_", extra="ignore", frozen=True)
@@ -29,4 +30,7 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings):
     embed_max_wait_ms: float = Field(2.0, ge=0, le=100, description="how long a lone query waits for company")
     embed_threads: int | None = Field(
         None, ge=1, le=64, description="onnxruntime threads; default: the cores"
+    )
+    embedding_model_check: bool = Field(
+        True, description="refuse (409) to search a collection with another model's query vectors"
     )

@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Request
 
 from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.embeddings import MicroBatcher
+from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.search.service import SearchService
 from ragfleet.retrieval.store import VectorStore, validate_name
 
@@ -43,8 +44,14 @@ async def get_batcher(request: Request) -> MicroBatcher:
     return batcher
 
 
+async def get_models(request: Request) -> CollectionModels | None:
+    models: CollectionModels | None = request.app.state.models
+    return models
+
+
 TenantDep = Annotated[str, Depends(get_tenant)]
 SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
 StoreDep = Annotated[VectorStore, Depends(get_store)]
 CacheDep = Annotated[TwoTierCache, Depends(get_cache)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
+ModelsDep = Annotated[CollectionModels | None, Depends(get_models)]

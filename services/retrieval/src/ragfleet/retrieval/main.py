@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,13 +14,17 @@ from starlette.datastructures import State
 from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.clients import create_redis
-from ragfleet.common.embeddings import Embedder, MicroBatcher
+from ragfleet.common.embedding_providers import EmbeddingProviderError, create_provider
+from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.health import ReadinessCheck
+from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.config import RetrievalSettings
 from ragfleet.retrieval.internal.router import router as internal_router
 from ragfleet.retrieval.search.router import router as search_router
 from ragfleet.retrieval.search.service import SearchService
 from ragfleet.retrieval.store import VectorStore
+
+log = logging.getLogger("ragfleet.retrieval")
 
 
 def create_store(settings: RetrievalSettings) -> VectorStore:
@@ -44,7 +49,7 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings)
         store = create_store(settings)
-        embedder = Embedder(threads=settings.embed_threads)
+        embedder = create_provider(settings, threads=settings.embed_threads)
         batcher = MicroBatcher(
             embedder, max_batch=settings.embed_max_batch, max_wait_ms=settings.embed_max_wait_ms
         )
@@ -55,10 +60,17 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             replica=settings.replica_name,
         )
         app.state.redis, app.state.store, app.state.batcher, app.state.cache = redis, store, batcher, cache
-        app.state.search = SearchService(store, batcher, cache)
+        models = CollectionModels(redis) if settings.embedding_model_check else None
+        app.state.models = models
+        app.state.search = SearchService(store, batcher, cache, models)
         try:
-            # Load the model and open the collections now, so the first request does not pay for it.
-            await batcher.embed_many(["warm up"])
+            # Load the model (or check the embedding server's dimension) and open the collections
+            # now, so the first request does not pay for it. A remote embedding server that is
+            # down does not stop retrieval: BM25 still serves, and text searches answer 503.
+            try:
+                await batcher.embed_many(["warm up"])
+            except EmbeddingProviderError as exc:
+                log.warning("embedding provider not ready at start: %s", exc)
             warm = getattr(store, "warm", None)
             if warm is not None:
                 await warm()

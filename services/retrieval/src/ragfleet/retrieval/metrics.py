@@ -17,3 +17,9 @@ CHUNKS_WRITTEN = Counter(
     "Chunks upserted or deleted through the internal API.",
     ["operation"],
 )
+MODEL_CHECKS = Counter(
+    "ragfleet_retrieval_model_checks_total",
+    "Collection embedding-model checks that did not pass: mismatch (refused with 409) or "
+    "redis_error (skipped: the collection's model could not be read or recorded).",
+    ["result"],
+)

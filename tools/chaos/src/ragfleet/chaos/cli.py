@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ragfleet.chaos.load import LoadDriver
-from ragfleet.chaos.report import ScenarioResult, machine_description, write_report
 from ragfleet.chaos.scenarios import SCENARIOS, ChaosOptions, Context, run_scenario, seed
 from ragfleet.chaos.stack import ChaosStack
+from ragfleet.chaos.verdicts import ScenarioResult, machine_description, write_report
 from ragfleet.devstack.processes import StartupError
 
 log = logging.getLogger("ragfleet.chaos")

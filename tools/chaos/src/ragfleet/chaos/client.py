@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ragfleet.chaos.report import Outcome
+from ragfleet.chaos.verdicts import Outcome
 
 TERMINAL_EVENTS = ("done", "error")
 

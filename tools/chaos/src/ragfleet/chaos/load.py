@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ragfleet.chaos.client import ApiClient
-from ragfleet.chaos.report import Outcome
+from ragfleet.chaos.verdicts import Outcome
 
 QUERIES = (
     "how many vacation days do employees get",
@@ -111,9 +111,6 @@ class LoadDriver:
 
     def since(self, start: float) -> list[Outcome]:
         return [o for o in self.outcomes if o.started >= start]
-
-    def documents_since(self, start: float) -> list[str]:
-        return [document_id for started, document_id in self.accepted_documents if started >= start]
 
     @staticmethod
     def now() -> float:

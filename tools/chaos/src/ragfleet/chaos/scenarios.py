@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ragfleet.chaos.client import ApiClient, SseEvent, StreamResult
 from ragfleet.chaos.load import LOAD_COLLECTION, LOAD_KINDS, SEED_DOCUMENTS, LoadDriver
-from ragfleet.chaos.report import Outcome, ScenarioResult, between, recovery_time
 from ragfleet.chaos.stack import BACKUP, BACKUP_CONTENT, PRIMARY, PRIMARY_CONTENT, SLOW, SOLO, ChaosStack
+from ragfleet.chaos.verdicts import Outcome, ScenarioResult, between, recovery_time
 
 log = logging.getLogger("ragfleet.chaos")
 

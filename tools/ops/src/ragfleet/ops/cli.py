@@ -28,7 +28,7 @@ from ragfleet.ops.cluster import (
     connect,
 )
 from ragfleet.ops.metrics_targets import ComponentTargets, metrics_targets
-from ragfleet.ops.report import not_ready_report, progress_line, status_report
+from ragfleet.ops.status_text import not_ready_report, progress_line, status_report
 from ragfleet.ops.timeline import CSV_NAME, JSONL_NAME, TimelineRecorder
 
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2

@@ -21,12 +21,12 @@ from ragfleet.gateway.auth import (
     authenticate_websocket,
     get_authenticator,
 )
+from ragfleet.gateway.body_limits import SizeLimitedRoute
 from ragfleet.gateway.chat import ChatAnswer, ChatRequest, ChatService
 from ragfleet.gateway.dependencies import ChatDep
 from ragfleet.gateway.downstream import until_disconnected
 from ragfleet.gateway.frames import WS_UNSUPPORTED_DATA, close_if_open, close_with, receive_frame
 from ragfleet.gateway.keys import Principal
-from ragfleet.gateway.limits import SizeLimitedRoute
 from ragfleet.gateway.streams import parse_event_id
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"], route_class=SizeLimitedRoute)

@@ -12,10 +12,10 @@ from ragfleet.common.contracts import NAME_PATTERN
 from ragfleet.common.errors import BadRequest, NotFound
 from ragfleet.common.responses import OrjsonResponse
 from ragfleet.gateway.auth import Authenticated
+from ragfleet.gateway.body_limits import SizeLimitedRoute
 from ragfleet.gateway.dependencies import DownstreamDep
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import Principal
-from ragfleet.gateway.limits import SizeLimitedRoute
 
 router = APIRouter(prefix="/v1", tags=["documents"], route_class=SizeLimitedRoute)
 

@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from ragfleet.common.contracts import PublicSearchRequest
 from ragfleet.gateway.auth import Authenticated
+from ragfleet.gateway.body_limits import SizeLimitedRoute
 from ragfleet.gateway.dependencies import SearchAnswersDep, StatsDep
-from ragfleet.gateway.limits import SizeLimitedRoute
 
 router = APIRouter(prefix="/v1", tags=["search"], route_class=SizeLimitedRoute)
 

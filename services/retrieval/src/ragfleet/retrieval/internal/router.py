@@ -15,7 +15,7 @@ from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.contracts import NAME_PATTERN
 from ragfleet.common.errors import BadRequest, NotFound
 from ragfleet.common.routing import OrjsonRoute
-from ragfleet.retrieval.dependencies import BatcherDep, CacheDep, StoreDep, TenantDep
+from ragfleet.retrieval.dependencies import BatcherDep, CacheDep, ModelsDep, StoreDep, TenantDep
 from ragfleet.retrieval.internal.schemas import DeleteRequest, DocumentResponse, UpsertRequest, WriteResponse
 from ragfleet.retrieval.metrics import CHUNKS_WRITTEN
 from ragfleet.retrieval.store import Chunk
@@ -48,6 +48,7 @@ async def upsert(
     store: StoreDep,
     cache: CacheDep,
     batcher: BatcherDep,
+    models: ModelsDep,
 ) -> WriteResponse:
     for chunk in body.chunks:
         if chunk.vector is not None and len(chunk.vector) != store.dim:
@@ -55,6 +56,14 @@ async def upsert(
                 f"chunk {chunk.id!r}: vector has {len(chunk.vector)} dimensions; expected {store.dim}"
             )
     missing = [chunk for chunk in body.chunks if chunk.vector is None]
+    own_model = batcher.embedder.model_name
+    if missing and body.model is not None and body.model != own_model:
+        raise BadRequest(
+            f"chunks without vectors would be embedded with {own_model!r}, the others carry "
+            f"{body.model!r} vectors: one write holds one model's vectors"
+        )
+    if models is not None and (body.model is not None or missing):
+        await models.record_write(tenant, collection, body.model or own_model)
     embedded = iter(await batcher.embed_many([chunk.text for chunk in missing]) if missing else [])
     chunks = [
         Chunk(

@@ -22,6 +22,12 @@ class UpsertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     chunks: list[ChunkIn] = Field(min_length=1, max_length=2048)
+    model: str | None = Field(
+        None,
+        max_length=200,
+        description="the embedding model of the chunks' vectors; the collection records it and "
+        "refuses vectors of another model (409). Chunks without vectors are embedded by retrieval's model",
+    )
 
 
 class DeleteRequest(BaseModel):

@@ -16,16 +16,24 @@ from ragfleet.common.cache import BYTES_CODEC, CacheResult, TwoTierCache, normal
 from ragfleet.common.contracts import prefix_json_field
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.errors import BadRequest
+from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.metrics import SEARCH_DURATION
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
 
 
 class SearchService:
-    def __init__(self, store: VectorStore, batcher: MicroBatcher, cache: TwoTierCache) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        batcher: MicroBatcher,
+        cache: TwoTierCache,
+        models: CollectionModels | None = None,
+    ) -> None:
         self.store = store
         self.batcher = batcher
         self.cache = cache
+        self.models = models
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
         self.embeddings = cache.namespace("embedding", BYTES_CODEC)
@@ -59,6 +67,7 @@ class SearchService:
             "a": request.alpha if request.mode == "hybrid" else None,
             "fu": request.fusion if request.mode == "hybrid" else None,
             "f": request.filters,
+            "e": self.model if request.mode != "bm25" else None,  # results of another model never match
         }
 
         async def compute() -> bytes:
@@ -75,6 +84,8 @@ class SearchService:
         if not await self.store.collection_exists(tenant, request.collection):
             raise CollectionNotFound(f"collection {request.collection!r} does not exist")
         vector: Any = request.vector
+        if request.mode != "bm25" and self.models is not None and vector is None:
+            await self.models.check_query(tenant, request.collection, self.model)
         if vector is None and request.mode != "bm25":
             assert text is not None  # the schema requires a query when there is no vector
             vector = await self.embed_query(tenant, text)

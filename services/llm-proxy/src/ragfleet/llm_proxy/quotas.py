@@ -29,7 +29,7 @@ from ragfleet.common.errors import BadRequest, RateLimited, error_response
 from ragfleet.llm_proxy import metrics
 from ragfleet.llm_proxy.config import KeyLimits
 
-log = logging.getLogger("ragfleet.llm_proxy.limits")
+log = logging.getLogger("ragfleet.llm_proxy.quotas")
 
 WINDOW_S = 60
 MAX_PENDING_KEYS = 100_000  # usage kept in memory while Redis is away, at most

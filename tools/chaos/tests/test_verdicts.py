@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from ragfleet.chaos.client import SseEvent, stream_status
-from ragfleet.chaos.report import (
+from ragfleet.chaos.scenarios import finished_whole
+from ragfleet.chaos.verdicts import (
     Outcome,
     ScenarioResult,
     between,
@@ -15,7 +16,6 @@ from ragfleet.chaos.report import (
     statuses_by_kind,
     write_report,
 )
-from ragfleet.chaos.scenarios import finished_whole
 
 
 def outcomes(spec: str, kinds: tuple[str, ...] = ("search", "chat"), step: float = 0.5) -> list[Outcome]:

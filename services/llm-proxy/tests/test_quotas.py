@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from ragfleet.common.errors import BadRequest, RateLimited
 from ragfleet.llm_proxy.config import KeyLimits
-from ragfleet.llm_proxy.limits import Caller, Limiter, identify
+from ragfleet.llm_proxy.quotas import Caller, Limiter, identify
 
 
 def test_the_caller_is_the_key_id_then_the_bearer_key_then_the_tenant() -> None:
