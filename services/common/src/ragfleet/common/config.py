@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    worker_healthcheck_timeout_s: int = Field(
+        60, ge=1, description="with several workers: time a worker gets to start and to answer a ping"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     replica_name: str = Field(default_factory=socket.gethostname, description="shown in X-Ragfleet-Replica")
 

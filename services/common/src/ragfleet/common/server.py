@@ -45,5 +45,9 @@ def serve(
         # only a trusted ingress can name one.
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        # How long the supervisor waits for a worker to start and to answer its pings before it
+        # kills it: uvicorn's 5 s kills workers that a busy node (CPU limits, a neighbour's load)
+        # starts in 10-40 s here, and they are restarted into the same wait.
+        timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
         timeout_keep_alive=30,
     )
