@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: k8s-check render-manifests kind-up images deploy kind-down help deps run stop test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos test-security
+.PHONY: k8s-check render-manifests kind-up container-deps base-images images push deploy kind-down help deps run stop key test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos test-security
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -17,6 +17,14 @@ run: deps  ## start the whole suite on this machine (embedded index); Ctrl-C sto
 
 stop:  ## stop a `make run` started in another terminal
 	$(UV) run python -m ragfleet.devstack stop
+
+TENANT ?= default
+COLLECTIONS ?= *
+RUN_DIR ?= $(or $(RAGFLEET_DEV_RUN_DIR),.run)
+
+key: deps  ## a new API key for the running `make run` (TENANT=default COLLECTIONS='*'), printed once
+	@$(UV) run python -m ragfleet.gateway.keys --run-dir "$(RUN_DIR)" create --tenant "$(TENANT)" \
+		--collections "$(COLLECTIONS)" --name make-key
 
 test: deps  ## unit, integration and end-to-end tests (starts real processes on loopback)
 	$(UV) run pytest $(PYTEST_ARGS)
@@ -83,15 +91,29 @@ kind-up:  ## a kind cluster with ingress-nginx (needs docker, kind, kubectl: not
 	kubectl --context $(KIND_CONTEXT) -n ingress-nginx wait --for=condition=ready pod \
 		-l app.kubernetes.io/component=controller --timeout=300s
 
-# service:module:port of every image the one Dockerfile builds (ARG SERVICE, MODULE, PORT).
-IMAGES := gateway:ragfleet.gateway:8000 retrieval:ragfleet.retrieval:8010 llm-proxy:ragfleet.llm_proxy:8020 \
-	ingestion:ragfleet.ingestion:8030 loadtests:ragfleet.loadtests.run:8089
+# Images and containers (docs/deploy.md, "Images"). CONTAINER_ENGINE=docker|podman (detected when
+# empty); REGISTRY/TAG name the images; EXTRA_CA_BUNDLE=path is trusted by the build steps (default:
+# the file SSL_CERT_FILE names, when set), handed in as a build secret, never kept in an image.
+CONTAINER_ENGINE ?=
+REGISTRY ?= ragfleet
+TAG ?= dev
+EXTRA_CA_BUNDLE ?=
+CONTAINERS = $(UV) run python -m ragfleet.containers $(if $(CONTAINER_ENGINE),--engine $(CONTAINER_ENGINE))
 
-images:  ## build the images (services + loadtests) from ./Dockerfile and load them into kind
-	for image in $(IMAGES); do IFS=: read -r s module port <<< "$$image"; \
-		docker build --build-arg SERVICE=$$s --build-arg MODULE=$$module --build-arg PORT=$$port \
-			-t ragfleet/ragfleet-$$s:dev . && \
-		kind load docker-image --name ragfleet ragfleet/ragfleet-$$s:dev || exit 1; done
+container-deps:  ## install podman, buildah, runc, debootstrap where missing (as root) and configure podman
+	@bash tools/bootstrap.sh --containers
+
+base-images: container-deps  ## build the base images locally (Debian's Python 3.11, uv from its wheel, NGINX, Redis): no registry needed
+	$(CONTAINERS) base-images
+
+images: container-deps  ## build every image from ./Dockerfile (on make base-images' bases when present); sizes reported
+	$(CONTAINERS) images --registry $(REGISTRY) --tag $(TAG) $(if $(EXTRA_CA_BUNDLE),--extra-ca-bundle $(EXTRA_CA_BUNDLE))
+	@if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx ragfleet; then \
+		for s in gateway retrieval llm-proxy ingestion loadtests; do \
+			kind load docker-image --name ragfleet $(REGISTRY)/ragfleet-$$s:$(TAG) || exit 1; done; fi
+
+push: images  ## build, then push every image: make push REGISTRY=registry.example.com/team TAG=1.0.0
+	$(CONTAINERS) push --registry $(REGISTRY) --tag $(TAG)
 
 deploy: deps  ## helm install on kind, then wait for every rollout
 	$(UV) run python -m ragfleet.k8scheck tools

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ragfleet needs on a fresh Linux machine with Python 3.11: uv, the project's
-# virtualenv, Redis, NGINX and Chromium (for the console's browser tests). Safe to run again: it
-# only installs what is missing.
+# virtualenv, Redis, NGINX and Chromium (for the console's browser tests); with --containers also
+# podman, buildah, runc and debootstrap. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +44,38 @@ fi
 if ! command -v wrk >/dev/null 2>&1; then
   say "installing wrk (Debian package, for the HTTP benchmarks)"
   apt_install wrk || echo "wrk could not be installed: bench-retrieval falls back to a Python load generator" >&2
+fi
+
+# Containers (`make images`, `make test-containers`, CI): only with --containers, or when asked
+# for by RAGFLEET_CONTAINERS=1, so that `make run` never installs a container engine.
+if [ "${1:-}" = "--containers" ] || [ -n "${RAGFLEET_CONTAINERS:-}" ]; then
+  # Podman unless Docker was asked for, or answers and podman was not asked for.
+  want_podman=1
+  case "${CONTAINER_ENGINE:-}" in
+    docker) want_podman= ;;
+    podman) ;;
+    *) if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then want_podman=; fi ;;
+  esac
+  if [ -n "$want_podman" ]; then
+    # package:file it installs. netavark and aardvark-dns (Service names resolve on the test
+    # network) are only recommended, and --no-install-recommends would leave them out.
+    missing=()
+    for pair in podman:/usr/bin/podman buildah:/usr/bin/buildah runc:/usr/sbin/runc \
+      debootstrap:/usr/sbin/debootstrap netavark:/usr/lib/podman/netavark \
+      aardvark-dns:/usr/lib/podman/aardvark-dns iptables:/usr/sbin/iptables; do
+      [ -e "${pair#*:}" ] || missing+=("${pair%%:*}")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+      say "installing ${missing[*]} (Debian packages, for the images and the container tests)"
+      apt_install "${missing[@]}" || { echo "could not install ${missing[*]}: install podman, buildah, runc and debootstrap, or set CONTAINER_ENGINE=docker" >&2; exit 1; }
+    fi
+    # Podman's default runtime (crun) refuses hybrid-cgroup kernels that runc runs on, and its
+    # default ulimits make runc fail a setrlimit: both settings go into the system
+    # containers.conf once, without touching anything else in it.
+    if [ "$(id -u)" -eq 0 ]; then
+      python3 tools/containers/configure_podman.py /etc/containers/containers.conf
+    fi
+  fi
 fi
 
 say "syncing the virtualenv (uv sync --frozen)"

@@ -53,7 +53,7 @@ class Counting:
 
 def make_cache(url: str, **config: Any) -> tuple[TwoTierCache, Redis]:
     redis = create_redis(
-        ServiceSettings(redis_url=url, redis_socket_timeout_s=0.5, redis_connect_timeout_s=0.5)
+        ServiceSettings(redis_url=url, redis_socket_timeout_s=0.5, redis_connect_timeout_s=0.5), "cache"
     )
     defaults: dict[str, Any] = {"redis_retry_after_s": 0.05, "ack_timeout_s": 2.0}
     return TwoTierCache(redis, service="test", config=CacheConfig(**{**defaults, **config})), redis

@@ -65,9 +65,32 @@ async def test_the_internal_client_sends_the_token_and_an_outside_one_does_not()
         assert SERVICE_TOKEN_HEADER not in outside.build_request("GET", "https://api.example/v1").headers
 
 
+REDIS_WITH_PASSWORD = "redis://:a-real-password-0123@redis:6379/0"
+
+
 @pytest.mark.parametrize("token", ["", "changeme", " secret "])
 def test_production_refuses_a_missing_or_placeholder_token(token: str) -> None:
     with pytest.raises(ValidationError, match="service_token must be set to a real secret"):
-        ServiceSettings(environment="production", service_token=token)
+        ServiceSettings(environment="production", service_token=token, redis_url=REDIS_WITH_PASSWORD)
     ServiceSettings(environment="development", service_token=token)
-    ServiceSettings(environment="production", service_token=TOKEN)
+    ServiceSettings(environment="production", service_token=TOKEN, redis_url=REDIS_WITH_PASSWORD)
+
+
+def test_production_refuses_a_redis_without_a_password() -> None:
+    with pytest.raises(ValidationError, match="state Redis password"):
+        ServiceSettings(environment="production", service_token=TOKEN, redis_url="redis://redis:6379/0")
+    with pytest.raises(ValidationError, match="cache Redis password"):
+        ServiceSettings(
+            environment="production",
+            service_token=TOKEN,
+            state_redis_url="redis://state:6379/0",
+            state_redis_password="a-real-password-0123",
+            cache_redis_url="redis://cache:6379/0",
+        )
+    ServiceSettings(
+        environment="production",
+        service_token=TOKEN,
+        redis_url="redis://redis:6379/0",
+        state_redis_password="a-real-password-0123",
+        cache_redis_password="another-real-one-4567",
+    )

@@ -69,3 +69,16 @@ async def test_a_component_left_out_has_no_url_and_its_routes_say_so(
             assert error["message"] == "ingestion is not enabled in this deployment"
         # Everything else still serves.
         assert (await client.get("/v1/stats")).status_code == 200
+
+
+def test_production_refuses_a_placeholder_admin_key_and_allows_none() -> None:
+    from pydantic import ValidationError
+
+    production = {
+        "environment": "production",
+        "service_token": "a-real-service-token-0123",
+        "redis_url": "redis://:a-real-password-0123@redis:6379/0",
+    }
+    with pytest.raises(ValidationError, match="admin_key must be set to a real secret"):
+        GatewaySettings(**production, admin_key=" " * 32)  # type: ignore[arg-type]
+    GatewaySettings(**production)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -114,7 +115,53 @@ async def test_a_key_without_the_collection_gets_no_cached_answer(
     allowed = await make_key("acme", ["docs"], rate_per_s=1000, burst=1000)
     assert search(gateway, allowed)[0]
     assert search(gateway, allowed)[1] == "hit-edge"
+    assert search(gateway, allowed)[1] == "hit-edge"  # the exact bytes again: the fast path
     other = await make_key("acme", ["elsewhere"], rate_per_s=1000, burst=1000)
     refused = post_search(gateway, other)
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "collection_forbidden"
+
+
+async def test_repeats_of_the_exact_bytes_take_the_fast_path_with_auth_rate_limit_and_purge(
+    retrieval: RunningService, start_gateway, make_key
+) -> None:
+    # Every answer here is small: gzip them all.
+    gateway = start_gateway("gw", {"RETRIEVAL_URL": retrieval.url, "EDGE_GZIP_MIN_BYTES": "1"})
+    key = await make_key("acme", ["docs"], rate_per_s=0.001, burst=5)
+    body = orjson.dumps(QUERY)
+    headers = {"X-API-Key": key, "content-type": "application/json"}
+
+    def send(extra: dict[str, str] | None = None, key_header: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.post(
+            f"{gateway.url}/v1/search",
+            content=body,
+            headers={**headers, **(extra or {}), **(key_header or {})},
+        )
+
+    answers = [send() for _ in range(3)]  # miss, hit (alias filed), hit through the alias
+    assert [a.headers["x-cache"] for a in answers][1:] == ["hit-edge", "hit-edge"]
+    assert answers[2].json()["results"] == answers[0].json()["results"]
+    assert answers[2].json()["took_ms"] >= 0
+    # gzip, when the client takes it: made once, then served as ready bytes with a fresh took_ms.
+    zipped = send({"accept-encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["x-cache"] == "hit-edge"
+    assert zipped.json()["results"] == answers[0].json()["results"]  # httpx decompressed it
+    # A wrong key on the same bytes is refused, not answered from memory.
+    wrong = send(key_header={"X-API-Key": "rfk_nope_nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
+    # The burst (5) runs out: the fast path enforces the limit too.
+    statuses = [send() for _ in range(3)]
+    assert statuses[0].status_code == 200
+    limited = statuses[-1]
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert "retry-after" in limited.headers
+
+    # A write purges the alias with the rest of the collection's entries.
+    other = await make_key("acme", ["docs"], rate_per_s=1000, burst=1000)
+    write(retrieval, "acme", "delete", {"document_ids": ["cats"]})
+    after = send(key_header={"X-API-Key": other})
+    assert after.headers["x-cache"] != "hit-edge"
+    assert [hit["text"] for hit in after.json()["results"]] == [TEXTS["acme"]["dogs"]]

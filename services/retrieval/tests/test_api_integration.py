@@ -80,7 +80,7 @@ def test_search_end_to_end(run_service: ServiceStarter, redis_url: str, tmp_path
         assert doc_ids(first)[0] == "cats"
         assert first.headers["x-cache"] == "miss"
         body = first.json()
-        assert body["mode"] == "vector" and body["collection"] == "docs" and body["took_ms"] >= 0
+        assert body["mode"] == "hybrid" and body["collection"] == "docs" and body["took_ms"] >= 0
         assert set(body["results"][0]) == {"id", "document_id", "text", "score", "metadata"}
         # Case and whitespace do not make a different query.
         again = search(client, query="  which ANIMAL   purrs? ", top_k=2)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ragfleet.chaos.client import SseEvent, stream_status
-from ragfleet.chaos.scenarios import finished_whole
+from ragfleet.chaos.scenarios.gateway import finished_whole
 from ragfleet.chaos.verdicts import (
     Outcome,
     ScenarioResult,

@@ -107,7 +107,7 @@ def api_key(stack: Stack) -> str:
     created = subprocess.run(
         [sys.executable, "-m", "ragfleet.gateway.keys", "create", "--tenant", "acme", "--collections", "*",
          "--rate", "1000", "--burst", "1000", "--json"],
-        env={**os.environ, "RAGFLEET_GATEWAY_REDIS_URL": stack.redis_url},
+        env={**os.environ, "RAGFLEET_GATEWAY_STATE_REDIS_URL": stack.state_redis_url},
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     chunks = [
@@ -241,7 +241,7 @@ def test_sse_chat_through_nginx_resumes_on_the_other_replica(stack: Stack, api_k
         # The answer is generated on that replica whether a client listens or not; once it is all in
         # the buffer, the replica can go. (An answer still being generated is taken over by the
         # other replica: the next test.)
-        wait_until_buffered(stack.redis_url, seen[-1]["id"].split(":", 1)[0])
+        wait_until_buffered(stack.cache_redis_url, seen[-1]["id"].split(":", 1)[0])
 
         # The replica it was talking to dies; the same client, same cookie, reconnects through NGINX.
         stack.process(replica).kill()

@@ -207,7 +207,7 @@ class Target:
     """Where the Locust part sends its load: a running stack (--host) or one this command starts."""
 
     host: str
-    redis_url: str
+    redis_url: str | None  # None: the keys CLI finds make run's state Redis
     metrics_urls: tuple[str, ...]  # retrieval's and the gateways': where the cache hit rate is counted
     seed_corpus_url: str | None  # retrieval, to write the corpus a fresh stack lacks
 
@@ -247,7 +247,8 @@ def loadtest_command(profile: Profile, reports: Path, target: Target) -> list[st
         *(sys.executable, "-m", "ragfleet.loadtests.run", "--scenario", "search"),
         *("--search-modes", "vector", "--users", str(profile.loadtest_users)),
         *("--duration", f"{profile.loadtest_seconds}s", "--host", target.host),
-        *("--redis-url", target.redis_url, "--report-dir", str(reports / LOADTEST_DIR), "--seed", "1"),
+        *(("--redis-url", target.redis_url) if target.redis_url else ()),
+        *("--report-dir", str(reports / LOADTEST_DIR), "--seed", "1"),
         # Judged against history here; `make loadtest` holds the absolute targets.
         *("--gate-qps", "off", "--gate-hit-rate", "off", "--gate-failure-ratio", "off"),
         *("--gate-p95-ms", "off", "--gate-ttft-p95-ms", "off"),
@@ -510,7 +511,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--host", default=None, help="load a running stack (gateway or NGINX URL) instead of starting one"
     )
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6390/0", help="with --host: its gateway's Redis")
+    p.add_argument(
+        "--redis-url", default=None, help="with --host: its gateway's state Redis (default: make run's)"
+    )
     p.add_argument(
         "--metrics-url",
         action="append",

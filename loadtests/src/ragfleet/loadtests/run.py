@@ -37,7 +37,6 @@ HERE = Path(__file__).parent
 LOCUSTFILE = HERE / "locustfile.py"
 RAMPFILE = HERE / "ramp.py"
 DEFAULT_HOST = "http://127.0.0.1:8080"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
 CLUSTER_DIR = "cluster"  # where --watch writes the timeline, inside the report directory
 # The variable Locust's --api-key reads (options.py): the key reaches Locust through it, and a
 # caller can hand it to this runner the same way instead of on the command line.
@@ -68,7 +67,9 @@ def parser() -> argparse.ArgumentParser:
         help=f"use this key instead of creating one (default ${API_KEY_ENV})",
     )
     p.add_argument(
-        "--redis-url", default=DEFAULT_REDIS_URL, help="the gateway's Redis, where a key is created"
+        "--redis-url",
+        default=None,
+        help="the gateway's state Redis, where a key is created (default: the make run stack's, found by the keys CLI)",
     )
     p.add_argument(
         "--metrics-url",
@@ -106,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def create_api_key(redis_url: str, scenario: str) -> str:
+def create_api_key(redis_url: str | None, scenario: str) -> str:
     """A key for the run, through the gateway's own CLI; its rate limit is high enough not to be the test."""
     argv = [
         sys.executable,
@@ -129,11 +130,12 @@ def create_api_key(redis_url: str, scenario: str) -> str:
         argv,
         capture_output=True,
         text=True,
-        env=_child_env({"RAGFLEET_GATEWAY_REDIS_URL": redis_url}),
+        env=_child_env({"RAGFLEET_GATEWAY_STATE_REDIS_URL": redis_url} if redis_url else {}),
         timeout=60,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"could not create an API key in {redis_url}: {done.stderr.strip()}")
+        # Not the URL: it carries the Redis password.
+        raise RuntimeError(f"could not create an API key: {done.stderr.strip()}")
     return str(json.loads(done.stdout)["api_key"])
 
 

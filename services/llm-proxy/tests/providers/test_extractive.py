@@ -9,6 +9,7 @@ from ragfleet.llm_proxy.providers.extractive import (
     NO_MATCH_ANSWER,
     ExtractiveProvider,
     answer,
+    distinct_sources,
     parse_sources,
 )
 from ragfleet.llm_proxy.schemas import ChatCompletionRequest
@@ -84,3 +85,26 @@ def test_max_tokens_cuts_the_answer_with_finish_reason_length() -> None:
     completion = asyncio.run(ExtractiveProvider("extractive").complete(request("breaker?", max_tokens=3), {}))
     assert completion["choices"][0]["finish_reason"] == "length"
     assert len(completion["choices"][0]["message"]["content"].split()) == 3
+
+
+DUPLICATED = """<source id="1" document_id="a.md" chunk_id="a.md:0">
+The breaker opens after five failures in thirty seconds. It stays open for ten seconds.
+</source>
+<source id="2" document_id="b.md" chunk_id="b.md:2">
+Setup notes. The breaker opens after five failures in 30 seconds! Then one probe is sent.
+</source>
+<source id="3" document_id="a-copy.md" chunk_id="a-copy.md:0">
+The breaker opens after five failures in thirty seconds. It stays open for ten seconds.
+</source>"""
+
+
+def test_a_sentence_found_in_two_sources_is_said_once() -> None:
+    text = answer(request("When does the breaker open after failures?", DUPLICATED))
+    assert text.count("breaker opens after five failures") == 1, text
+    assert text.startswith("The breaker opens after five failures in thirty seconds [1].")
+
+
+def test_a_source_that_copies_an_earlier_one_is_dropped() -> None:
+    sources = distinct_sources(parse_sources(DUPLICATED))
+    assert [s.document_id for s in sources] == ["a.md", "b.md"]
+    assert "[3]" not in answer(request("How long does it stay open?", DUPLICATED))

@@ -314,6 +314,32 @@ class CacheNamespace(Generic[T]):
         await cache._redis_call("set", cache.redis.set, key, payload, px=int(cache.config.l2_ttl_s * 1000))
         return value, "miss"
 
+    # -- aliases: a value filed again under a second key, in L1 only ------------------------------
+
+    def seen_version(self, tenant: str, collection: str) -> int | None:
+        """The collection's version as this replica knows it, or None when it cannot trust it
+        (never seen, or not listening to invalidations right now)."""
+        return self.cache._versions.get((tenant, collection)) if self.cache.listening else None
+
+    def remember(self, tenant: str, collection: str, alias: str, value: T, version: int | None) -> None:
+        """File ``value`` also under ``alias`` (e.g. a hash of the exact request bytes) in L1.
+
+        An alias carries no version: it is only filed while ``version`` (read before the value was
+        computed) is still the collection's, and it goes with the collection's other L1 entries
+        at the next bump's purge, a reconnect's clear, or a degraded TTL cap.
+        """
+        if version is None or self.seen_version(tenant, collection) != version:
+            return
+        self.cache._l1_set(f"{self._prefix}alias:{tenant}:{alias}", value, (tenant, collection))
+
+    def recall(self, tenant: str, alias: str) -> T | None:
+        """The value filed under ``alias`` (counted as a first-tier hit), or None (not counted:
+        the caller then takes the ordinary path, which counts its own lookup)."""
+        value: T | None = self.cache.l1.get(f"{self._prefix}alias:{tenant}:{alias}")
+        if value is not None:
+            self._l1_hit.inc()
+        return value
+
     async def invalidate(self, tenant: str, collection: str | None, request: Mapping[str, Any] | str) -> None:
         """Forget one entry in both tiers (a value found to be bad)."""
         key = await self.key(tenant, collection, request)
@@ -335,8 +361,12 @@ class TwoTierCache:
         service: str,
         config: CacheConfig | None = None,
         replica: str | None = None,
+        versions: Redis | None = None,
     ) -> None:
         self.redis = redis
+        # Collection versions belong on a Redis that never evicts (the state Redis): were one
+        # evicted, the version would restart at 0 and entries cached at an old 0 would be served.
+        self.versions = versions or redis
         self.service = service
         self.config = config or CacheConfig()
         self.replica = replica or f"{service}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -387,7 +417,7 @@ class TwoTierCache:
 
     async def collection_version(self, tenant: str, collection: str) -> int:
         """The collection's version: from Redis, else the last one seen here (0 if never seen)."""
-        raw = await self._redis_call("version", self.redis.get, version_key(tenant, collection))
+        raw = await self._redis_call("version", self.versions.get, version_key(tenant, collection))
         scope = (tenant, collection)
         if raw is not _FAILED:
             version = 0 if raw is None else int(raw)
@@ -416,7 +446,7 @@ class TwoTierCache:
 
     async def _publish_bump(self, scope: tuple[str, str]) -> BumpResult:
         tenant, collection = scope
-        version = int(await self.redis.incr(version_key(tenant, collection)))
+        version = int(await self.versions.incr(version_key(tenant, collection)))
         self._versions[scope] = max(version, self._versions.get(scope, 0))
         ack_key = f"ragfleet:cache:ack:{uuid.uuid4().hex}"
         message = orjson.dumps(

@@ -6,20 +6,21 @@ import httpx
 from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
 
-from ragfleet.common.config import ServiceSettings
+from ragfleet.common.config import RedisRole, ServiceSettings
 from ragfleet.common.context import current_request_id
 from ragfleet.common.contracts import SERVICE_TOKEN_HEADER
 from ragfleet.common.telemetry import inject_context
 
 
-def create_redis(settings: ServiceSettings, *, url: str | None = None) -> Redis:
-    """An asyncio Redis client on a bounded pool (hiredis parser when installed), with short timeouts.
+def create_redis(settings: ServiceSettings, role: RedisRole, *, url: str | None = None) -> Redis:
+    """An asyncio client of the ``state`` or ``cache`` Redis (``url`` instead when given), on a
+    bounded pool (hiredis parser when installed), with short timeouts.
 
     Timeouts are short on purpose: every caller treats Redis as something that may be gone and
-    degrades (serves from L1, skips a memory write) rather than hanging a request on it.
+    degrades (serves from L1, skips a memory write, answers 503) rather than hanging a request on it.
     """
     pool: ConnectionPool = ConnectionPool.from_url(
-        url or settings.redis_url,
+        url or settings.redis_role_url(role),
         max_connections=settings.redis_max_connections,
         socket_timeout=settings.redis_socket_timeout_s,
         socket_connect_timeout=settings.redis_connect_timeout_s,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from typing import ClassVar, Literal
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ragfleet.common.cache import CacheConfig
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+
+
+RedisRole = Literal["state", "cache"]
+
+
+def with_credentials(url: str, password: str | None, username: str | None = None) -> str:
+    """``url`` with this password (and ACL user) in it, replacing any it had; unchanged when None."""
+    if password is None and username is None:
+        return url
+    parts = urlsplit(url)
+    # urlsplit leaves the URL's own user and password percent-encoded.
+    user = username if username is not None else unquote(parts.username or "")
+    secret = password if password is not None else (unquote(parts.password) if parts.password else None)
+    auth = quote(user or "", safe="")
+    if secret is not None:
+        auth += ":" + quote(secret, safe="")
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{auth}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class ServiceSettings(BaseSettings):
@@ -31,7 +53,22 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     replica_name: str = Field(default_factory=socket.gethostname, description="shown in X-Ragfleet-Replica")
 
+    # Two Redis roles (docs/state.md). The *state* Redis holds what must survive (API keys, the
+    # Celery broker and results, job records, staged uploads, collection versions): persistence on,
+    # no eviction. The *cache* Redis holds what may be dropped and rebuilt (L2 entries, rate-limit
+    # buckets, stream buffers, invalidation pub/sub, breaker state, conversation windows). Both
+    # fall back to ``redis_url``: one server serves both in small installs and in tests.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    state_redis_url: str | None = Field(None, description="the state Redis; redis_url when unset")
+    cache_redis_url: str | None = Field(None, description="the cache Redis; redis_url when unset")
+    state_redis_password: SecretStr | None = Field(
+        None, description="overrides a password in the state URL (from a Secret)"
+    )
+    cache_redis_password: SecretStr | None = Field(
+        None, description="overrides a password in the cache URL (from a Secret)"
+    )
+    state_redis_username: str | None = Field(None, description="ACL user of the state Redis")
+    cache_redis_username: str | None = Field(None, description="ACL user of the cache Redis")
     redis_socket_timeout_s: float = Field(1.0, gt=0)
     redis_connect_timeout_s: float = Field(1.0, gt=0)
     redis_max_connections: int = Field(200, ge=1)
@@ -69,8 +106,38 @@ class ServiceSettings(BaseSettings):
     service_name: str = "ragfleet"
 
     # The settings that hold secrets; subclasses add theirs. Each is refused in production while it
-    # is empty or a placeholder, so a forgotten default never ships.
+    # is empty or a placeholder (None means "not used": an optional one), and so is a Redis without
+    # a password, so a forgotten default never ships.
     secret_fields: ClassVar[tuple[str, ...]] = ("service_token",)
+
+    def redis_role_url(self, role: RedisRole) -> str:
+        """The URL of the ``state`` or ``cache`` Redis, credentials included.
+
+        One URL carries everything, because Celery (kombu) takes nothing but a URL; never log it.
+        """
+        if role == "state":
+            url, password, username = (
+                self.state_redis_url,
+                self.state_redis_password,
+                self.state_redis_username,
+            )
+        else:
+            url, password, username = (
+                self.cache_redis_url,
+                self.cache_redis_password,
+                self.cache_redis_username,
+            )
+        return with_credentials(
+            url or self.redis_url, password.get_secret_value() if password else None, username
+        )
+
+    @property
+    def state_redis(self) -> str:
+        return self.redis_role_url("state")
+
+    @property
+    def cache_redis(self) -> str:
+        return self.redis_role_url("cache")
 
     def require_secret(self, name: str, value: str) -> str:
         """Refuse placeholder secrets in production, so a forgotten default never ships."""
@@ -82,9 +149,13 @@ class ServiceSettings(BaseSettings):
     def _secrets_are_real(self) -> ServiceSettings:
         for name in self.secret_fields:
             value = getattr(self, name)
-            self.require_secret(
-                name, value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
-            )
+            if value is not None:
+                self.require_secret(
+                    name, value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                )
+        for role in ("state", "cache"):
+            password = unquote(urlsplit(self.redis_role_url(role)).password or "")
+            self.require_secret(f"the {role} Redis password ({role}_redis_password or in the URL)", password)
         return self
 
 

@@ -8,25 +8,29 @@ body buffering, and its cost is a few microseconds per request.
 from __future__ import annotations
 
 import logging
+import random
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragfleet.common.context import request_id_var
 from ragfleet.common.metrics import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS
-from ragfleet.common.telemetry import extract_context
+from ragfleet.common.telemetry import extract_context, tracing_exported
 
 access_log = logging.getLogger("ragfleet.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes and scrapes are not logged, unless a readiness check arrives with a trace context: then it
 # is another service's check (the gateway's /readyz fans out) and its line ties the trace together.
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+_READ_HEADERS = frozenset({b"x-request-id", b"traceparent", b"tracestate", b"baggage"})
 
 ResponseObserver = Callable[[str, str, int, float], None]
 
@@ -36,6 +40,18 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+def unexported_span() -> trace.Span:
+    """A span with ids and nothing else, for when no exporter would receive a real one.
+
+    It continues the incoming trace (or starts one), so the trace id still reaches the logs and
+    the next hop, at a small fraction of an SDK span's cost (no attributes, no processors).
+    """
+    parent = trace.get_current_span().get_span_context()
+    trace_id = parent.trace_id if parent.is_valid else random.getrandbits(128)
+    flags = parent.trace_flags if parent.is_valid else TraceFlags(TraceFlags.SAMPLED)
+    return NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64), is_remote=False, trace_flags=flags))
 
 
 class RequestContextMiddleware:
@@ -55,19 +71,41 @@ class RequestContextMiddleware:
         self.observer = observer
         self.tracer = trace.get_tracer("ragfleet.http")
         self.in_flight = HTTP_IN_FLIGHT.labels(service)
+        # Label children resolved once per (method, route, status), not per request.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    def _observe(self, method: str, route: str, status_code: int, duration: float) -> None:
+        counter = self._counters.get((method, route, status_code))
+        if counter is None:
+            counter = self._counters[(method, route, status_code)] = HTTP_REQUESTS.labels(
+                self.service, method, route, str(status_code)
+            )
+        histogram = self._histograms.get((method, route))
+        if histogram is None:
+            histogram = self._histograms[(method, route)] = HTTP_DURATION.labels(self.service, method, route)
+        counter.inc()
+        histogram.observe(duration)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
 
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only the few headers this middleware reads are decoded.
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _READ_HEADERS
+        }
         incoming_id = headers.get("x-request-id", "")
-        request_id = incoming_id if _VALID_REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+        request_id = incoming_id if _VALID_REQUEST_ID.match(incoming_id) else secrets.token_hex(16)
         request_id_token = request_id_var.set(request_id)
-        context_token = otel_context.attach(extract_context(headers))
+        traced = "traceparent" in headers or "baggage" in headers
+        context_token = otel_context.attach(extract_context(headers)) if traced else None
         method = scope.get("method", "GET")
-        span = self.tracer.start_span(f"{method} {scope['path']}", kind=SpanKind.SERVER)
+        if tracing_exported():
+            span: trace.Span = self.tracer.start_span(f"{method} {scope['path']}", kind=SpanKind.SERVER)
+        else:
+            span = unexported_span()
         span_token = otel_context.attach(trace.set_span_in_context(span))
         status_code = 500
         extra_headers = [(b"x-request-id", request_id.encode()), (b"x-ragfleet-replica", self.replica)]
@@ -95,16 +133,16 @@ class RequestContextMiddleware:
             route = route_template(scope)
             if scope["type"] == "websocket":
                 status_code = 101 if status_code == 500 else status_code
-            span.update_name(f"{method} {route}")
-            span.set_attribute("http.request.method", method)
-            span.set_attribute("http.route", route)
-            span.set_attribute("http.response.status_code", status_code)
-            span.set_attribute("ragfleet.request_id", request_id)
-            if status_code >= 500:
-                span.set_status(Status(StatusCode.ERROR))
+            if span.is_recording():
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status_code)
+                span.set_attribute("ragfleet.request_id", request_id)
+                if status_code >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
             if scope["type"] == "http":
-                HTTP_REQUESTS.labels(self.service, method, route, str(status_code)).inc()
-                HTTP_DURATION.labels(self.service, method, route).observe(duration)
+                self._observe(method, route, status_code, duration)
                 if self.observer is not None:
                     self.observer(method, route, status_code, duration)
             if self.access_log_enabled and (
@@ -119,7 +157,8 @@ class RequestContextMiddleware:
                 )
             span.end()
             otel_context.detach(span_token)
-            otel_context.detach(context_token)
+            if context_token is not None:
+                otel_context.detach(context_token)
             if not failed:
                 # A failed request keeps its id set: the outermost handler (Starlette's server
                 # error middleware, outside this one) writes it into the 500 body.

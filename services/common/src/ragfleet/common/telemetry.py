@@ -14,6 +14,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 log = logging.getLogger("ragfleet.telemetry")
 
 _configured_for: str | None = None
+_exporting = False
+
+
+def tracing_exported() -> bool:
+    """Whether spans leave this process (an OTLP endpoint is configured). When they do not, the
+    request middleware creates none: a span nobody receives costs a good share of a cached answer,
+    and the incoming trace context is still passed on to the next hop and into the logs."""
+    return _exporting
 
 
 def setup_tracing(service_name: str, otlp_endpoint: str | None) -> None:
@@ -22,7 +30,7 @@ def setup_tracing(service_name: str, otlp_endpoint: str | None) -> None:
     Spans are always created (so trace ids reach the logs and the next hop); they are exported
     only when an OTLP endpoint is configured.
     """
-    global _configured_for
+    global _configured_for, _exporting
     if _configured_for is not None:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
@@ -34,6 +42,7 @@ def setup_tracing(service_name: str, otlp_endpoint: str | None) -> None:
             endpoint += "/v1/traces"
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         log.info("exporting traces over OTLP", extra={"otlp_endpoint": endpoint})
+        _exporting = True
     trace.set_tracer_provider(provider)
     _configured_for = service_name
 

@@ -15,6 +15,7 @@ of ``forwarded_allow_ips`` (uvicorn resolves it; see ragfleet.common.server).
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Annotated
 
@@ -23,9 +24,9 @@ from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
-from ragfleet.common.errors import RateLimited, ServiceUnavailable, Unauthorized
+from ragfleet.common.errors import RagfleetError, RateLimited, ServiceUnavailable, Unauthorized
 from ragfleet.gateway.config import GatewaySettings
-from ragfleet.gateway.keys import KeyStore, Principal, key_digest
+from ragfleet.gateway.keys import KeyStore, Principal, admin_principal, key_digest
 from ragfleet.gateway.ratelimit import RateLimiter
 
 # WebSocket close codes in the private range, mirroring HTTP statuses (4000 + status).
@@ -36,6 +37,12 @@ WS_UNAVAILABLE = 4503
 # A browser offers both; the server must choose one, and chooses the one that carries no secret.
 WS_SUBPROTOCOL = "ragfleet"
 WS_KEY_SUBPROTOCOL_PREFIX = "ragfleet.key."
+
+# Where a route that authenticated a request before its dependencies ran (the search fast path)
+# leaves the principal, so that ``require_key`` does not look the key up twice.
+PRINCIPAL_SCOPE_KEY = "ragfleet.principal"
+# Set instead when an earlier authentication of this request failed: raised again as it was.
+AUTH_ERROR_SCOPE_KEY = "ragfleet.auth_error"
 
 
 def offered_subprotocols(connection: HTTPConnection) -> list[str]:
@@ -65,12 +72,15 @@ class Authenticator:
         self.limiter = limiter
         self.settings = settings
         self.cache: dict[str, tuple[Principal, float]] = {}
+        self.admin = admin_principal(settings)
 
     async def principal(self, api_key: str | None, client: str = "unknown") -> Principal:
         if not api_key:
             await self.enforce_anonymous_limit(client)
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key'")
         digest = key_digest(api_key)
+        if self.admin is not None and hmac.compare_digest(digest, self.admin[0]):
+            return self.admin[1]
         cached = self.cache.get(digest)
         now = time.monotonic()
         if cached is not None and cached[1] > now:
@@ -138,7 +148,12 @@ def client_address(connection: HTTPConnection) -> str:
 async def require_key(connection: HTTPConnection) -> Principal:
     """The caller's principal, after authentication and one unit of its rate limit."""
     authenticator = get_authenticator(connection)
-    principal = await authenticator.principal(presented_key(connection), client_address(connection))
+    failed = connection.scope.get(AUTH_ERROR_SCOPE_KEY)
+    if isinstance(failed, RagfleetError):
+        raise failed
+    principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        principal = await authenticator.principal(presented_key(connection), client_address(connection))
     await authenticator.enforce_rate_limit(principal)
     return principal
 

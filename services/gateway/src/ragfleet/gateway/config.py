@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import ClassVar
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ragfleet.common.config import ServiceSettings, TwoTierCacheSettings
@@ -20,6 +22,16 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
     ingestion_url: str | None = Field("http://127.0.0.1:8030", description="empty: no documents or jobs")
 
     # Keys and limits.
+    admin_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="a key (from a Secret) that always authenticates, checked against this setting, "
+        "not Redis: an empty or lost key store is never a lockout. Rotate by changing it",
+    )
+    secret_fields: ClassVar[tuple[str, ...]] = (*ServiceSettings.secret_fields, "admin_key")
+    admin_key_tenant: str = Field(
+        "default", description="the tenant the admin key acts for (every collection)"
+    )
     key_cache_ttl_s: float = Field(
         5.0, ge=0, description="how long a replica trusts a key it looked up; bounds revocation lag"
     )
@@ -38,6 +50,12 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
         ge=0,
         description="gzip JSON answers from this size; 0 (default) leaves compression to the ingress "
         "(NGINX in make run): in Python it cost ~0.3 ms per search answer, more than the rest of a cached search",
+    )
+    edge_gzip_min_bytes: int = Field(
+        1400,
+        ge=0,
+        description="search answers from this size are also kept gzip-compressed (made once per answer) "
+        "and sent so to clients that accept it; the ingress passes them through. 0: never",
     )
     cors_origins: list[str] = Field(default_factory=list, description='allowed origins; ["*"] for any')
 

@@ -7,6 +7,11 @@ digest; the key itself is printed once, at creation.
     python -m ragfleet.gateway.keys create --tenant acme --collections handbook,faq
     python -m ragfleet.gateway.keys list [--tenant acme]
     python -m ragfleet.gateway.keys revoke <key id>
+
+Keys live in the state Redis. The CLI uses the one the gateway settings name
+(``RAGFLEET_GATEWAY_STATE_REDIS_URL`` and friends) when any is set, else the one of a ``make run``
+stack started from this directory (its run dir's ``stack.json``; ``--run-dir``), else the default.
+``make key`` is ``create`` against that stack.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import secrets
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from ragfleet.common.clients import create_redis
 from ragfleet.common.contracts import NAME_PATTERN, is_valid_name
@@ -95,6 +103,23 @@ class Principal:
         )
 
 
+ADMIN_KEY_ID = "admin"
+
+
+def admin_principal(settings: GatewaySettings) -> tuple[str, Principal] | None:
+    """(digest, principal) of the admin key when one is configured."""
+    if settings.admin_key is None:
+        return None
+    validate_names(settings.admin_key_tenant, [ANY_COLLECTION])
+    principal = Principal(
+        key_id=ADMIN_KEY_ID,
+        tenant=settings.admin_key_tenant,
+        collections=frozenset({ANY_COLLECTION}),
+        name="admin (RAGFLEET_GATEWAY_ADMIN_KEY)",
+    )
+    return key_digest(settings.admin_key.get_secret_value()), principal
+
+
 def validate_names(tenant: str, collections: Sequence[str]) -> None:
     if not is_valid_name(tenant):
         raise ValueError(f"tenant {tenant!r} must match {NAME_PATTERN}")
@@ -162,9 +187,44 @@ class KeyStore:
         return sorted(found, key=lambda p: (p.tenant, p.created_at))
 
 
+# The settings that name the state Redis: set any of them and the CLI uses the settings.
+_REDIS_SETTINGS = frozenset({"redis_url", "state_redis_url", "state_redis_password", "state_redis_username"})
+
+
+def running_stack_redis(run_dir: Path) -> str | None:
+    """The state Redis URL of the ``make run`` stack whose run dir this is, if it is running.
+
+    ``stack.json`` is written by ragfleet.devstack at start (owner-only permissions: the URL carries
+    the dev password) and removed at stop: ``{"pid": ..., "state_redis_url": ...}``.
+    """
+    try:
+        info = orjson.loads((run_dir / "stack.json").read_bytes())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        return None
+    url = info.get("state_redis_url")
+    return str(url) if url else None
+
+
+def resolve_redis_url(args: argparse.Namespace, settings: GatewaySettings) -> tuple[str, str]:
+    """(URL of the state Redis, where it came from), in the order the module docstring gives."""
+    if args.redis_url:
+        return args.redis_url, "--redis-url"
+    if _REDIS_SETTINGS & settings.model_fields_set:
+        return settings.state_redis, "the gateway settings (RAGFLEET_GATEWAY_*REDIS*)"
+    found = running_stack_redis(args.run_dir)
+    if found:
+        return found, f"the make run stack of {args.run_dir}"
+    return settings.state_redis, "the default settings (no make run stack found in " + f"{args.run_dir})"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ragfleet.gateway.keys", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--redis-url", default=None, help="the state Redis (overrides everything else)")
+    parser.add_argument(
+        "--run-dir", type=Path, default=Path(".run"), help="a make run stack's run dir (default .run)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a key and print it (once)")
@@ -182,10 +242,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, settings: GatewaySettings) -> int:
-    redis = create_redis(settings)
+    url, source = resolve_redis_url(args, settings)
+    redis = create_redis(settings, "state", url=url)
     store = KeyStore(redis)
     out = sys.stdout
     try:
+        try:
+            await redis.ping()
+        except (RedisError, OSError) as exc:
+            sys.stderr.write(
+                f"error: cannot reach the state Redis named by {source}: {exc}. Start `make run` "
+                "(then run this from its directory), or set RAGFLEET_GATEWAY_STATE_REDIS_URL "
+                "(and RAGFLEET_GATEWAY_STATE_REDIS_PASSWORD) or --redis-url\n"
+            )
+            return 1
         if args.command == "create":
             collections = [c.strip() for c in args.collections.split(",") if c.strip()]
             api_key, principal = await store.create(

@@ -36,7 +36,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = create_redis(settings)
+        # API keys on the state Redis (they must survive); everything else the gateway keeps in
+        # Redis is rebuildable, so on the cache Redis: rate-limit buckets, stream buffers, the edge
+        # cache and conversation windows. A conversation is a 24 h convenience: losing one to an
+        # eviction or a restart forgets a chat and loses no accepted data, and keeping it off the
+        # state Redis keeps chat traffic (a write per message) off the server that must not fill up.
+        redis = create_redis(settings, "cache")
+        state_redis = create_redis(settings, "state")
         http = create_http_client(settings)
         downstream = Downstream(http, settings)
         memory = ConversationStore(redis, window=settings.memory_window, ttl_s=settings.memory_ttl_s)
@@ -52,19 +58,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         edge_cache = None
         if settings.search_edge_cache:
             edge_cache = TwoTierCache(
-                redis, service="gateway", config=settings.cache_config(), replica=settings.replica_name
+                redis,
+                service="gateway",
+                config=settings.cache_config(),
+                replica=settings.replica_name,
+                versions=state_redis,
             )
             await edge_cache.start()
         search_answers = SearchAnswers(downstream, edge_cache)
         chat = ChatService(settings, downstream, search_answers, memory, buffer, stats)
         app.state.redis = redis
+        app.state.state_redis = state_redis
         app.state.http = http
         app.state.stats = stats
         app.state.downstream = downstream
         app.state.memory = memory
         app.state.chat = chat
         app.state.search_answers = search_answers
-        app.state.authenticator = Authenticator(KeyStore(redis), RateLimiter(redis), settings)
+        app.state.authenticator = Authenticator(KeyStore(state_redis), RateLimiter(redis), settings)
         app.state.retrieval_cache_stats = RetrievalCacheStats(
             http, f"{downstream.retrieval}/v1/cache/stats" if downstream.retrieval else None
         )
@@ -76,6 +87,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await edge_cache.close()
             await http.aclose()
             await redis.aclose()  # type: ignore[attr-defined]
+            await state_redis.aclose()  # type: ignore[attr-defined]
 
     app = create_service_app(
         settings,

@@ -17,8 +17,10 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     retrieval_url: str = Field("http://127.0.0.1:8010", description="retrieval's internal API")
 
     # Celery
-    broker_url: str | None = Field(None, description="Celery broker; redis_url when unset")
-    result_backend_url: str | None = Field(None, description="Celery result backend; redis_url when unset")
+    broker_url: str | None = Field(None, description="Celery broker; the state Redis when unset")
+    result_backend_url: str | None = Field(
+        None, description="Celery result backend; the state Redis when unset"
+    )
     queue_name: str = Field("ingestion", description="the Celery queue (and Redis list) tasks go through")
     worker_concurrency: int = Field(2, ge=1, le=64)
     worker_max_tasks_per_child: int = Field(200, ge=1, description="recycle a worker child after N tasks")
@@ -77,10 +79,12 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
             raise ValueError("chunk_overlap_chars must be smaller than chunk_size_chars")
         return self
 
+    # Everything ingestion keeps in Redis must survive (queued tasks, job records, staged uploads):
+    # the broker, the results and the jobs all live on the state Redis.
     @property
     def broker(self) -> str:
-        return self.broker_url or self.redis_url
+        return self.broker_url or self.state_redis
 
     @property
     def result_backend(self) -> str:
-        return self.result_backend_url or self.redis_url
+        return self.result_backend_url or self.state_redis

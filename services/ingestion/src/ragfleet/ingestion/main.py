@@ -47,8 +47,8 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         from ragfleet.ingestion.celery_app import celery_app
 
         app.state.celery = celery_app
-        app.state.redis = create_redis(settings)  # job state and staged documents
-        app.state.broker = create_redis(settings, url=settings.broker)
+        app.state.redis = create_redis(settings, "state")  # job records and staged documents
+        app.state.broker = create_redis(settings, "state", url=settings.broker)
         app.state.retrieval = create_http_client(settings, base_url=settings.retrieval_url.rstrip("/"))
         sampler = asyncio.create_task(sample_queue_depth(app.state.broker, settings))
         try:
@@ -71,19 +71,40 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
     )
     app.include_router(documents_router)
 
-    @app.post("/v1/worker-check", tags=["health"], summary="Run a task on a real worker and wait for it")
-    async def worker_check(request: Request) -> dict[str, Any]:
-        from ragfleet.ingestion.tasks import ping
-
+    @app.post("/v1/worker-check", tags=["health"], summary="Is a worker connected and consuming?")
+    async def worker_check(request: Request, run_task: bool = False) -> dict[str, Any]:
+        """A remote-control ping, answered by a worker's main process even while every pool process
+        is busy and the queue is long: start-up (``make run``) never waits behind queued documents.
+        ``run_task=true`` sends a task through the queue instead and waits for a pool process to run
+        it (how long the queue takes, not whether a worker is there)."""
         started = time.perf_counter()
-        result = ping.apply_async(args=[time.time()])
+        timeout_s = settings.worker_check_timeout_s
+        if run_task:
+            from ragfleet.ingestion.tasks import ping
+
+            result = ping.apply_async(args=[time.time()])
+            try:
+                answer = await asyncio.to_thread(result.get, timeout=timeout_s)
+            except CeleryTimeout as exc:
+                raise ServiceUnavailable(
+                    f"no ingestion worker ran the check task within {timeout_s:.0f}s",
+                    code="worker_unavailable",
+                ) from exc
+            return {**answer, "round_trip_ms": round((time.perf_counter() - started) * 1000, 2)}
+        celery = request.app.state.celery
         try:
-            answer = await asyncio.to_thread(result.get, timeout=settings.worker_check_timeout_s)
-        except CeleryTimeout as exc:
+            replies = await asyncio.to_thread(celery.control.ping, timeout=timeout_s, limit=1)
+        except Exception as exc:  # the broker is down: kombu raises its own connection errors
             raise ServiceUnavailable(
-                f"no ingestion worker answered within {settings.worker_check_timeout_s:.0f}s",
-                code="worker_unavailable",
+                f"cannot reach the broker: {type(exc).__name__}", code="broker_unavailable"
             ) from exc
-        return {**answer, "round_trip_ms": round((time.perf_counter() - started) * 1000, 2)}
+        if not replies:
+            raise ServiceUnavailable(
+                f"no ingestion worker answered within {timeout_s:.0f}s", code="worker_unavailable"
+            )
+        return {
+            "workers": sorted(name for reply in replies for name in reply),
+            "round_trip_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
 
     return app

@@ -71,7 +71,7 @@ def _redis() -> redis.Redis:
     settings = _settings()
     # Ride out a Redis blip of a few seconds instead of failing the document.
     return redis.Redis.from_url(
-        settings.redis_url,
+        settings.state_redis,
         socket_timeout=max(settings.redis_socket_timeout_s, 5.0),
         socket_connect_timeout=settings.redis_connect_timeout_s,
         retry=RedisRetry(ExponentialBackoff(cap=2.0, base=0.1), retries=6),
@@ -212,6 +212,7 @@ def _ingest(
                         "position": chunk.position,
                         "metadata": {
                             **metadata,
+                            "title": title,  # retrieval's document ranking compares it with the query
                             "heading": chunk.heading,
                             "format": fmt.value,
                             "_content_hash": digest,

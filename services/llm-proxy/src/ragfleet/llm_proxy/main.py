@@ -23,7 +23,7 @@ from ragfleet.llm_proxy.providers.openai_compatible import create_upstream_sessi
 from ragfleet.llm_proxy.quotas import ConcurrencyLimit, Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
-from ragfleet.llm_proxy.routes import Proxy, router
+from ragfleet.llm_proxy.routes import router
 
 
 class ReceivedAt:
@@ -44,7 +44,8 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = app.state.redis = create_redis(settings)
+        # Breaker state, usage counters and cached responses: all rebuildable, so the cache Redis.
+        redis = app.state.redis = create_redis(settings, "cache")
         # Its calls go to model upstreams outside the platform: never with the service token.
         http = app.state.http = create_upstream_session(settings.http_max_connections)
         registry = ModelRegistry(deployments, http)
@@ -71,16 +72,16 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
             )
             await cache.start()
         embeddings = BuiltinEmbeddings(BUILTIN_EMBEDDING_MODEL) if settings.embeddings_builtin else None
-        proxy = app.state.proxy = Proxy(
-            settings=settings,
-            registry=registry,
-            breakers=breakers,
-            dispatcher=Dispatcher(registry, breakers, settings),
-            limiter=Limiter(redis, retention_days=settings.usage_retention_days),
-            cache=ResponseCache(cache, max_entry_bytes=settings.cache_max_entry_bytes) if cache else None,
-            embeddings=embeddings,
+        # What the routes reach through dependencies.py, one part each.
+        app.state.registry = registry
+        app.state.breakers = breakers
+        app.state.dispatcher = Dispatcher(registry, breakers, settings)
+        limiter = app.state.limiter = Limiter(redis, retention_days=settings.usage_retention_days)
+        app.state.response_cache = (
+            ResponseCache(cache, max_entry_bytes=settings.cache_max_entry_bytes) if cache else None
         )
-        flusher = asyncio.create_task(proxy.limiter.run(settings.usage_flush_interval_s))
+        app.state.builtin_embeddings = embeddings
+        flusher = asyncio.create_task(limiter.run(settings.usage_flush_interval_s))
         try:
             yield
         finally:

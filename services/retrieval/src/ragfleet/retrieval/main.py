@@ -47,7 +47,9 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = create_redis(settings)
+        # L2 entries and invalidations on the cache Redis; collection versions on the state Redis.
+        redis = create_redis(settings, "cache")
+        versions = create_redis(settings, "state")
         store = create_store(settings)
         embedder = create_provider(settings, threads=settings.embed_threads)
         batcher = MicroBatcher(
@@ -58,6 +60,7 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             service=settings.service_name,
             config=settings.cache_config(),
             replica=settings.replica_name,
+            versions=versions,
         )
         app.state.redis, app.state.store, app.state.batcher, app.state.cache = redis, store, batcher, cache
         models = CollectionModels(redis) if settings.embedding_model_check else None
@@ -81,6 +84,7 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             await batcher.close()
             await store.close()
             await redis.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
+            await versions.aclose()  # type: ignore[attr-defined]
 
     def readiness(state: State) -> dict[str, ReadinessCheck]:
         # Redis is not a readiness condition: without it searches still answer (from L1 and the index).

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 
 from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.devstack.processes import (
@@ -19,13 +20,12 @@ from ragfleet.devstack.processes import (
     StartupError,
     free_port,
     http_ok,
-    port_in_use,
     python_module,
     start_service,
     wait_until,
 )
 from ragfleet.devstack.settings import DevstackSettings
-from ragfleet.devstack.stack import Stack
+from ragfleet.devstack.stack import REDIS_PROCESSES, Stack
 from ragfleet.testkit.fake_llm import FakeUpstreamControl
 
 log = logging.getLogger("ragfleet.chaos")
@@ -131,8 +131,8 @@ class ChaosStack:
     def upstream(self) -> FakeUpstreamControl:
         return FakeUpstreamControl(self.fake_url.removesuffix("/v1"))
 
-    def redis_process(self) -> ManagedProcess:
-        return next(p for p in self.stack.processes if p.name.startswith("redis:"))
+    def redis_names(self) -> tuple[str, ...]:
+        return REDIS_PROCESSES
 
     def ready_url(self, name: str) -> str | None:
         s = self.stack.settings
@@ -160,28 +160,30 @@ class ChaosStack:
     def restart(self, name: str, env: dict[str, str] | None = None) -> ManagedProcess:
         """Start ``name`` again with the same command (stopping it first if it still runs) and wait
         until it is ready; ``env`` overrides some of its settings."""
-        new = self.stack.restart(name, env)
-        if name.startswith("redis:"):
-            port = self.stack.settings.redis_port
-            wait_until(lambda: port_in_use(port), timeout_s=15, what=name, process=new)
-        elif (url := self.ready_url(name)) is not None:
+        new = self.stack.restart(name, env)  # a Redis: until it answers PING (its AOF replayed)
+        if (url := self.ready_url(name)) is not None:
             wait_until(lambda: http_ok(url, timeout_s=2.5), timeout_s=120, what=name, process=new)
         log.info("%s is back (pid %s)", name, new.pid)
         return new
 
     # -- tenancy ---------------------------------------------------------------------------------
 
-    def create_api_key(self) -> str:
+    def create_api_key(self, name: str = "chaos") -> str:
         """A key of tenant ``chaos`` whose rate limit is far above the chaos load, so a 429 is news."""
         created = subprocess.run(
             [*python_module("ragfleet.gateway.keys"), "create", "--tenant", TENANT, "--collections", "*",
-             "--name", "chaos", "--rate", "1000", "--burst", "1000", "--json"],
-            env={**os.environ, "RAGFLEET_GATEWAY_REDIS_URL": self.stack.redis_url},
+             "--name", name, "--rate", "1000", "--burst", "1000", "--json"],
+            env={**os.environ, "RAGFLEET_GATEWAY_STATE_REDIS_URL": self.stack.state_redis_url},
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         if created.returncode != 0:
             raise StartupError(f"could not create an API key: {created.stderr.strip()}")
         return str(json.loads(created.stdout)["api_key"])
+
+    def redis(self, name: str) -> redis.Redis:
+        """A client of ``redis-state`` or ``redis-cache`` (with the stack's password)."""
+        url = self.stack.state_redis_url if name == "redis-state" else self.stack.cache_redis_url
+        return redis.Redis.from_url(url, socket_timeout=10)
 
     def internal_headers(self) -> dict[str, str]:
         return {TENANT_HEADER: TENANT}

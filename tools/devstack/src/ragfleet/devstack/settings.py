@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,7 +20,15 @@ class DevstackSettings(BaseSettings):
     retrieval_port: int = Field(8010, ge=1, le=65535)
     llm_proxy_port: int = Field(8020, ge=1, le=65535)
     ingestion_port: int = Field(8030, ge=1, le=65535)
-    redis_port: int = Field(6390, ge=1, le=65535)
+    redis_port: int = Field(6390, ge=1, le=65535, description="the state Redis (keys, Celery, jobs)")
+    cache_redis_port: int = Field(
+        6391, ge=1, le=65535, description="the cache Redis (L2, rate limits, streams)"
+    )
+    cache_redis_maxmemory: str = Field("256mb", description="the cache Redis evicts (allkeys-lru) above this")
+    state_redis_appendfsync: Literal["always", "everysec"] = Field(
+        "always",
+        description="when the state Redis fsyncs its append-only file (processes.redis_conf says why)",
+    )
     nginx: bool = Field(True, description="front the gateways with NGINX (off: serve one gateway directly)")
     worker: bool = Field(True, description="start a Celery worker")
     worker_metrics_port: int = Field(
@@ -45,6 +53,7 @@ class DevstackSettings(BaseSettings):
             "llm_proxy_port": free_port(),
             "ingestion_port": free_port(),
             "redis_port": free_port(),
+            "cache_redis_port": free_port(),
             "worker_metrics_port": free_port(),
         }
         return cls(run_dir=run_dir, **{**ports, "load_sample_corpus": False, **overrides})

@@ -1,5 +1,8 @@
-"""The whole suite on one machine: Redis, retrieval, llm-proxy, ingestion API and worker,
-two gateway replicas and NGINX in front. ``make run`` and the end-to-end tests both use it."""
+"""The whole suite on one machine: two Redis (state and cache), retrieval, llm-proxy, ingestion API
+and worker, two gateway replicas and NGINX in front. ``make run`` and the end-to-end tests both use it.
+
+The run dir holds ``stack.json`` while the stack runs (its pid and the state Redis URL, owner-only),
+which is how ``python -m ragfleet.gateway.keys`` and ``make key`` find it."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -23,11 +27,14 @@ from ragfleet.devstack.processes import (
     port_in_use,
     python_module,
     start_redis,
+    wait_redis,
     wait_until,
 )
 from ragfleet.devstack.settings import DevstackSettings
 
 log = logging.getLogger("ragfleet.devstack")
+
+REDIS_PROCESSES = ("redis-state", "redis-cache")
 
 
 @dataclass
@@ -46,8 +53,32 @@ class Stack:
         return f"http://127.0.0.1:{port}"
 
     @property
+    def redis_password(self) -> str:
+        """A dev secret made once per run dir (both Redis require it), kept beside the data it guards."""
+        path = self.run_dir / "redis-password"
+        if not path.exists():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(24) + "\n")
+        return path.read_text().strip()
+
+    @property
+    def state_redis_url(self) -> str:
+        """The state Redis, password included (what a client outside the stack needs)."""
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.settings.redis_port}/0"
+
+    @property
+    def cache_redis_url(self) -> str:
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.settings.cache_redis_port}/0"
+
+    @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.settings.redis_port}/0"
+        """Where API keys live: the state Redis."""
+        return self.state_redis_url
+
+    @property
+    def stack_file(self) -> Path:
+        return self.run_dir / "stack.json"
 
     def service_url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"
@@ -73,6 +104,7 @@ class Stack:
                 )
         ports = {
             "RAGFLEET_DEV_REDIS_PORT": self.settings.redis_port,
+            "RAGFLEET_DEV_CACHE_REDIS_PORT": self.settings.cache_redis_port,
             "RAGFLEET_DEV_RETRIEVAL_PORT": self.settings.retrieval_port,
             "RAGFLEET_DEV_LLM_PROXY_PORT": self.settings.llm_proxy_port,
             "RAGFLEET_DEV_INGESTION_PORT": self.settings.ingestion_port,
@@ -92,12 +124,18 @@ class Stack:
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(str(os.getpid()))
+        self.stack_file.touch(mode=0o600)
+        self.stack_file.chmod(0o600)
+        self.stack_file.write_text(json.dumps({"pid": os.getpid(), "state_redis_url": self.state_redis_url}))
 
     # -- processes ---------------------------------------------------------------------------
 
     def _common_env(self, prefix: str, name: str, port: int | None) -> dict[str, str]:
+        port_of = {"STATE": self.settings.redis_port, "CACHE": self.settings.cache_redis_port}
+        # The password apart from the URL, the way the chart passes it (from a Secret).
         env = {
-            f"{prefix}REDIS_URL": self.redis_url,
+            **{f"{prefix}{role}_REDIS_URL": f"redis://127.0.0.1:{p}/0" for role, p in port_of.items()},
+            **{f"{prefix}{role}_REDIS_PASSWORD": self.redis_password for role in port_of},
             f"{prefix}REPLICA_NAME": name,
             f"{prefix}LOG_LEVEL": self.settings.log_level,
             f"{prefix}METRICS_DIR": str(self.run_dir / "metrics" / name),
@@ -140,8 +178,27 @@ class Stack:
 
     def _start_all(self) -> None:
         s = self.settings
-        log.info("starting redis on %s", s.redis_port)
-        self.processes.append(start_redis(s.redis_port, self.run_dir / "redis", persist=True))
+        log.info("starting the state Redis on %s and the cache Redis on %s", s.redis_port, s.cache_redis_port)
+        self.processes.append(
+            start_redis(
+                s.redis_port,
+                self.run_dir / "redis",  # the state Redis keeps the path its data had with one Redis
+                role="state",
+                password=self.redis_password,
+                appendfsync=s.state_redis_appendfsync,
+                name="redis-state",
+            )
+        )
+        self.processes.append(
+            start_redis(
+                s.cache_redis_port,
+                self.run_dir / "redis-cache",
+                role="cache",
+                password=self.redis_password,
+                maxmemory=s.cache_redis_maxmemory,
+                name="redis-cache",
+            )
+        )
 
         backends = {
             "retrieval": ("RAGFLEET_RETRIEVAL_", "ragfleet.retrieval", s.retrieval_port),
@@ -182,10 +239,12 @@ class Stack:
             self._wait_ready(process, f"{self.service_url(port)}/readyz")
 
         if s.worker:
-            self._check_worker()
+            self.wait_worker()
         self._start_nginx()
 
-    def _check_worker(self) -> None:
+    def wait_worker(self) -> None:
+        """Until the worker answers the ingestion API's worker check (a control ping: queued
+        documents, even poison ones left from the last run, cannot hold the start-up up)."""
         url = f"{self.service_url(self.settings.ingestion_port)}/v1/worker-check"
         worker = next(p for p in self.processes if p.name == "ingestion-worker")
 
@@ -226,7 +285,7 @@ class Stack:
         created = subprocess.run(
             [*python_module("ragfleet.gateway.keys"), "create", "--tenant", tenant,
              "--collections", collections, "--name", "make-run", "--json"],
-            env={**os.environ, "RAGFLEET_GATEWAY_REDIS_URL": self.redis_url},
+            env={**os.environ, "RAGFLEET_GATEWAY_STATE_REDIS_URL": self.state_redis_url},
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         if created.returncode != 0:
@@ -260,6 +319,9 @@ class Stack:
             old.name, old.argv, old.log_path, env={**old.env, **(env or {})}, cwd=old.cwd
         ).start()
         self.processes[self.processes.index(old)] = new
+        if name in REDIS_PROCESSES:
+            port = self.settings.redis_port if name == "redis-state" else self.settings.cache_redis_port
+            wait_redis(port, self.redis_password, process=new)
         if ready_url is not None:
             self._wait_ready(new, ready_url)
         return new
@@ -268,8 +330,9 @@ class Stack:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
-        with contextlib.suppress(FileNotFoundError):
-            self.pid_file.unlink()
+        for path in (self.stack_file, self.pid_file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def __enter__(self) -> Stack:
         return self.start()

@@ -1,19 +1,150 @@
-"""``POST /v1/search``: retrieval's search, for the key's tenant and collections."""
+"""``POST /v1/search``: retrieval's search, for the key's tenant and collections.
+
+The hot route of the public API, so it has a fast path (``EdgeSearchRoute``): a request whose
+exact bytes this replica has answered before for the same tenant is answered from the edge tier
+before FastAPI parses, validates or resolves anything — the key check and the rate limit still
+run, in process (keys cached with a TTL, rate-limit tokens leased from Redis in batches). Every
+other request (a first sight, a 4xx of any kind, a body over the limit) takes the ordinary
+route, which re-reads the bytes already received.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from ragfleet.common.contracts import PublicSearchRequest
-from ragfleet.gateway.auth import Authenticated
+from ragfleet.common.errors import RagfleetError
+from ragfleet.gateway.auth import (
+    AUTH_ERROR_SCOPE_KEY,
+    PRINCIPAL_SCOPE_KEY,
+    Authenticated,
+    client_address,
+    get_authenticator,
+    presented_key,
+)
 from ragfleet.gateway.body_limits import SizeLimitedRoute
-from ragfleet.gateway.dependencies import SearchAnswersDep, StatsDep
+from ragfleet.gateway.dependencies import (
+    SearchAnswersDep,
+    SettingsDep,
+    StatsDep,
+    get_search_answers,
+    get_settings,
+    get_stats,
+)
+from ragfleet.gateway.search_answers import EdgeAnswer
 
-router = APIRouter(prefix="/v1", tags=["search"], route_class=SizeLimitedRoute)
+_JSON = b"application/json"
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    return "gzip" in accept_encoding.lower()
+
+
+def encoded_answer(
+    answer: EdgeAnswer, took_ms: float, accept_encoding: str, gzip_min_bytes: int
+) -> tuple[bytes, bool]:
+    """The answer's bytes, gzip when the client takes it and the answer is worth it."""
+    if gzip_min_bytes and len(answer.body) >= gzip_min_bytes and accepts_gzip(accept_encoding):
+        return answer.gzip(took_ms), True
+    return answer.json(took_ms), False
+
+
+class _Replay:
+    """A ``receive`` that first hands back what the fast path already read."""
+
+    def __init__(self, receive: Receive, body: bytes, more_body: bool, pending: Message | None) -> None:
+        self.receive = receive
+        self.messages: list[Message] = [{"type": "http.request", "body": body, "more_body": more_body}]
+        if pending is not None:
+            self.messages.append(pending)
+
+    async def __call__(self) -> Message:
+        if self.messages:
+            return self.messages.pop(0)
+        return await self.receive()
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool, Message | None]:
+    """The body as far as ``limit``: (bytes, more to come, a non-body message that ended it)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False, message
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False, None
+        if size > limit:
+            return b"".join(chunks), True, None
+
+
+class EdgeSearchRoute(SizeLimitedRoute):
+    """The search route, answering repeats of an exact request body from the edge tier."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "POST":
+            rest = await self._answer_from_edge(scope, receive, send)
+            if rest is None:
+                return
+            receive = rest
+        await super().handle(scope, receive, send)
+
+    async def _answer_from_edge(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """None when answered; else the ``receive`` the ordinary route must read from."""
+        started = time.perf_counter()
+        connection = HTTPConnection(scope)
+        answers = await get_search_answers(connection)
+        if answers.edge is None:
+            return receive
+        settings = await get_settings(connection)
+        body, more_body, pending = await read_body(receive, settings.max_body_bytes)
+        replay = _Replay(receive, body, more_body, pending)
+        if more_body or pending is not None:
+            return replay
+        authenticator = get_authenticator(connection)
+        try:
+            principal = await authenticator.principal(presented_key(connection), client_address(connection))
+        except RagfleetError as exc:
+            # The ordinary route raises it, as JSON, the usual way (without spending the address's
+            # anonymous budget a second time).
+            scope[AUTH_ERROR_SCOPE_KEY] = exc
+            return replay
+        scope[PRINCIPAL_SCOPE_KEY] = principal  # authenticated once, whichever path answers
+        answer = answers.recall(principal.tenant, body)
+        if answer is None or not principal.may_use(answer.collection):
+            return replay
+        await authenticator.enforce_rate_limit(principal)  # RateLimited: the app's handler answers 429
+        (await get_stats(connection)).count_search_cache("hit-edge")
+        content, gzipped = encoded_answer(
+            answer,
+            (time.perf_counter() - started) * 1000,
+            connection.headers.get("accept-encoding", ""),
+            settings.edge_gzip_min_bytes,
+        )
+        headers = [
+            (b"content-type", _JSON),
+            (b"content-length", str(len(content)).encode()),
+            (b"x-cache", b"hit-edge"),
+            (b"vary", b"Accept-Encoding"),
+        ]
+        if gzipped:
+            headers.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+        return None
+
+
+router = APIRouter(prefix="/v1", tags=["search"], route_class=EdgeSearchRoute)
 
 
 class SearchHit(BaseModel):
@@ -46,10 +177,28 @@ class SearchResponse(BaseModel):
     },
 )
 async def search(
-    body: PublicSearchRequest, principal: Authenticated, answers: SearchAnswersDep, stats: StatsDep
+    body: PublicSearchRequest,
+    request: Request,
+    principal: Authenticated,
+    answers: SearchAnswersDep,
+    stats: StatsDep,
+    settings: SettingsDep,
 ) -> Response:
+    started = time.perf_counter()
     principal.require_collection(body.collection)
-    content, cache = await answers.search(principal, body.model_dump(exclude_none=True))
+    raw_body = await request.body()  # already read (and size-checked) for ``body``
+    answer, cache = await answers.answer(principal, body.model_dump(exclude_none=True), raw_body)
     stats.count_search_cache(cache)
     # Relayed as bytes: re-encoding retrieval's JSON would cost more than the rest of the hop.
-    return Response(content, media_type="application/json", headers={"x-cache": cache} if cache else None)
+    content, gzipped = encoded_answer(
+        answer,
+        (time.perf_counter() - started) * 1000,
+        request.headers.get("accept-encoding", ""),
+        settings.edge_gzip_min_bytes,
+    )
+    headers = {"vary": "Accept-Encoding"}
+    if cache:
+        headers["x-cache"] = cache
+    if gzipped:
+        headers["content-encoding"] = "gzip"
+    return Response(content, media_type="application/json", headers=headers)

@@ -30,6 +30,7 @@ NO_MATCH_ANSWER = "None of the provided sources says anything about this questio
 MAX_SENTENCES = 3
 # A sentence far below the best one shares a common word with the question, not its subject.
 RELATIVE_CUTOFF = 0.5
+NEAR_DUPLICATE = 0.8
 
 _SOURCE = re.compile(r"<source\b([^>]*)>(.*?)</source>", re.DOTALL | re.IGNORECASE)
 _ATTRIBUTE = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
@@ -87,6 +88,27 @@ def split_sentences(sources: list[Source]) -> list[Sentence]:
     return sentences
 
 
+def near_duplicate(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether two texts say the same thing: the same passage indexed twice, or quoted in two
+    documents, differs by a word, a number written out or a punctuation mark. Measured as the share
+    of the smaller text's words that the other one holds (so a copy with a few words added counts
+    too); texts of fewer than three words must match exactly."""
+    left, right = set(a), set(b)
+    if min(len(left), len(right)) < 3:
+        return left == right
+    return len(left & right) / min(len(left), len(right)) >= NEAR_DUPLICATE
+
+
+def distinct_sources(sources: list[Source]) -> list[Source]:
+    """The sources minus near-copies of an earlier one (the first keeps its citation number)."""
+    kept: list[tuple[Source, tuple[str, ...]]] = []
+    for source in sources:
+        source_terms = terms(source.text)
+        if not any(near_duplicate(source_terms, other) for _, other in kept):
+            kept.append((source, source_terms))
+    return [source for source, _ in kept]
+
+
 def rank_sentences(query: str, sentences: list[Sentence]) -> list[tuple[float, Sentence]]:
     """BM25 with sentences as the documents; only sentences sharing a term with the query score."""
     query_terms = set(terms(query))
@@ -123,7 +145,7 @@ def _cite(sentence: Sentence) -> str:
 
 def answer(request: ChatCompletionRequest) -> str:
     context = "\n".join(m.text() for m in request.messages if m.role in ("system", "developer", "user"))
-    sources = parse_sources(context)
+    sources = distinct_sources(parse_sources(context))
     if not sources:
         return NO_CONTEXT_ANSWER
     question = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
@@ -131,8 +153,14 @@ def answer(request: ChatCompletionRequest) -> str:
     ranked = rank_sentences(question, split_sentences(sources))
     if not ranked:
         return NO_MATCH_ANSWER
-    best = [(score, s) for score, s in ranked[:MAX_SENTENCES] if score >= RELATIVE_CUTOFF * ranked[0][0]]
-    return " ".join(_cite(sentence) for _, sentence in best)
+    best: list[Sentence] = []
+    for score, sentence in ranked:
+        if len(best) == MAX_SENTENCES or score < RELATIVE_CUTOFF * ranked[0][0]:
+            break
+        # The same sentence from a second source (or a near-copy) adds nothing to the answer.
+        if not any(near_duplicate(sentence.terms, chosen.terms) for chosen in best):
+            best.append(sentence)
+    return " ".join(_cite(sentence) for sentence in best)
 
 
 def _words(text: str) -> Iterator[str]:

@@ -6,6 +6,7 @@ a hit costs a dict lookup and one small concatenation: nothing is rebuilt or re-
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -18,8 +19,12 @@ from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.errors import BadRequest
 from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.metrics import SEARCH_DURATION
+from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
+
+# Candidates per list for document ranking: enough chunks that the top documents' best ones are in.
+CANDIDATES = 50
 
 
 class SearchService:
@@ -66,6 +71,9 @@ class SearchService:
             "m": request.mode,
             "a": request.alpha if request.mode == "hybrid" else None,
             "fu": request.fusion if request.mode == "hybrid" else None,
+            "r": [request.rank, request.title_weight, request.per_document]
+            if request.rank == "document"
+            else "c",
             "f": request.filters,
             "e": self.model if request.mode != "bm25" else None,  # results of another model never match
         }
@@ -89,16 +97,19 @@ class SearchService:
         if vector is None and request.mode != "bm25":
             assert text is not None  # the schema requires a query when there is no vector
             vector = await self.embed_query(tenant, text)
-        query = SearchQuery(
-            text=text,
-            vector=vector,
-            mode=request.mode,
-            top_k=request.top_k,
-            alpha=request.alpha,
-            fusion=request.fusion,
-            filters=filters,
-        )
-        hits = await self.store.search(tenant, request.collection, query)
+        if request.rank == "document":
+            hits = await self._rank_documents(tenant, request, text, vector, filters)
+        else:
+            query = SearchQuery(
+                text=text,
+                vector=vector,
+                mode=request.mode,
+                top_k=request.top_k,
+                alpha=request.alpha,
+                fusion=request.fusion,
+                filters=filters,
+            )
+            hits = await self.store.search(tenant, request.collection, query)
         return orjson.dumps(
             {
                 "results": [_result(hit) for hit in hits],
@@ -108,6 +119,43 @@ class SearchService:
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
 
+    async def _rank_documents(
+        self, tenant: str, request: SearchRequest, text: str | None, vector: Any, filters: Any
+    ) -> list[Hit]:
+        """Vector and BM25 candidates ranked by document (see `ranking`)."""
+        depth = max(CANDIDATES, request.top_k * 2)
+        lists: dict[str, list[Hit]] = {"vector": [], "bm25": []}
+        for mode in ("vector", "bm25"):
+            if request.mode in (mode, "hybrid"):
+                query = SearchQuery(text=text, vector=vector, mode=mode, top_k=depth, filters=filters)
+                lists[mode] = await self.store.search(tenant, request.collection, query)
+        alpha = {"vector": 1.0, "bm25": 0.0}.get(request.mode, request.alpha)
+        similarity: dict[str, float] = {}
+        if vector is not None and request.title_weight > 0:
+            titles = sorted(
+                {
+                    t
+                    for hits in lists.values()
+                    for hit in hits
+                    if isinstance(t := hit.metadata.get("title"), str)
+                }
+            )
+            if titles:
+                title_vectors = await asyncio.gather(*(self.embed_query(tenant, title) for title in titles))
+                query_vector = np.asarray(vector, dtype=np.float32)
+                query_vector = query_vector / max(float(np.linalg.norm(query_vector)), 1e-12)
+                similarity = {t: float(query_vector @ v) for t, v in zip(titles, title_vectors, strict=True)}
+        return rank_documents(
+            lists["vector"],
+            lists["bm25"],
+            alpha=alpha,
+            fusion=request.fusion,
+            title_similarity=similarity,
+            title_weight=request.title_weight,
+            top_k=request.top_k,
+            per_document=request.per_document,
+        )
+
 
 def _result(hit: Hit) -> dict[str, Any]:
     return {
@@ -115,5 +163,6 @@ def _result(hit: Hit) -> dict[str, Any]:
         "document_id": hit.document_id,
         "text": hit.text,
         "score": round(float(hit.score), 6),
-        "metadata": hit.metadata,
+        # Keys starting with "_" (the content hash ingestion keeps for idempotence) are internal.
+        "metadata": {k: v for k, v in hit.metadata.items() if not k.startswith("_")},
     }

@@ -1,0 +1,3 @@
+from ragfleet.containers.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from ragfleet.eval.cli import main
+
+raise SystemExit(main())
