@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ragfleet.bench import calibration, history
+from ragfleet.bench.stores import FileStore
 from ragfleet.loadtests import bench
-from ragfleet.loadtests import bench_history as history
 from ragfleet.loadtests.gates import EndpointStats, RunSummary
 from ragfleet.loadtests.promscrape import HitRate
 
@@ -50,22 +51,21 @@ def test_the_readme_table_is_replaced_between_its_markers_only(tmp_path: Path) -
         f"# Index\n\nhand-written\n\n{bench.README_START}\nold table\n{bench.README_END}\n\nfooter\n"
     )
     record = history.Record(
-        None,
-        {
-            "started_at": "2026-11-21T10:00:00Z",
-            "git": {"short": "abc1234", "dirty": True},
-            "machine": {"cpu_model": "EPYC", "cores": 2, "memory_gib": 23.5},
-            "profile": {"name": "quick"},
-            "metrics": {"llm_proxy.errors": {"value": 0, "unit": "count", "better": "lower"}},
-        },
+        started_at="2026-11-21T10:00:00Z",
+        label="abc1234+dirty",
+        metrics=bench.metric_entries({"llm_proxy.errors": 0}),
+        machine={"cpu_model": "EPYC", "cores": 2, "memory_gib": 23.5, "cpu_flags": ["avx2"]},
+        calibration={"echo_rps": 2000.0},
+        profile="quick",
     )
-    rows = history.compare(record, history.Baseline({}, []), history.Tolerances())
+    rows = history.compare(record, [], history.Tolerances())
 
     bench.update_readme(readme, record, rows, tmp_path / "latest.md")
 
     text = readme.read_text()
     assert "old table" not in text and "hand-written" in text and text.endswith("footer\n")
     assert "commit `abc1234+dirty`" in text and "| llm_proxy.errors | count | lower |" in text
+    assert "calibration echo_rps 2,000.0" in text
 
 
 def test_bad_options_are_refused_with_the_choices(tmp_path: Path) -> None:
@@ -85,17 +85,16 @@ def test_a_quick_run_is_stored_and_a_regression_exits_with_its_code(tmp_path: Pa
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "README.md").write_text(f"# Benchmarks\n\n{bench.README_START}\n{bench.README_END}\n")
-    # A baseline no real proxy can match: every latency and CPU figure near zero.
-    impossible = {
-        "started_at": "2000-01-01T00:00:00Z",
-        "git": {"commit": "0" * 40, "short": "0000000", "dirty": False},
-        "machine": bench.machine(),
-        "profile": {"name": "quick"},
-        "metrics": {
-            **bench.metric_entries({"llm_proxy.json_cpu_ms_per_request": 1e-6}),
-            "llm_proxy.retired": {"value": 1.0, "unit": "count", "better": "lower"},  # no longer measured
-        },
-    }
+    # A baseline no real proxy can match, from this machine: every CPU figure near zero.
+    here = calibration.machine()
+    impossible = history.Record(
+        started_at="2000-01-01T00:00:00Z",
+        label="0000000",
+        metrics=bench.metric_entries({"llm_proxy.json_cpu_ms_per_request": 1e-6}),
+        machine=here,
+        fingerprint=calibration.fingerprint(here),
+        profile="quick",
+    ).to_json()
     baseline = tmp_path / "baseline.json"
     baseline.write_text(json.dumps(impossible))
 
@@ -108,16 +107,19 @@ def test_a_quick_run_is_stored_and_a_regression_exits_with_its_code(tmp_path: Pa
     )
 
     assert code == bench.REGRESSION_EXIT_CODE
-    (stored,) = history.load_history(tmp_path / "history")
-    assert stored.data["parts"]["llm-proxy"]["ok"] is True
-    assert {"cpu_model", "cores", "memory_gib", "python", "load_before", "load_after"} <= set(
-        stored.data["machine"]
+    (stored,) = FileStore(tmp_path / "history").records()
+    assert stored.extra["parts"]["llm-proxy"]["ok"] is True
+    assert {"cpu_model", "cores", "memory_gib", "cpu_flags", "load_before", "load_after"} <= set(
+        stored.machine
     )
-    assert set(stored.data["git"]) == {"commit", "short", "dirty"}
-    assert "--quick" in stored.data["command"]
+    assert stored.fingerprint == calibration.fingerprint(here)
+    assert {"echo_rps", "echo_requests_per_cpu_s", "hnsw_qps"} <= set(stored.calibration)
+    assert set(stored.extra["git"]) == {"commit", "short", "dirty"}
+    assert "--quick" in stored.extra["command"]
     assert set(stored.metrics) == {name for name in bench.CATALOG if name.startswith("llm_proxy.")}
     assert stored.metrics["llm_proxy.errors"].value == 0
     latest = (docs / "latest.md").read_text()
-    assert "REGRESSION" in latest and "| llm_proxy.retired |" in latest and "missing" in latest
+    # Same machine, and the baseline has no calibration: the raw verdict stands.
+    assert "REGRESSION" in latest and "same machine" in latest
     assert "| llm_proxy.json_cpu_ms_per_request |" in (docs / "README.md").read_text()
     assert (tmp_path / "reports" / "llm-proxy.md").exists()

@@ -67,7 +67,16 @@ class IngestionStack:
 
 
 @pytest.fixture
-def stack(run_service: ServiceStarter, redis_url: str, tmp_path: Path) -> Iterator[IngestionStack]:
+def stack_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Extra ingestion settings for one test: ``@pytest.mark.parametrize("stack_settings", [{..}],
+    indirect=True)``."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def stack(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path, stack_settings: dict[str, str]
+) -> Iterator[IngestionStack]:
     retrieval = run_service(
         "retrieval",
         "ragfleet.retrieval",
@@ -85,13 +94,16 @@ def stack(run_service: ServiceStarter, redis_url: str, tmp_path: Path) -> Iterat
         "RAGFLEET_INGESTION_ENVIRONMENT": "test",
         "RAGFLEET_INGESTION_ACCESS_LOG": "false",
         # Small documents and a short visibility timeout: a killed worker's task comes back in
-        # seconds, not in the production hour.
-        "RAGFLEET_INGESTION_VISIBILITY_TIMEOUT_S": "5",
+        # seconds, not in the production hour. The task time limit follows it (90 %), so it
+        # must leave a slow document on a busy machine time to finish.
+        "RAGFLEET_INGESTION_VISIBILITY_TIMEOUT_S": "40",
         "RAGFLEET_INGESTION_UNACKED_RESTORE_INTERVAL_S": "1",
         "RAGFLEET_INGESTION_MAX_DOCUMENT_BYTES": str(2 * 1024 * 1024),
         "RAGFLEET_INGESTION_RETRY_BACKOFF_S": "0.5",
         "RAGFLEET_INGESTION_CHUNK_SIZE_CHARS": "400",
         "RAGFLEET_INGESTION_CHUNK_OVERLAP_CHARS": "60",
+        "RAGFLEET_INGESTION_MAX_CHUNKS_PER_DOCUMENT": "300",
+        **stack_settings,
     }
     api = run_service("ingestion", "ragfleet.ingestion", "RAGFLEET_INGESTION_", settings)
     worker_env = {

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ragfleet.devstack.processes import ManagedProcess, free_port, python_module, wait_until
-from ragfleet.devstack.pytest_plugin import RunningService, ServiceStarter
+from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 pytestmark = pytest.mark.integration
 

@@ -178,12 +178,21 @@ def figures(r: Result) -> dict[str, object]:
     }
 
 
+def _cpu_ratio(r: Result) -> str:
+    """The proxy's CPU per request in units of the bare upstream's, measured in the same row: the
+    upstream is the same server stack with no framework, so the ratio travels between machines."""
+    cpu = r.cpu_ms_per_request or {}
+    return f"{cpu['proxy'] / cpu['upstream']:.1f}" if cpu.get("upstream") else "—"
+
+
 def report(results: list[Result], args: argparse.Namespace, command: str) -> str:
     lines = [
         "# llm-proxy overhead benchmark",
         "",
-        "The same requests at the same fixed rate (open loop), direct to the fake upstream and through",
-        "one llm-proxy replica (1 uvicorn worker, Redis on loopback, cache bypassed: temperature 1).",
+        "The same requests at the same fixed rate (open loop), direct to the benchmark upstream and through",
+        f"one llm-proxy replica ({args.workers} uvicorn worker(s), as the chart runs: components.default.workers),",
+        "Redis on loopback, cache bypassed (temperature 1). The load generator is aiohttp; the upstream",
+        "is bench/upstream.py (a bare ASGI app, canned answers, its CPU per request in its own column).",
         "Non-streaming requests are timed to the full answer; streaming ones to the first content chunk.",
         "The upstream answers at once, so the difference is what the proxy adds (validation, breaker",
         "read in Redis, a second HTTP hop, relaying the chunks, accounting).",
@@ -191,6 +200,7 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         f"- Machine: {machine()}",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {git_commit()}",
         f"- Load: {args.rate:g} requests/s for {args.duration:g} s per row, after {args.warmup:g} s of warm-up",
+        f"- Load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
         f"- Command: `{command}`",
         "",
         "| mode | target | requests | errors | p50 ms | p90 ms | p99 ms | CPU ms/request: upstream | proxy |",
@@ -205,9 +215,10 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         )
     lines += [
         "",
-        "| mode | added p50 ms | added p99 ms | X-Proxy-Overhead-Ms p50 | X-Proxy-Overhead-Ms p99 |",
+        "| mode | added p50 ms | added p99 ms | X-Proxy-Overhead-Ms p50 | X-Proxy-Overhead-Ms p99 "
+        "| proxy CPU ÷ bare upstream CPU, per request |",
     ]
-    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for mode in ("json", "stream"):
         direct, proxied = by_key.get((mode, "direct")), by_key.get((mode, "proxy"))
         if direct is None or proxied is None:
@@ -215,7 +226,8 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         lines.append(
             f"| {mode} | {proxied.pct(proxied.latencies_ms, 50) - direct.pct(direct.latencies_ms, 50):.2f} | "
             f"{proxied.pct(proxied.latencies_ms, 99) - direct.pct(direct.latencies_ms, 99):.2f} | "
-            f"{proxied.pct(proxied.header_overhead_ms, 50):.3f} | {proxied.pct(proxied.header_overhead_ms, 99):.3f} |"
+            f"{proxied.pct(proxied.header_overhead_ms, 50):.3f} | {proxied.pct(proxied.header_overhead_ms, 99):.3f} | "
+            f"{_cpu_ratio(proxied)} |"
         )
     lines += [
         "",
@@ -223,7 +235,8 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         "the response, minus the time spent waiting on the upstream; it excludes the extra network hop",
         "and the load generator's share of the CPU, which the end-to-end difference includes.",
         "CPU ms/request is each server process's user + system CPU time over the row divided by its",
-        "requests (from /proc): the cost per request, less sensitive to a shared CPU than latency is.",
+        "requests (from /proc, the process and its workers): the cost per request, less sensitive to a",
+        "shared CPU than latency is.",
         "",
     ]
     if args.note:

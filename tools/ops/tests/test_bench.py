@@ -4,12 +4,15 @@ through the fake Kubernetes API."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ragfleet.ops.bench import EXIT_REGRESSION, BenchRecord, Metric, compare, metrics_from_summary
+from ragfleet.bench.history import Metric, Record, Row, Tolerances
+from ragfleet.bench.stores import record_key
+from ragfleet.ops.bench import EXIT_REGRESSION, judge, metrics_from_summary, new_record
 
 CONFIGMAP = "ragfleet-benchmark-history"
 
@@ -44,32 +47,31 @@ def summary(
     }
 
 
-def record(**kwargs: float) -> BenchRecord:
-    return BenchRecord(
-        recorded_at="2026-11-21T10:00:00+00:00",
-        chart_version="0.1.0",
-        app_version="0.1.0",
-        scenario="search",
-        gates_passed=True,
-        metrics=metrics_from_summary(summary(**kwargs)),  # type: ignore[arg-type]
-    )
+def record(**kwargs: float) -> Record:
+    now = datetime(2026, 11, 21, 10, tzinfo=UTC)
+    return new_record(summary(**kwargs), "0.1.0", "0.1.0", where="ragfleet/ragfleet", now=now)  # type: ignore[arg-type]
 
 
-def regressed(comparisons: list[Any]) -> set[str]:
-    return {c.metric for c in comparisons if c.regressed}
+def compare(
+    previous: Record | None, current: Record, tolerance: float, per_metric: dict[str, float] | None = None
+) -> list[Row]:
+    return judge(previous, current, Tolerances(tolerance, per_metric or {}))[1]
+
+
+def regressed(rows: list[Row]) -> set[str]:
+    return {r.name for r in rows if r.status == "regression"}
 
 
 def test_metrics_of_a_summary_have_a_direction() -> None:
     metrics = metrics_from_summary(summary(failures=24))
 
-    assert metrics["requests_per_s"] == Metric(400.0, "req/s", True)
+    assert metrics["requests_per_s"] == Metric(400.0, "req/s", "higher")
     assert (
-        metrics["failure_ratio"].value == pytest.approx(0.001)
-        and not metrics["failure_ratio"].higher_is_better
+        metrics["failure_ratio"].value == pytest.approx(0.001) and metrics["failure_ratio"].better == "lower"
     )
     assert metrics["cache_hit_rate"].value == pytest.approx(0.9)
     assert metrics["p95 POST /v1/search"].value == 120.0
-    assert metrics["rps POST /v1/search"].higher_is_better
+    assert metrics["rps POST /v1/search"].better == "higher"
 
 
 def test_worse_beyond_the_tolerance_is_a_regression_better_is_not() -> None:
@@ -93,20 +95,19 @@ def test_noise_floor_and_per_metric_tolerance() -> None:
 
 def test_first_record_and_metrics_on_one_side_only_never_regress() -> None:
     first = compare(None, record(), tolerance=0.15)
-    assert regressed(first) == set() and all(c.previous is None for c in first)
+    assert regressed(first) == set() and all(r.baseline is None and r.status == "new" for r in first)
 
     renamed = record()
     renamed.metrics["p95 POST /v1/chat"] = renamed.metrics.pop("p95 POST /v1/search")
-    comparisons = {c.metric: c for c in compare(record(), renamed, tolerance=0.15)}
-    assert comparisons["p95 POST /v1/search"].current is None
-    assert comparisons["p95 POST /v1/chat"].previous is None
+    comparisons = {r.name: r for r in compare(record(), renamed, tolerance=0.15)}
+    assert comparisons["p95 POST /v1/chat"].status == "new"
     assert regressed(list(comparisons.values())) == set()
 
 
 def test_record_round_trips_through_json() -> None:
     original = record()
-    assert BenchRecord.from_json(original.to_json()) == original
-    assert original.key == "20261121T100000Z-0.1.0.json"
+    assert Record.from_json(json.loads(json.dumps(original.to_json()))) == original
+    assert record_key(original) == "20261121T100000Z-0.1.0.json"
 
 
 def _bench_record(fake_cluster, run_cli, tmp_path: Path, chart: str, **kwargs: Any) -> tuple[int, str, str]:
@@ -144,8 +145,8 @@ def test_bench_record_keeps_history_in_a_configmap_and_flags_a_regression(
 
     code, out, _ = _bench_record(fake_cluster, run_cli, tmp_path, "0.3.0", p95_ms=200.0)
     assert code == EXIT_REGRESSION
-    line = next(line for line in out.splitlines() if line.startswith("p95 POST /v1/search"))
-    assert "80" in line and "200" in line and "+150.0%" in line and "REGRESSION" in line
+    line = next(line for line in out.splitlines() if line.startswith("| p95 POST /v1/search |"))
+    assert "80.0 (0.2.0)" in line and "| 200 |" in line and "+150.0 %" in line and "REGRESSION" in line
     assert "1 regression(s): p95 POST /v1/search" in out
 
     stored = fake_cluster.server.configmaps[("ragfleet", CONFIGMAP)]
@@ -155,9 +156,11 @@ def test_bench_record_keeps_history_in_a_configmap_and_flags_a_regression(
         "app.kubernetes.io/instance": "ragfleet",
     }
     # --keep 2: the first record was dropped; each is kept with its chart version and verdict.
-    records = [BenchRecord.from_json(v) for _, v in sorted(stored["data"].items())]
-    assert [r.chart_version for r in records] == ["0.2.0", "0.3.0"]
-    assert records[-1].regressions == ["p95 POST /v1/search"] and records[0].regressions == []
+    records = [Record.from_json(json.loads(v)) for _, v in sorted(stored["data"].items())]
+    assert [r.label for r in records] == ["0.2.0", "0.3.0"]
+    assert (
+        records[-1].extra["regressions"] == ["p95 POST /v1/search"] and records[0].extra["regressions"] == []
+    )
     methods = [r.split()[0] for r in fake_cluster.server.requests if "/configmaps" in r]
     assert methods.count("POST") == 1 and methods.count("PUT") == 2
 

@@ -15,9 +15,12 @@ Parts (each a script of its own, run as a child process that writes its figures 
   command starts on free ports (or ``--host`` with a running one), gates off: its numbers are judged
   here, against history, not against the absolute targets of ``make loadtest``.
 
-Every run is stored as ``benchmarks/history/<UTC time>-<commit>.json`` (commit, dirty flag, machine,
-load average, command, profile, per-metric value/unit/direction), compared with the newest earlier
-runs of the same machine class and profile (or ``--baseline FILE``), and summarised in
+Every run first measures its calibration (ragfleet.bench.calibration: the bare echo app under an
+aiohttp load, raw hnswlib search, raw ONNX embedding), is stored as
+``benchmarks/history/<UTC time>-<commit>.json`` (commit, dirty flag, machine and its fingerprint,
+calibration, load average, command, profile, per-metric value/unit/direction/reference), compared
+like with like with earlier runs of the same profile (ragfleet.bench.history: raw figures only on
+the same machine fingerprint, figures normalised by the calibration otherwise), and summarised in
 ``docs/benchmarks/latest.md`` and the table of ``docs/benchmarks/README.md``. Exit code: 0 fine,
 4 a regression beyond tolerance, 5 a benchmark failed to produce its numbers.
 """
@@ -29,7 +32,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -42,8 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ragfleet.loadtests import bench_history as history
-from ragfleet.loadtests.bench_history import Better
+from ragfleet.bench import calibration, history
+from ragfleet.bench.history import Better
+from ragfleet.bench.stores import FileStore
 from ragfleet.loadtests.options import stack_metrics_urls
 from ragfleet.loadtests.promscrape import HitRate
 
@@ -84,50 +87,67 @@ PROFILES = {
 class MetricSpec:
     unit: str
     better: Better
+    reference: str | None = None  # the calibration figure it scales with (ragfleet.bench.calibration)
     tolerance: float | None = None  # None: the run's default
     absolute: float = 0.0  # floor, in the metric's unit, for metrics whose baseline may be zero
+    portable: bool = False  # the machine does not change it (recall, hit rate): always compared raw
+
+
+HNSW, ONNX, ECHO, ECHO_CPU = "hnsw_qps", "onnx_texts_per_s", "echo_rps", "echo_requests_per_cpu_s"
 
 
 # Every metric the suite records, with its unit and direction; extractors below must only use these.
 CATALOG: dict[str, MetricSpec] = {
-    "retrieval.recall_at_10": MetricSpec("ratio", "higher", tolerance=0.01),
-    "retrieval.vector_qps": MetricSpec("q/s", "higher"),
-    "retrieval.vector_qps_2_threads": MetricSpec("q/s", "higher"),
-    "retrieval.vector_filtered_third_qps": MetricSpec("q/s", "higher"),
-    "retrieval.vector_filtered_rare_qps": MetricSpec("q/s", "higher"),
-    "retrieval.bm25_qps": MetricSpec("q/s", "higher"),
-    "retrieval.hybrid_qps": MetricSpec("q/s", "higher"),
-    "retrieval.hybrid_rrf_qps": MetricSpec("q/s", "higher"),
-    "retrieval.async_search_qps": MetricSpec("q/s", "higher"),
-    "retrieval.build_s": MetricSpec("s", "lower", tolerance=0.25),
-    "retrieval.load_s": MetricSpec("s", "lower", tolerance=0.25),
-    "retrieval.embed_query_single_per_s": MetricSpec("texts/s", "higher"),
-    "retrieval.embed_query_batched_per_s": MetricSpec("texts/s", "higher"),
-    "retrieval.embed_passage_batched_per_s": MetricSpec("texts/s", "higher"),
+    "retrieval.recall_at_10": MetricSpec("ratio", "higher", tolerance=0.01, portable=True),
+    "retrieval.vector_qps": MetricSpec("q/s", "higher", reference=HNSW),
+    "retrieval.vector_qps_2_threads": MetricSpec("q/s", "higher", reference=HNSW),
+    "retrieval.vector_filtered_third_qps": MetricSpec("q/s", "higher", reference=HNSW),
+    "retrieval.vector_filtered_rare_qps": MetricSpec("q/s", "higher", reference=HNSW),
+    "retrieval.bm25_qps": MetricSpec("q/s", "higher", reference=HNSW),
+    "retrieval.hybrid_qps": MetricSpec("q/s", "higher", reference=HNSW),
+    "retrieval.hybrid_rrf_qps": MetricSpec("q/s", "higher", reference=HNSW),
+    "retrieval.async_search_qps": MetricSpec("q/s", "higher", reference=HNSW),
+    "retrieval.build_s": MetricSpec("s", "lower", reference=HNSW, tolerance=0.25),
+    "retrieval.load_s": MetricSpec("s", "lower", reference=HNSW, tolerance=0.25),
+    "retrieval.embed_query_single_per_s": MetricSpec("texts/s", "higher", reference=ONNX),
+    "retrieval.embed_query_batched_per_s": MetricSpec("texts/s", "higher", reference=ONNX),
+    "retrieval.embed_passage_batched_per_s": MetricSpec("texts/s", "higher", reference=ONNX),
     # Sub-millisecond latencies swing by tens of percent on a shared CPU: CPU time per request is
     # the steadier measure of the proxy's cost, the medians get wide tolerances. The added p99 is
     # left to the proxy's own report: on a starved CPU the open-loop tail went from 1 s to 38 s.
     # Three back-to-back runs on a quiet box gave 3.0, 3.7 and 4.1 ms: ±30 % is this figure's noise.
-    "llm_proxy.json_cpu_ms_per_request": MetricSpec("ms", "lower", tolerance=0.4),
-    "llm_proxy.stream_cpu_ms_per_request": MetricSpec("ms", "lower", tolerance=0.4),
-    "llm_proxy.json_overhead_p50_ms": MetricSpec("ms", "lower", tolerance=0.5, absolute=0.2),
-    "llm_proxy.stream_overhead_p50_ms": MetricSpec("ms", "lower", tolerance=0.5, absolute=0.2),
-    "llm_proxy.errors": MetricSpec("count", "lower"),
-    "ingestion.end_to_end_chunks_per_s": MetricSpec("chunks/s", "higher"),
-    "ingestion.raw_embed_chunks_per_s": MetricSpec("chunks/s", "higher"),
-    "ingestion.share_of_raw": MetricSpec("ratio", "higher"),
-    "loadtest.vector_search_qps": MetricSpec("req/s", "higher"),
-    "loadtest.vector_search_p95_ms": MetricSpec("ms", "lower", tolerance=0.3),
-    "loadtest.cache_hit_rate": MetricSpec("ratio", "higher", tolerance=0.05),
-    "loadtest.failure_ratio": MetricSpec("ratio", "lower", absolute=0.005),
+    "llm_proxy.json_cpu_ms_per_request": MetricSpec("ms", "lower", reference=ECHO_CPU, tolerance=0.4),
+    "llm_proxy.stream_cpu_ms_per_request": MetricSpec("ms", "lower", reference=ECHO_CPU, tolerance=0.4),
+    "llm_proxy.json_overhead_p50_ms": MetricSpec(
+        "ms", "lower", reference=ECHO_CPU, tolerance=0.5, absolute=0.2
+    ),
+    "llm_proxy.stream_overhead_p50_ms": MetricSpec(
+        "ms", "lower", reference=ECHO_CPU, tolerance=0.5, absolute=0.2
+    ),
+    "llm_proxy.errors": MetricSpec("count", "lower", portable=True),
+    "ingestion.end_to_end_chunks_per_s": MetricSpec("chunks/s", "higher", reference=ONNX),
+    "ingestion.raw_embed_chunks_per_s": MetricSpec("chunks/s", "higher", reference=ONNX),
+    "ingestion.share_of_raw": MetricSpec("ratio", "higher", portable=True),
+    "loadtest.vector_search_qps": MetricSpec("req/s", "higher", reference=ECHO),
+    "loadtest.vector_search_p95_ms": MetricSpec("ms", "lower", reference=ECHO, tolerance=0.3),
+    "loadtest.cache_hit_rate": MetricSpec("ratio", "higher", tolerance=0.05, portable=True),
+    "loadtest.failure_ratio": MetricSpec("ratio", "lower", absolute=0.005, portable=True),
 }
 
 
-def metric_entries(values: dict[str, float]) -> dict[str, dict[str, Any]]:
-    """Values as stored in a record: each with its unit and direction from the catalog."""
+def metric_entries(values: dict[str, float]) -> dict[str, history.Metric]:
+    """Values as stored in a record: each with its unit, direction and reference from the catalog."""
     return {
-        name: {"value": value, "unit": CATALOG[name].unit, "better": CATALOG[name].better}
+        name: history.Metric(
+            value,
+            spec.unit,
+            spec.better,
+            reference=spec.reference,
+            portable=spec.portable,
+            noise_floor=spec.absolute,
+        )
         for name, value in values.items()
+        for spec in (CATALOG[name],)
     }
 
 
@@ -136,7 +156,6 @@ def tolerances(default: float, overrides: Sequence[tuple[str, float]]) -> histor
         default=default,
         per_metric={name: spec.tolerance for name, spec in CATALOG.items() if spec.tolerance is not None},
         overrides=tuple(overrides),
-        absolute={name: spec.absolute for name, spec in CATALOG.items() if spec.absolute},
     )
 
 
@@ -288,26 +307,6 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def machine() -> dict[str, Any]:
-    cpu_model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    memory_gib = None
-    with contextlib.suppress(ValueError, OSError):
-        memory_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    return {
-        "cpu_model": cpu_model,
-        "cores": os.cpu_count(),
-        "memory_gib": memory_gib,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-    }
-
-
 def git_state() -> dict[str, Any]:
     def git(*argv: str) -> str:
         try:
@@ -409,10 +408,9 @@ def collect(part: str, facts: dict[str, Any], figures: Path, reports: Path) -> d
 
 
 def run_page(record: history.Record, rows: list[history.Row], notes: list[str]) -> str:
-    data = record.data
-    m, git = data["machine"], data["git"]
+    extra, m = record.extra, record.machine
     flagged = history.regressions(rows)
-    failed = [name for name, facts in data["parts"].items() if not facts["ok"]]
+    failed = [name for name, facts in extra["parts"].items() if not facts["ok"]]
     verdict = (
         f"REGRESSION in {len(flagged)} metric(s)"
         if flagged
@@ -420,37 +418,50 @@ def run_page(record: history.Record, rows: list[history.Row], notes: list[str]) 
     )
     # Only the load before the run tells of other work: during it, the benchmarks load the CPU themselves.
     busy = m["load_before"][0] > 0.5 * (m["cores"] or 1)
+    skipped = extra.get("calibration_skipped") or {}
     lines = [
-        f"# Benchmarks — {data['profile']['name']} run, {data['started_at']}: {verdict}",
+        f"# Benchmarks — {record.profile} run, {record.started_at}: {verdict}",
         "",
-        f"- commit `{git['short']}`{' with uncommitted changes' if git['dirty'] else ''}",
-        f"- machine: {history.machine_class(m)}, Python {m['python']}, {m['platform']}",
+        f"- commit `{record.label}`",
+        f"- machine: {calibration.describe(m)}, fingerprint `{record.fingerprint}`, Python {m['python']}, {m['platform']}",
+        "- calibration (reference workloads in this run): "
+        + (", ".join(f"{k} {v:,.1f}" for k, v in sorted(record.calibration.items())) or "none")
+        + (f"; skipped: {', '.join(f'{k} ({v})' for k, v in skipped.items())}" if skipped else ""),
         f"- load average (1, 5, 15 min) before {m['load_before']}, after {m['load_after']}"
-        + (" — **the machine was busy before the run: treat the figures as noisy**" if busy else ""),
-        f"- command: `{data['command']}`",
-        f"- profile: {', '.join(f'{k}={v}' for k, v in data['profile'].items())}",
+        + (" — **the machine was busy before the run: treat the raw figures as noisy**" if busy else ""),
+        f"- command: `{extra['command']}`",
+        f"- profile: {', '.join(f'{k}={v}' for k, v in extra['profile'].items())}",
         "",
         "| part | result | seconds | load before → after | report |",
         "| --- | --- | ---: | --- | --- |",
     ]
-    for name, facts in data["parts"].items():
+    for name, facts in extra["parts"].items():
         state = "ok" if facts["ok"] else "**FAILED**"
-        report = facts.get("report", "")
         lines.append(
             f"| {name} | {state} | {facts['seconds']} | {facts['load_before'][0]} → "
-            f"{facts['load_after'][0]} | {report} |"
+            f"{facts['load_after'][0]} | {facts.get('report', '')} |"
         )
     lines += ["", *(f"- {note}" for note in notes), "", history.table(rows), ""]
-    for name, facts in data["parts"].items():
+    for name, facts in extra["parts"].items():
         if not facts["ok"]:
             lines += [f"`{name}` failed:", "", "```", str(facts.get("error", "")), "```", ""]
     lines += [
-        "Higher-is-better metrics regress when they fall below the baseline by more than the",
-        "tolerance; lower-is-better ones when they rise above it. Re-run `make bench` on a quiet",
-        "machine before believing a regression measured on a busy one.",
+        "Basis: *same machine* compares raw figures (same fingerprint) and flags a regression only when",
+        "the figure normalised by its calibration reference regressed too (a busier shared CPU slows",
+        "the reference as much); *normalised* compares figures divided by (times: multiplied by) the",
+        "reference measured in each run, across machines; *portable* figures (recall, hit rate, failure",
+        "ratio) do not depend on the machine. Nothing else is judged.",
         "",
     ]
     return "\n".join(lines)
+
+
+def baseline_notes(record: history.Record, rows: list[history.Row]) -> list[str]:
+    bases = sorted({r.basis for r in rows if r.baseline is not None})
+    labels = sorted({r.baseline_label for r in rows if r.baseline_label})
+    if not labels:
+        return [f"no earlier run with profile '{record.profile}': this run is the first baseline"]
+    return [f"baseline run(s): {', '.join(labels)}; basis: {', '.join(bases)}"]
 
 
 def update_readme(readme: Path, record: history.Record, rows: list[history.Row], latest: Path) -> None:
@@ -462,12 +473,13 @@ def update_readme(readme: Path, record: history.Record, rows: list[history.Row],
     if not pattern.search(text):
         log.warning("%s has no %s ... %s markers: its table is not updated", readme, README_START, README_END)
         return
-    data = record.data
     block = "\n".join(
         [
             README_START,
-            f"Latest run ({latest.name}): {data['profile']['name']} profile, {data['started_at']}, "
-            f"commit `{record.short_commit}`, {history.machine_class(data['machine'])}.",
+            f"Latest run ({latest.name}): {record.profile} profile, {record.started_at}, "
+            f"commit `{record.label}`, {calibration.describe(record.machine)}; calibration "
+            + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(record.calibration.items()))
+            + ".",
             "",
             history.table(rows),
             README_END,
@@ -551,8 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     explicit: history.Record | None = None
     if args.baseline:  # read it now, not after minutes of benchmarks
         try:
-            explicit = history.load(args.baseline)
-            _ = explicit.started_at, explicit.metrics
+            explicit = history.Record.from_json(json.loads(args.baseline.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             cli.error(f"--baseline {args.baseline}: not a readable benchmark record ({exc})")
     profile = PROFILES["quick" if args.quick else "full"]
@@ -564,16 +575,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = shlex.join(
         ["python", "-m", "ragfleet.loadtests.bench", *(sys.argv[1:] if argv is None else argv)]
     )
-    data: dict[str, Any] = {
-        "schema": history.SCHEMA,
-        "started_at": started_at,
-        "git": git_state(),
-        "machine": {**machine(), "load_before": load_average()},
+    the_machine = {**calibration.machine(), "load_before": load_average()}
+    log.info("calibration: the reference workloads (echo app, hnswlib, ONNX)...")
+    calibrated = calibration.measure()
+    git = git_state()
+    extra: dict[str, Any] = {
+        "git": git,
         "command": shown,
         "profile": asdict(profile),
         "parts": {},
-        "metrics": {},
+        "calibration_skipped": calibrated["skipped"],
     }
+    values: dict[str, float] = {}
     timeout_s = 300 if args.quick else 1200
     with tempfile.TemporaryDirectory(prefix="ragfleet-bench-") as tmp:
         figures = Path(tmp)
@@ -585,32 +598,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 facts = run_part(part, commands[part], reports / f"{part}.log", timeout_s)
                 facts["report"] = shown_path(reports / f"{part}.md")
-            data["parts"][part] = facts
-            data["metrics"].update(metric_entries(collect(part, facts, figures, reports)))
+            extra["parts"][part] = facts
+            values.update(collect(part, facts, figures, reports))
             if not facts["ok"]:
                 log.error("%s failed: %s", part, facts.get("error"))
-    data["machine"]["load_after"] = load_average()
-    data["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    earlier = history.load_history(args.history_dir)
-    record = history.Record(None, data)
+    the_machine["load_after"] = load_average()
+    extra["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    record = history.Record(
+        started_at=started_at,
+        label=git["short"] + ("+dirty" if git["dirty"] else ""),
+        metrics=metric_entries(values),
+        machine=the_machine,
+        fingerprint=calibration.fingerprint(the_machine),
+        calibration=calibrated["figures"],
+        profile=profile.name,
+        extra=extra,
+    )
+    store = FileStore(args.history_dir)
+    earlier = store.records()
     if not args.no_save:
-        record = history.Record(history.save(args.history_dir, data), data)
-        log.info("stored %s", record.path)
-    baseline = history.pick_baseline(record, earlier, explicit)
-    rows = history.compare(record, baseline, tolerances(args.tolerance, args.tolerance_for))
+        log.info("stored %s", store.append(record))
+    rows = history.compare(record, earlier, tolerances(args.tolerance, args.tolerance_for), baseline=explicit)
+    notes = baseline_notes(record, rows)
     args.docs_dir.mkdir(parents=True, exist_ok=True)
     latest = args.docs_dir / "latest.md"
-    latest.write_text(run_page(record, rows, baseline.notes), encoding="utf-8")
+    latest.write_text(run_page(record, rows, notes), encoding="utf-8")
     update_readme(args.docs_dir / "README.md", record, rows, latest)
-    sys.stdout.write("\n".join(baseline.notes) + "\n\n" + history.table(rows) + "\n\n")
+    sys.stdout.write("\n".join(notes) + "\n\n" + history.table(rows) + "\n\n")
     log.info("summary: %s; the parts' reports and logs: %s", latest, reports)
 
     flagged = history.regressions(rows)
     if flagged:
         log.error("regression beyond tolerance: %s", ", ".join(r.name for r in flagged))
         return REGRESSION_EXIT_CODE
-    if not all(facts["ok"] for facts in data["parts"].values()):
+    if not all(facts["ok"] for facts in extra["parts"].values()):
         return PART_FAILED_EXIT_CODE
     return 0
 

@@ -42,7 +42,7 @@ from ragfleet.common.metrics import MULTIPROC_ENV
 log = logging.getLogger("ragfleet.cache")
 
 T = TypeVar("T")
-CacheResult = Literal["hit-edge", "hit-l1", "hit-l2", "miss"]
+CacheResult = Literal["hit-edge", "hit-l1", "hit-l2", "hit-semantic", "miss"]
 
 INVALIDATION_CHANNEL = "ragfleet:cache:invalidate"
 _UNVERSIONED = "-"
@@ -426,6 +426,11 @@ class TwoTierCache:
             self._versions[scope] = version
             return version
         return self._versions.get(scope, 0)
+
+    async def current_version(self, tenant: str, collection: str) -> int:
+        """The version cache keys are built with right now (what ``get_or_compute`` uses)."""
+        version = self._versions.get((tenant, collection)) if self.listening else None
+        return version if version is not None else await self.collection_version(tenant, collection)
 
     async def bump_version(self, tenant: str, collection: str) -> BumpResult:
         """Call after every write to a collection: new version, and every replica's L1 purged.

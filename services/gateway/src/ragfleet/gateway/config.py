@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from typing import ClassVar
+import sys
+from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -93,6 +95,23 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
     stats_require_key: bool = Field(
         False, description="stats carry no tenant data, so they are open unless this is set"
     )
+
+    # The benchmark API (/v1/admin/benchmarks, admin key only). Off by default: a run loads the
+    # machine it runs on for minutes (ragfleet.gateway.benchmarks).
+    benchmark_mode: Literal["off", "local", "kubernetes"] = Field(
+        "off", description="local: make bench's suite as a child process; kubernetes: the chart's Job"
+    )
+    benchmark_workdir: Path = Field(Path("."), description="local: the checkout the suite runs in")
+    benchmark_command: list[str] = Field(
+        default_factory=lambda: [sys.executable, "-m", "ragfleet.loadtests.bench"],
+        description="local: the suite's command",
+    )
+    benchmark_args: list[str] = Field(default_factory=list, description='local: e.g. ["--quick"]')
+    benchmark_tolerance: float = Field(0.15, gt=0, description="relative tolerance of the verdicts shown")
+    benchmark_kubernetes_api: str = "https://kubernetes.default.svc"
+    benchmark_namespace: str = Field("", description="kubernetes: empty = this pod's namespace")
+    benchmark_job_manifest: Path | None = Field(None, description="kubernetes: the Job as JSON (mounted)")
+    benchmark_history_configmap: str = "ragfleet-benchmark-history"
 
     @field_validator("retrieval_url", "llm_proxy_url", "ingestion_url")
     @classmethod

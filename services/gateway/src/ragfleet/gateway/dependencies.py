@@ -12,6 +12,7 @@ from fastapi import Depends
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from ragfleet.gateway.benchmarks import Runner
 from ragfleet.gateway.chat import ChatService
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
@@ -78,3 +79,12 @@ async def get_search_answers(connection: HTTPConnection) -> SearchAnswers:
 
 
 SearchAnswersDep = Annotated[SearchAnswers, Depends(get_search_answers)]
+
+
+async def get_benchmark_runner(connection: HTTPConnection) -> Runner | None:
+    """None when the benchmark API is off (``benchmark_mode``)."""
+    runner: Runner | None = connection.app.state.benchmark_runner
+    return runner
+
+
+BenchmarkRunnerDep = Annotated[Runner | None, Depends(get_benchmark_runner)]

@@ -13,12 +13,14 @@ from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.clients import create_http_client, create_redis
 from ragfleet.gateway.auth import Authenticator
+from ragfleet.gateway.benchmarks import LocalRunner, create_runner
 from ragfleet.gateway.chat import ChatService
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import KeyStore
 from ragfleet.gateway.memory import ConversationStore
 from ragfleet.gateway.ratelimit import RateLimiter
+from ragfleet.gateway.routers import benchmarks as benchmark_routes
 from ragfleet.gateway.routers import chat as chat_routes
 from ragfleet.gateway.routers import documents as document_routes
 from ragfleet.gateway.routers import search as search_routes
@@ -75,6 +77,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.memory = memory
         app.state.chat = chat
         app.state.search_answers = search_answers
+        runner = app.state.benchmark_runner = create_runner(settings, http)
         app.state.authenticator = Authenticator(KeyStore(state_redis), RateLimiter(redis), settings)
         app.state.retrieval_cache_stats = RetrievalCacheStats(
             http, f"{downstream.retrieval}/v1/cache/stats" if downstream.retrieval else None
@@ -83,6 +86,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
         finally:
             await chat.drain(settings.graceful_shutdown_s)
+            if isinstance(runner, LocalRunner):
+                await runner.close()
             if edge_cache is not None:
                 await edge_cache.close()
             await http.aclose()
@@ -119,7 +124,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             ],
             max_age=600,
         )
-    for routes in (search_routes, chat_routes, session_routes, document_routes, stats_routes):
+    for routes in (
+        search_routes,
+        chat_routes,
+        session_routes,
+        document_routes,
+        stats_routes,
+        benchmark_routes,
+    ):
         app.include_router(routes.router)
     mount_console(app)
     return app

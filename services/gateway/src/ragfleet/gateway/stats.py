@@ -61,7 +61,7 @@ class GatewayStats:
         self.open_websockets = 0
         self.active_generations = 0
         self.stream_takeovers = 0  # answers this replica regenerated after their replica died
-        self.search_cache_results = {"hit-edge": 0, "hit-l1": 0, "hit-l2": 0, "miss": 0}
+        self.search_cache_results = {"hit-edge": 0, "hit-l1": 0, "hit-l2": 0, "hit-semantic": 0, "miss": 0}
 
     def observe(self, method: str, route: str, status: int, duration_s: float) -> None:
         if route in _UNTRACKED_ROUTES:
@@ -93,6 +93,7 @@ class GatewayStats:
                 "hit_rate_edge": share(seen["hit-edge"]),
                 "hit_rate_l1": share(seen["hit-l1"]),
                 "hit_rate_l2": share(seen["hit-l2"]),
+                "hit_rate_semantic": share(seen["hit-semantic"]),
                 "hit_rate": share(total - seen["miss"]),
             }
         }

@@ -39,6 +39,14 @@ def create_celery(settings: IngestionSettings) -> Celery:
         result_expires=24 * 3600,
         task_track_started=True,
         task_default_queue=settings.queue_name,
+        # Bounded work per document (the ingest engineer's part of this file): the soft limit
+        # raises inside the task, which records the document as failed; the hard limit kills the
+        # pool process if that did not end it (the task's on_failure records it). Both stay below
+        # the visibility timeout, so a task is never delivered again while it still runs.
+        task_soft_time_limit=settings.soft_time_limit_s,
+        task_time_limit=settings.hard_time_limit_s,
+        # The worker check has a queue of its own, so a backlog of documents never delays it.
+        task_routes={"ragfleet.ingestion.ping": {"queue": settings.control_queue}},
     )
     app.autodiscover_tasks(["ragfleet.ingestion"], related_name="tasks", force=True)
     task_tracing.install()

@@ -33,6 +33,16 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
         description="an unacknowledged task (its worker died) is redelivered after this long; "
         "keep it above the longest document's processing time",
     )
+    reconcile_interval_s: float = Field(30.0, gt=0, description="how often the API looks for lost tasks")
+    reconcile_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="a document silent this long has lost its task and is sent again "
+        "(default: visibility_timeout_s + 2 restore intervals + 60 s, after any redelivery)",
+    )
+    max_resubmits: int = Field(
+        3, ge=0, description="times a lost task is sent again before the document fails"
+    )
     unacked_restore_interval_s: int = Field(
         10, ge=1, description="how often a worker sweeps for unacknowledged tasks to redeliver"
     )
@@ -45,10 +55,41 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     max_document_bytes: int = Field(20 * 1024 * 1024, ge=1, description="one document, raw bytes")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="one POST /v1/documents body")
     max_documents_per_request: int = Field(500, ge=1)
+    max_metadata_bytes: int = Field(
+        8192,
+        ge=2,
+        description="a document's metadata, as JSON: it is kept on every chunk, so 8 KiB x 1000 chunks "
+        "is the most one document can add to the index's memory this way",
+    )
+    max_metadata_keys: int = Field(64, ge=1, description="keys in one document's metadata")
     max_html_depth: int = Field(
         1000, ge=10, description="deeper HTML is refused: parsing cost grows with the square of depth"
     )
     max_pdf_pages: int = Field(2000, ge=1)
+
+    # The work one document may cost (enforced by the worker)
+    parse_time_base_s: float = Field(
+        5.0, gt=0, description="parsing + chunking budget of any document, in a child process killed at it"
+    )
+    parse_time_per_mb_s: float = Field(3.0, ge=0, description="added to the parse budget per MiB of document")
+    max_chunks_per_document: int = Field(
+        1000,
+        ge=1,
+        description="more is a per-document failure (too_many_chunks): embedding is the slow part, "
+        "~1-2 min per 1000 chunks on 2 cores, and a worker process is busy for all of it",
+    )
+    parse_memory_mb: int = Field(
+        2048,
+        ge=0,
+        description="address-space cap of the parsing child (0: none); over it, too_large_to_parse",
+    )
+    task_time_limit_s: int | None = Field(
+        None,
+        ge=2,
+        description="hard limit on one document's task (the pool process is killed and the document "
+        "failed); must stay below visibility_timeout_s so a running task is never redelivered. "
+        "Unset: 90% of visibility_timeout_s",
+    )
 
     # Chunking and embedding
     chunk_size_chars: int = Field(1000, ge=100, description="target chunk length")
@@ -79,8 +120,39 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
             raise ValueError("chunk_overlap_chars must be smaller than chunk_size_chars")
         return self
 
+    @model_validator(mode="after")
+    def _time_limit_below_visibility(self) -> IngestionSettings:
+        if self.task_time_limit_s is not None and self.task_time_limit_s >= self.visibility_timeout_s:
+            raise ValueError(
+                "task_time_limit_s must be below visibility_timeout_s: a task still running when its "
+                "visibility timeout expires is delivered again, to another worker"
+            )
+        return self
+
+    @property
+    def hard_time_limit_s(self) -> int:
+        """The Celery hard time limit of a document's task."""
+        return self.task_time_limit_s or max(2, int(self.visibility_timeout_s * 0.9))
+
+    @property
+    def soft_time_limit_s(self) -> int:
+        """Raised inside the task first, so it can record the failure itself before the kill."""
+        return max(1, self.hard_time_limit_s - max(1, min(30, self.hard_time_limit_s // 10)))
+
+    def parse_budget_s(self, size_bytes: int) -> float:
+        return self.parse_time_base_s + self.parse_time_per_mb_s * size_bytes / (1024 * 1024)
+
+    @property
+    def control_queue(self) -> str:
+        """Where the worker check goes: never behind a backlog of documents."""
+        return f"{self.queue_name}.control"
+
     # Everything ingestion keeps in Redis must survive (queued tasks, job records, staged uploads):
     # the broker, the results and the jobs all live on the state Redis.
+    @property
+    def reconcile_after(self) -> float:
+        return self.reconcile_after_s or self.visibility_timeout_s + 2 * self.unacked_restore_interval_s + 60
+
     @property
     def broker(self) -> str:
         return self.broker_url or self.state_redis

@@ -82,11 +82,29 @@ def document_id_from_filename(filename: str) -> str:
     return cleaned[:200] or uuid.uuid4().hex
 
 
-def _check_metadata(document_id: str, metadata: dict[str, Any]) -> None:
+def _check_metadata(name: str, metadata: dict[str, Any], settings: IngestionSettings) -> None:
+    """Metadata travels with every chunk into the index: its size is capped per document."""
     reserved = sorted(key for key in metadata if key.startswith("_"))
     if reserved:
+        raise Unprocessable(f"{name}: metadata keys starting with '_' are reserved: {reserved}")
+    if len(metadata) > settings.max_metadata_keys:
         raise Unprocessable(
-            f"document {document_id!r}: metadata keys starting with '_' are reserved: {reserved}"
+            f"{name}: metadata has {len(metadata)} keys; the limit is {settings.max_metadata_keys} "
+            "(max_metadata_keys)",
+            code="too_many_metadata_keys",
+            details={
+                "limit": "max_metadata_keys",
+                "max": settings.max_metadata_keys,
+                "actual": len(metadata),
+            },
+        )
+    size = len(orjson.dumps(metadata))
+    if size > settings.max_metadata_bytes:
+        raise PayloadTooLarge(
+            f"{name}: metadata is {size} bytes of JSON; the limit is {settings.max_metadata_bytes} "
+            "(max_metadata_bytes)",
+            code="metadata_too_large",
+            details={"limit": "max_metadata_bytes", "max": settings.max_metadata_bytes, "actual": size},
         )
 
 
@@ -119,7 +137,7 @@ def _from_json(body: bytes, settings: IngestionSettings) -> list[_Staged]:
             raise BadRequest(f"{name} is empty", code="empty_document")
         if len(data) > settings.max_document_bytes:
             raise PayloadTooLarge(f"{name} is {len(data)} bytes; the limit is {settings.max_document_bytes}")
-        _check_metadata(document_id, doc.metadata)
+        _check_metadata(name, doc.metadata, settings)
         staged.append(_Staged(document_id, DocumentFormat(doc.format), data, doc.metadata))
     return staged
 
@@ -158,7 +176,7 @@ async def _from_multipart(request: Request, body: bytes, settings: IngestionSett
                 f"file {filename!r} is {len(data)} bytes; the limit is {settings.max_document_bytes}"
             )
         metadata = {**shared_metadata, "filename": filename}
-        _check_metadata(document_id, metadata)
+        _check_metadata(f"file {filename!r}", metadata, settings)
         staged.append(_Staged(document_id, fmt, data, metadata))
     await form.close()
     if not staged:
@@ -185,7 +203,9 @@ async def post_documents(
         staged = await _from_multipart(request, body, settings)
     if len(staged) > settings.max_documents_per_request:
         raise PayloadTooLarge(
-            f"{len(staged)} documents in one request; the limit is {settings.max_documents_per_request}"
+            f"{len(staged)} documents in one request; the limit is {settings.max_documents_per_request} "
+            "(max_documents_per_request)",
+            code="too_many_documents",
         )
     ids = [doc.document_id for doc in staged]
     if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
@@ -194,6 +214,12 @@ async def post_documents(
     job_id = uuid.uuid4().hex
     meta = {"tenant": tenant, "collection": collection, "created_at": round(time.time(), 3), "documents": ids}
     redis = request.app.state.redis
+    args = {
+        doc.document_id: jobs.task_args(
+            job_id, tenant, collection, doc.document_id, doc.fmt.value, doc.metadata
+        )
+        for doc in staged
+    }
     try:
         pipe = redis.pipeline(transaction=True)
         for doc in staged:
@@ -203,9 +229,12 @@ async def post_documents(
             mapping={
                 "meta": orjson.dumps(meta),
                 **{jobs.doc_field(i): jobs.doc_state("queued") for i in ids},
+                **{field: value for a in args.values() for field, value in jobs.pending_fields(a).items()},
             },
         )
         pipe.expire(jobs.job_key(job_id), settings.job_ttl_s)
+        # Watched by the reconciler until each document is final (a task the broker lost is sent again).
+        pipe.zadd(jobs.PENDING_KEY, {jobs.pending_member(job_id, i): time.time() for i in ids})
         await pipe.execute()
     except RedisError as exc:
         raise ServiceUnavailable(f"cannot stage documents: Redis is unavailable ({exc})") from exc
@@ -216,9 +245,7 @@ async def post_documents(
         # Through the app object, not the task proxy: Celery's "current app" is per thread.
         for doc in staged:
             celery.send_task(
-                "ragfleet.ingestion.ingest_document",
-                args=[job_id, tenant, collection, doc.document_id, doc.fmt.value, doc.metadata],
-                task_id=f"{job_id}:{doc.document_id}",
+                jobs.TASK_NAME, args=args[doc.document_id], task_id=jobs.task_id(job_id, doc.document_id)
             )
 
     try:

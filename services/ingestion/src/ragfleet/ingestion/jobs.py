@@ -11,6 +11,9 @@ Layout (every key expires; nothing here is the record of what is indexed — the
   was killed): how poison documents are recognised.
 - ``ingestion:lock:{tenant}:{collection}:{document_id}`` — one task at a time per document.
 - ``ingestion:deadletter`` — the newest dead-letter records, a capped list.
+- ``ingestion:pending`` — a sorted set of ``{job_id}:{document_id}`` accepted and not yet final,
+  scored by when last seen moving; with the task's arguments in the job hash (``task:{document_id}``)
+  it lets ``reconcile.py`` send again a task the broker lost, so every 202 ends indexed or failed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import orjson
 
 DOC_STATES_DONE = frozenset({"succeeded", "unchanged", "failed"})
 DEAD_LETTER_KEY = "ingestion:deadletter"
+PENDING_KEY = "ingestion:pending"
+TASK_NAME = "ragfleet.ingestion.ingest_document"
 
 
 def job_key(job_id: str) -> str:
@@ -42,6 +47,30 @@ def lock_key(tenant: str, collection: str, document_id: str) -> str:
 
 def doc_field(document_id: str) -> str:
     return f"doc:{document_id}"
+
+
+def task_field(document_id: str) -> str:
+    return f"task:{document_id}"
+
+
+def pending_member(job_id: str, document_id: str) -> str:
+    return f"{job_id}:{document_id}"  # job ids are hex: the first ':' separates them
+
+
+def task_id(job_id: str, document_id: str) -> str:
+    """The one task id of a document of a job: a redelivered or resubmitted copy carries it too."""
+    return f"{job_id}:{document_id}"
+
+
+def task_args(
+    job_id: str, tenant: str, collection: str, document_id: str, fmt: str, metadata: dict[str, Any]
+) -> list[Any]:
+    return [job_id, tenant, collection, document_id, fmt, metadata]
+
+
+def pending_fields(args: list[Any]) -> dict[str, bytes]:
+    """What the API writes into the job hash, beside the document's state, when it accepts one."""
+    return {task_field(args[3]): orjson.dumps(args)}
 
 
 def doc_state(state: str, **fields: Any) -> bytes:

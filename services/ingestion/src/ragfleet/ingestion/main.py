@@ -21,6 +21,7 @@ from ragfleet.common.errors import ServiceUnavailable
 from ragfleet.ingestion.config import IngestionSettings
 from ragfleet.ingestion.documents import router as documents_router
 from ragfleet.ingestion.metrics import QUEUE_DEPTH, QUEUE_UNACKED
+from ragfleet.ingestion.reconcile import reconcile_forever
 
 log = logging.getLogger("ragfleet.ingestion")
 
@@ -51,12 +52,16 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         app.state.broker = create_redis(settings, "state", url=settings.broker)
         app.state.retrieval = create_http_client(settings, base_url=settings.retrieval_url.rstrip("/"))
         sampler = asyncio.create_task(sample_queue_depth(app.state.broker, settings))
+        reconciler = asyncio.create_task(
+            reconcile_forever(app.state.redis, celery_app, settings, settings.replica_name)
+        )
         try:
             yield
         finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+            for task in (sampler, reconciler):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await app.state.retrieval.aclose()
             await app.state.redis.aclose()
             await app.state.broker.aclose()

@@ -33,15 +33,18 @@ import orjson
 import redis
 from celery import Task, shared_task
 from celery.exceptions import Retry as CeleryRetry
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import worker_process_init
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
 
 from ragfleet.ingestion import jobs
-from ragfleet.ingestion.chunking import chunk_sections, document_title, embedding_text
+from ragfleet.ingestion.chunking import document_title, embedding_text
 from ragfleet.ingestion.config import IngestionSettings
 from ragfleet.ingestion.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, FAILURES, TASK_DURATION
-from ragfleet.ingestion.parsers import DocumentError, DocumentFormat, parse
+from ragfleet.ingestion.parsers import DocumentError, DocumentFormat
 from ragfleet.ingestion.retrieval_client import RetrievalClient, RetrievalRejected, TransientError
+from ragfleet.ingestion.sandbox import ParseOptions, ParserProcess
 
 log = logging.getLogger("ragfleet.ingestion.tasks")
 
@@ -83,6 +86,16 @@ def _redis() -> redis.Redis:
 @functools.cache
 def _retrieval() -> RetrievalClient:
     return RetrievalClient(_settings())
+
+
+@functools.cache
+def _parser() -> ParserProcess:
+    return ParserProcess(_settings().parse_memory_mb * 1024 * 1024)
+
+
+@worker_process_init.connect
+def _start_parser(**_: Any) -> None:
+    _parser().start()  # not waited for: a pool process must finish booting within seconds
 
 
 @functools.cache
@@ -174,14 +187,25 @@ def _ingest(
     digest = content_hash(data, fmt.value, metadata, settings)
 
     with _stage("parse"):
-        sections = parse(
-            data, fmt, max_html_depth=settings.max_html_depth, max_pdf_pages=settings.max_pdf_pages
+        # In a child process with a deadline: see sandbox.py for why not in this one.
+        sections, chunks = _parser().run(
+            data,
+            fmt,
+            ParseOptions(
+                max_html_depth=settings.max_html_depth,
+                max_pdf_pages=settings.max_pdf_pages,
+                chunk_size=settings.chunk_size_chars,
+                chunk_overlap=settings.chunk_overlap_chars,
+            ),
+            time_limit_s=settings.parse_budget_s(len(data)),
         )
-    with _stage("chunk"):
+        if len(chunks) > settings.max_chunks_per_document:
+            raise DocumentError(
+                "too_many_chunks",
+                f"the document makes {len(chunks)} chunks; the limit is {settings.max_chunks_per_document} "
+                "(max_chunks_per_document): split it, or raise the limit",
+            )
         title = document_title(sections, metadata, document_id)
-        chunks = chunk_sections(
-            sections, size=settings.chunk_size_chars, overlap=settings.chunk_overlap_chars
-        )
 
     existing = retrieval.get_document(tenant, collection, document_id)
     if existing and existing.get("content_hash") == digest and existing.get("chunks") == len(chunks):
@@ -229,7 +253,33 @@ def _ingest(
     return "succeeded", len(chunks)
 
 
-@shared_task(bind=True, name="ragfleet.ingestion.ingest_document")
+class DocumentTask(Task):
+    """Records a document killed at the hard time limit as failed (Celery calls ``on_failure``
+    in the worker's main process after killing the pool process, which could not record it)."""
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if not isinstance(exc, TimeLimitExceeded) or len(args) < 4:
+            return
+        job_id, tenant, collection, document_id = args[:4]
+        message = (
+            f"the document's task was killed after {_settings().hard_time_limit_s}s "
+            "(task_time_limit_s); not retried"
+        )
+        try:
+            _Progress(job_id, document_id, attempt=1).set("failed", code="time_limit_exceeded", error=message)
+            FAILURES.labels("time_limit_exceeded").inc()
+            DOCUMENTS_INGESTED.labels("failed").inc()
+            client = _redis()
+            client.decr(jobs.crashes_key(job_id, document_id))  # a kill at the limit is no crash
+            lock = jobs.lock_key(tenant, collection, document_id)
+            if (client.get(lock) or b"").decode() == task_id:
+                client.delete(lock)
+            _finish(job_id, document_id)
+        except redis.RedisError:
+            log.exception("cannot record a timed-out document", extra={"document_id": document_id})
+
+
+@shared_task(bind=True, base=DocumentTask, name="ragfleet.ingestion.ingest_document")
 def ingest_document(
     self: Task,
     job_id: str,
@@ -297,6 +347,14 @@ def _run(
         return {"document_id": document_id, "state": outcome, "chunks": chunk_count}
     except CeleryRetry:
         raise
+    except SoftTimeLimitExceeded:
+        limit = settings.soft_time_limit_s
+        message = f"the document took longer than {limit}s (task_time_limit_s); not retried"
+        progress.set("failed", code="time_limit_exceeded", error=message)
+        FAILURES.labels("time_limit_exceeded").inc()
+        DOCUMENTS_INGESTED.labels("failed").inc()
+        _finish(job_id, document_id)
+        return {"document_id": document_id, "state": "failed", "code": "time_limit_exceeded"}
     except DocumentError as exc:
         progress.set("failed", code=exc.code, error=exc.message)
         FAILURES.labels(exc.code).inc()
@@ -345,5 +403,8 @@ def _run(
 
 
 def _finish(job_id: str, document_id: str) -> None:
-    """The document reached a final state: its staged bytes are no longer needed."""
-    _redis().delete(jobs.payload_key(job_id, document_id))
+    """The document reached a final state: its staged bytes are no longer needed, nor the reconciler's watch."""
+    pipe = _redis().pipeline(transaction=False)
+    pipe.delete(jobs.payload_key(job_id, document_id))
+    pipe.zrem(jobs.PENDING_KEY, jobs.pending_member(job_id, document_id))
+    pipe.execute()

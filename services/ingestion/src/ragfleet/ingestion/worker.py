@@ -45,7 +45,7 @@ def main() -> None:
             f"--loglevel={settings.log_level}",
             f"--concurrency={settings.worker_concurrency}",
             f"--hostname=ingestion@{settings.replica_name or socket.gethostname()}",
-            f"--queues={settings.queue_name}",
+            f"--queues={settings.queue_name},{settings.control_queue}",
             "--without-gossip",
             "--without-mingle",
         ]

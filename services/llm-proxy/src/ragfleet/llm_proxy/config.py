@@ -107,6 +107,9 @@ class LlmProxySettings(ServiceSettings):
     key_limits: dict[str, KeyLimits] = Field(default_factory=dict, description="per-key overrides")
     usage_retention_days: int = Field(35, ge=1, description="how long daily usage counters are kept")
     usage_flush_interval_s: float = Field(1.0, gt=0, description="token usage is written to Redis this often")
+    max_loop_lag_s: float = Field(
+        0.5, ge=0, description="new requests get 503 overloaded while the event loop lags more (0: never)"
+    )
 
     embeddings_builtin: bool = Field(True, description=f"serve {BUILTIN_EMBEDDING_MODEL} in-process")
 

@@ -24,6 +24,7 @@ from ragfleet.llm_proxy.quotas import ConcurrencyLimit, Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
 from ragfleet.llm_proxy.routes import router
+from ragfleet.llm_proxy.shedding import LoadShedder, LoopLag
 
 
 class ReceivedAt:
@@ -41,6 +42,7 @@ class ReceivedAt:
 def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
     settings = settings or LlmProxySettings()
     deployments = settings.deployments  # read and validated now: a bad model list stops the start
+    loop_lag = LoopLag()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,4 +110,6 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.add_middleware(ReceivedAt)
+    # Outermost: a request refused for lag costs no routing, no parsing, no span.
+    app.add_middleware(LoadShedder, lag=loop_lag, max_lag_s=settings.max_loop_lag_s)
     return app

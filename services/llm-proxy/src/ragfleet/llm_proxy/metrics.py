@@ -21,6 +21,11 @@ RETRIES = Counter(
     "Retries of an upstream call after a retryable failure, by upstream and the failure that caused it.",
     ["upstream", "reason"],
 )
+SHED = Counter(
+    "ragfleet_llm_proxy_shed_total",
+    "Requests refused with 503 overloaded because the event loop lagged (shedding.py), by path.",
+    ["path"],
+)
 FALLBACKS = Counter(
     "ragfleet_llm_proxy_fallbacks_total",
     "Requests that moved on to a fallback model, by requested model and fallback.",

@@ -3,11 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from ragfleet.common.config import ServiceSettings, TwoTierCacheSettings
 from ragfleet.common.embedding_providers import EmbeddingProviderSettings
+from ragfleet.common.semantic_cache import DEFAULT_THRESHOLD
 
 
 class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProviderSettings):
@@ -31,6 +32,26 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProvider
     embed_threads: int | None = Field(
         None, ge=1, le=64, description="onnxruntime threads; default: the cores"
     )
+    semantic_cache_threshold: float = Field(
+        DEFAULT_THRESHOLD,
+        ge=0.0,
+        le=1.0,
+        description="cosine at which a question reuses the answer of a cached one (0 turns the semantic cache off)",
+    )
+    semantic_cache_max_entries: int = Field(1000, ge=1, le=100_000, description="questions kept per scope")
+    semantic_cache_verify_rate: float = Field(
+        0.02, ge=0.0, le=1.0, description="share of semantic hits re-checked to count false hits"
+    )
+    rerank_url: str | None = Field(
+        None, description="a rerank server's API root (TEI, Jina, Cohere, vLLM); unset: no rerank"
+    )
+    rerank_api: Literal["cohere", "tei"] = Field(
+        "cohere", description="cohere: Cohere/Jina/vLLM shape; tei: TEI's"
+    )
+    rerank_model: str | None = Field(None, description="sent as the request's model (cohere shape)")
+    rerank_api_key: SecretStr | None = None
+    rerank_timeout_s: float = Field(10.0, gt=0, le=120)
+    rerank_by_default: bool = Field(False, description="rerank requests that do not say (rerank: null)")
     embedding_model_check: bool = Field(
         True, description="refuse (409) to search a collection with another model's query vectors"
     )

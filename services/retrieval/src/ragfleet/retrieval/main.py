@@ -17,9 +17,11 @@ from ragfleet.common.clients import create_redis
 from ragfleet.common.embedding_providers import EmbeddingProviderError, create_provider
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.health import ReadinessCheck
+from ragfleet.common.semantic_cache import SemanticIndex
 from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.config import RetrievalSettings
 from ragfleet.retrieval.internal.router import router as internal_router
+from ragfleet.retrieval.rerank import RemoteReranker
 from ragfleet.retrieval.search.router import router as search_router
 from ragfleet.retrieval.search.service import SearchService
 from ragfleet.retrieval.store import VectorStore
@@ -65,7 +67,36 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
         app.state.redis, app.state.store, app.state.batcher, app.state.cache = redis, store, batcher, cache
         models = CollectionModels(redis) if settings.embedding_model_check else None
         app.state.models = models
-        app.state.search = SearchService(store, batcher, cache, models)
+        semantic = (
+            SemanticIndex(
+                "search",
+                threshold=settings.semantic_cache_threshold,
+                max_entries=settings.semantic_cache_max_entries,
+                verify_rate=settings.semantic_cache_verify_rate,
+            )
+            if settings.semantic_cache_threshold > 0
+            else None
+        )
+        reranker = (
+            RemoteReranker(
+                settings.rerank_url,
+                api=settings.rerank_api,
+                model=settings.rerank_model,
+                timeout_s=settings.rerank_timeout_s,
+                api_key=settings.rerank_api_key.get_secret_value() if settings.rerank_api_key else None,
+            )
+            if settings.rerank_url
+            else None
+        )
+        app.state.search = SearchService(
+            store,
+            batcher,
+            cache,
+            models,
+            semantic,
+            reranker=reranker,
+            rerank_by_default=settings.rerank_by_default,
+        )
         try:
             # Load the model (or check the embedding server's dimension) and open the collections
             # now, so the first request does not pay for it. A remote embedding server that is
@@ -81,6 +112,8 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             yield
         finally:
             await cache.close()
+            if reranker is not None:
+                await reranker.close()
             await batcher.close()
             await store.close()
             await redis.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5

@@ -23,3 +23,9 @@ MODEL_CHECKS = Counter(
     "redis_error (skipped: the collection's model could not be read or recorded).",
     ["result"],
 )
+RERANK_DURATION = Histogram(
+    "ragfleet_retrieval_rerank_duration_seconds",
+    "Time of one call to the reranker, by outcome (ok, error).",
+    ["outcome"],
+    buckets=LATENCY_BUCKETS_S,
+)

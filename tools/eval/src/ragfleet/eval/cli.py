@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from ragfleet.common.embeddings import Embedder
+from ragfleet.eval import semantic
 from ragfleet.eval.dataset import ROOT, Question, load_documents, load_questions
 from ragfleet.eval.metrics import Scores, score
 from ragfleet.eval.runner import (
@@ -136,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = run(questions, args.work_dir, chunkings)
     took = time.perf_counter() - started
-    args.report.write_text(markdown(rows, questions, took), encoding="utf-8")
+    semantic_rows = semantic.measure(questions, Embedder())
+    paraphrases = len(semantic.PARAPHRASES_FILE.read_text(encoding="utf-8").splitlines())
+    report = (
+        markdown(rows, questions, took) + "\n" + semantic.markdown(semantic_rows, paraphrases, len(questions))
+    )
+    args.report.write_text(report, encoding="utf-8")
     if args.json:
         args.json.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
     choice = best(rows)

@@ -14,10 +14,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
-from ragfleet.ops import bench
+from ragfleet.bench.history import Record, Tolerances
+from ragfleet.bench.stores import ConfigMapStore, StoreError
+from ragfleet.ops import bench, keys
 from ragfleet.ops.cluster import (
     COMPONENT_LABEL,
     INSTANCE_LABEL,
@@ -138,6 +139,20 @@ def _parser() -> argparse.ArgumentParser:
         "--port-name", default="http", help="the container port serving /metrics (default http)"
     )
     urls.add_argument("--path", default="/metrics", help="path of the metrics (default /metrics)")
+
+    create_key = commands.add_parser(
+        "create-key",
+        parents=[common],
+        help="make an admin API key in a Secret the gateway seeds it from (never printed)",
+    )
+    create_key.add_argument(
+        "--secret",
+        default="ragfleet-admin-key",
+        help="Secret name (chart: credentials.adminKey.existingSecret)",
+    )
+    create_key.add_argument(
+        "--key", default="admin-key", help="key inside the Secret (credentials.adminKey.existingSecretKey)"
+    )
     return parser
 
 
@@ -165,10 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             labels = {PART_OF_LABEL: "ragfleet", COMPONENT_LABEL: "benchmark"}
             if getattr(args, "release", None):
                 labels[INSTANCE_LABEL] = args.release
-            store = bench.HistoryStore(connection, reader.namespace, args.configmap, labels)
-            record = bench.new_record(summary, args.chart_version, args.app_version)
-            tolerances = _tolerances(args.tolerance_for)
-            return bench_record(store, record, args.tolerance, tolerances, args.keep)
+            store = ConfigMapStore(
+                connection.api_client, reader.namespace, args.configmap, labels, keep=args.keep
+            )
+            where = f"{reader.namespace}/{getattr(args, 'release', None) or args.configmap}"
+            record = bench.new_record(summary, args.chart_version, args.app_version, where=where)
+            tolerances = Tolerances(default=args.tolerance, per_metric=_tolerances(args.tolerance_for))
+            return bench_record(store, record, tolerances)
+        if args.command == "create-key":
+            return create_key(connection, reader.namespace, args.secret, args.key)
         if args.command == "metrics-urls":
             # The load-test runner takes the first URL for retrieval's (where it seeds a corpus).
             components = sorted(dict.fromkeys(args.component), key=lambda c: c != "retrieval")
@@ -180,6 +200,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OpsError as error:
         print(f"ragfleet-ops: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def create_key(connection: Connection, namespace: str, secret: str, key: str) -> int:
+    if keys.ensure_key_secret(connection, namespace, secret, key):
+        print(
+            f"Created Secret {secret} in namespace {namespace} with a new admin key under {key!r} "
+            "(not shown). The gateway seeds it when it starts: restart it if it is already running."
+        )
+    else:
+        print(f"Secret {secret} already exists in namespace {namespace}: kept as it is.")
+    return EXIT_OK
 
 
 def status(reader: ClusterReader, output: str) -> int:
@@ -232,23 +263,19 @@ def wait(reader: ClusterReader, timeout: float, interval: float) -> int:
         time.sleep(max(0.0, min(interval, timeout - elapsed)))
 
 
-def bench_record(
-    store: bench.HistoryStore,
-    record: bench.BenchRecord,
-    tolerance: float,
-    tolerances: Mapping[str, float],
-    keep: int,
-) -> int:
-    history = store.records()
-    previous = history[-1] if history else None
-    comparisons = bench.compare(previous, record, tolerance, tolerances)
-    record = replace(record, regressions=[c.metric for c in comparisons if c.regressed])
-    store.append(record, keep)
-    print(bench.report(previous, record, comparisons))
+def bench_record(store: ConfigMapStore, record: Record, tolerances: Tolerances) -> int:
+    try:
+        history = store.records()
+        previous = history[-1] if history else None
+        record, rows = bench.judge(previous, record, tolerances)
+        key = store.append(record)
+    except StoreError as error:
+        raise OpsError(str(error)) from None
+    print(bench.report(previous, record, rows))
     print(
-        f"Stored as {record.key} in ConfigMap {store.namespace}/{store.name} ({min(len(history) + 1, keep)} records)."
+        f"Stored as {key} in ConfigMap {store.namespace}/{store.name} ({min(len(history) + 1, store.keep)} records)."
     )
-    return bench.EXIT_REGRESSION if record.regressions else EXIT_OK
+    return bench.EXIT_REGRESSION if record.extra["regressions"] else EXIT_OK
 
 
 def metrics_urls(targets: Sequence[ComponentTargets], namespace: str) -> int:

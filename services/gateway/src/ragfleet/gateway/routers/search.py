@@ -170,7 +170,7 @@ class SearchResponse(BaseModel):
         200: {
             "headers": {
                 "X-Cache": {
-                    "description": "hit-edge (this gateway's memory), hit-l1 or hit-l2 (retrieval's), or miss"
+                    "description": "hit-edge (this gateway's memory), hit-l1, hit-l2 or hit-semantic (retrieval's), or miss"
                 }
             }
         }

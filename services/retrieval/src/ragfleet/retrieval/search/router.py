@@ -30,7 +30,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=SearchResponse,
     responses={
         200: {
-            "headers": {"X-Cache": {"description": "hit-l1, hit-l2 or miss", "schema": {"type": "string"}}}
+            "headers": {
+                "X-Cache": {
+                    "description": "hit-l1, hit-l2, hit-semantic (a question close in meaning was answered) or miss",
+                    "schema": {"type": "string"},
+                }
+            }
         },
         **_ERRORS,
     },

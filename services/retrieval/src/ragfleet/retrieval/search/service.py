@@ -7,18 +7,23 @@ a hit costs a dict lookup and one small concatenation: nothing is rebuilt or re-
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import time
 from typing import Any
 
 import numpy as np
 import orjson
 
-from ragfleet.common.cache import BYTES_CODEC, CacheResult, TwoTierCache, normalise_text
+from ragfleet.common.cache import BYTES_CODEC, CacheResult, TwoTierCache, normalise_text, request_hash
 from ragfleet.common.contracts import prefix_json_field
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.errors import BadRequest
+from ragfleet.common.semantic_cache import SemanticIndex
 from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.metrics import SEARCH_DURATION
+from ragfleet.retrieval.rerank import RemoteReranker
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
@@ -34,11 +39,19 @@ class SearchService:
         batcher: MicroBatcher,
         cache: TwoTierCache,
         models: CollectionModels | None = None,
+        semantic: SemanticIndex | None = None,
+        *,
+        reranker: RemoteReranker | None = None,
+        rerank_by_default: bool = False,
     ) -> None:
         self.store = store
         self.batcher = batcher
         self.cache = cache
         self.models = models
+        self.semantic = semantic
+        self.reranker = reranker
+        self.rerank_by_default = rerank_by_default
+        self._checks: set[asyncio.Task[None]] = set()
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
         self.embeddings = cache.namespace("embedding", BYTES_CODEC)
@@ -58,15 +71,30 @@ class SearchService:
     async def search(self, tenant: str, request: SearchRequest) -> tuple[bytes, CacheResult]:
         """The response body (JSON bytes, ``took_ms`` included) and where it came from."""
         started = time.perf_counter()
+        vector_key = None
+        if request.vector is not None:
+            # Decoded once (base64 or list) and carried on as float32; keyed by its bytes hashed:
+            # one key for both forms, and no canonical JSON of 384 floats per request.
+            vector = decode_vector(request.vector)
+            vector_key = hashlib.blake2b(vector.tobytes(), digest_size=16).hexdigest()
+            request = request.model_copy(update={"vector": vector})
         if request.vector is not None and len(request.vector) != self.store.dim:
             raise BadRequest(
                 f"vector has {len(request.vector)} dimensions; collection {request.collection!r} "
                 f"expects {self.store.dim}"
             )
         text = normalise_text(request.query) if request.query is not None else None
+        rerank = self.rerank_by_default if request.rerank is None else request.rerank
+        if rerank and self.reranker is None:
+            raise BadRequest(
+                "rerank was asked for, but no reranker is configured (RAGFLEET_RETRIEVAL_RERANK_URL)"
+            )
+        if rerank and text is None:
+            raise BadRequest("rerank needs a query text")
         key: dict[str, Any] = {
+            "rr": request.rerank_depth if rerank else None,
             "q": text,
-            "v": request.vector,
+            "v": vector_key,
             "k": request.top_k,
             "m": request.mode,
             "a": request.alpha if request.mode == "hybrid" else None,
@@ -78,16 +106,65 @@ class SearchService:
             "e": self.model if request.mode != "bm25" else None,  # results of another model never match
         }
 
+        semantic_hit = False
+
         async def compute() -> bytes:
-            return await self._search_uncached(tenant, request, text)
+            nonlocal semantic_hit
+            if self.semantic is None or text is None or request.vector is not None or request.mode == "bm25":
+                return await self._search_uncached(tenant, request, text)
+            body, semantic_hit = await self._search_semantic(tenant, request, text, key)
+            return body
 
         body, tier = await self.results.get_or_compute(tenant, request.collection, key, compute)
+        if semantic_hit:
+            tier = "hit-semantic"
         took_ms = (time.perf_counter() - started) * 1000
         SEARCH_DURATION.labels(request.mode, tier).observe(took_ms / 1000)
         # The cached body is a JSON object without took_ms; it goes in front of its first key.
         return prefix_json_field(body, "took_ms", f"{took_ms:.3f}".encode()), tier
 
+    async def _search_semantic(
+        self, tenant: str, request: SearchRequest, text: str, key: dict[str, Any]
+    ) -> tuple[bytes, bool]:
+        """An exact-cache miss with a query text: reuse the answer of a question close enough in
+        meaning, in the same scope (tenant, collection, its version, every other parameter)."""
+        assert self.semantic is not None
+        if self.models is not None:
+            await self.models.check_query(tenant, request.collection, self.model)
+        vector = await self.embed_query(tenant, text)
+        version = await self.cache.current_version(tenant, request.collection)
+        self.semantic.drop_older(tenant, request.collection, version)
+        scope = (tenant, request.collection, version, request_hash({**key, "q": None}))
+        found = self.semantic.lookup(scope, vector)
+        if found is not None:
+            original = request.model_copy(update={"query": found.request["q"]})
+
+            async def recompute() -> bytes:  # the original answer left the exact cache meanwhile
+                return await self._search_uncached(tenant, original, found.request["q"])
+
+            body, _ = await self.results.get_or_compute(tenant, request.collection, found.request, recompute)
+            if self.semantic.should_verify():
+                task = asyncio.create_task(self._verify(tenant, request, text, body))
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
+            return body, True
+        body = await self._search_uncached(tenant, request, text)
+        self.semantic.add(scope, vector, key)
+        return body, False
+
+    async def _verify(self, tenant: str, request: SearchRequest, text: str, served: bytes) -> None:
+        """Count a false hit when the real answer's first document is not the one served."""
+        assert self.semantic is not None
+        try:
+            real = orjson.loads(await self._search_uncached(tenant, request, text))["results"]
+        except Exception:  # a check must never hurt: the request was answered already
+            return
+        given = orjson.loads(served)["results"]
+        first = lambda results: results[0]["document_id"] if results else None  # noqa: E731
+        self.semantic.record_check(first(real) == first(given))
+
     async def _search_uncached(self, tenant: str, request: SearchRequest, text: str | None) -> bytes:
+        top_k = request.top_k
         filters = parse_filters(request.filters)
         if not await self.store.collection_exists(tenant, request.collection):
             raise CollectionNotFound(f"collection {request.collection!r} does not exist")
@@ -97,6 +174,9 @@ class SearchService:
         if vector is None and request.mode != "bm25":
             assert text is not None  # the schema requires a query when there is no vector
             vector = await self.embed_query(tenant, text)
+        rerank = self.rerank_by_default if request.rerank is None else request.rerank
+        if rerank:  # rank more than asked, rerank the top, return top_k of those
+            request = request.model_copy(update={"top_k": max(request.top_k, request.rerank_depth)})
         if request.rank == "document":
             hits = await self._rank_documents(tenant, request, text, vector, filters)
         else:
@@ -110,6 +190,8 @@ class SearchService:
                 filters=filters,
             )
             hits = await self.store.search(tenant, request.collection, query)
+        if rerank and self.reranker is not None and text is not None:
+            hits = (await self.reranker.rerank(text, hits, request.rerank_depth))[:top_k]
         return orjson.dumps(
             {
                 "results": [_result(hit) for hit in hits],
@@ -155,6 +237,24 @@ class SearchService:
             top_k=request.top_k,
             per_document=request.per_document,
         )
+
+
+def decode_vector(value: list[float] | str) -> np.ndarray:
+    """A query vector from either form the API takes: a JSON list, or base64 of float32 bytes."""
+    if not isinstance(value, str):
+        return np.asarray(value, dtype=np.float32)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(
+            "vector: a string must be base64 of little-endian float32 bytes (or send a JSON list)"
+        ) from None
+    if len(raw) % 4:
+        raise BadRequest(f"vector: {len(raw)} bytes is not a whole number of float32 values")
+    vector = np.frombuffer(raw, dtype="<f4")
+    if not np.isfinite(vector).all():
+        raise BadRequest("vector: holds NaN or infinity")
+    return vector.astype(np.float32, copy=False)
 
 
 def _result(hit: Hit) -> dict[str, Any]:
