@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: k8s-check render-manifests kind-up container-deps base-images images push deploy kind-down help deps run stop key test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos eval test-security
+.PHONY: k8s-check render-manifests kind-up container-deps base-images images push test-containers deploy kind-down help deps run stop key test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos eval test-security
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -140,6 +140,9 @@ images: container-deps  ## build every image from ./Dockerfile (on make base-ima
 	@if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx ragfleet; then \
 		for s in gateway retrieval llm-proxy ingestion loadtests; do \
 			kind load docker-image --name ragfleet $(REGISTRY)/ragfleet-$$s:$(TAG) || exit 1; done; fi
+
+test-containers: container-deps  ## the rendered chart's workloads as podman containers + end-to-end smoke through NGINX (after make images)
+	$(CONTAINERS) test --registry $(REGISTRY) --tag $(TAG)
 
 push: images  ## build, then push every image: make push REGISTRY=registry.example.com/team TAG=1.0.0
 	$(CONTAINERS) push --registry $(REGISTRY) --tag $(TAG)
