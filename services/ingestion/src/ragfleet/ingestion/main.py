@@ -14,10 +14,12 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from fastapi import FastAPI, Request
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.datastructures import State
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.clients import create_http_client, create_redis
 from ragfleet.common.errors import ServiceUnavailable
+from ragfleet.common.health import ReadinessCheck, redis_check
 from ragfleet.ingestion.config import IngestionSettings
 from ragfleet.ingestion.documents import router as documents_router
 from ragfleet.ingestion.metrics import QUEUE_DEPTH, QUEUE_UNACKED
@@ -66,13 +68,15 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
             await app.state.redis.aclose()
             await app.state.broker.aclose()
 
+    def readiness(state: State) -> dict[str, ReadinessCheck]:
+        return {"redis": redis_check(state.redis), "broker": redis_check(state.broker)}
+
     app = create_service_app(
         settings,
         title="ragfleet ingestion",
         description="Documents in (text, Markdown, HTML, PDF), chunked, embedded and indexed by Celery workers.",
         lifespan=lifespan,
-        # Redis (jobs, staging, the broker) is another pod: while it is down uploads and job reads
-        # answer 503 (ragfleet.common.errors), which is no reason to restart or unroute this one.
+        readiness=readiness,
     )
     app.include_router(documents_router)
 
