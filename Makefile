@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: k8s-check render-manifests kind-up container-deps base-images images push deploy kind-down help deps run stop key test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos eval test-security
+.PHONY: k8s-check render-manifests kind-up container-deps base-images images push test-containers deploy kind-down help deps run stop key test test-unit lint format clean loadtest loadtest-kind bench bench-retrieval bench-retrieval-http chaos eval test-security
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -57,9 +57,21 @@ loadtest: deps  ## run a Locust scenario headless against `make run` (SCENARIO=s
 	$(UV) run python -m ragfleet.loadtests.run --scenario $(SCENARIO) --duration $(DURATION) --users $(USERS) \
 		--host $(HOST) --report-dir reports/$(SCENARIO)-$$(date +%Y%m%d-%H%M%S) $(LOADTEST_ARGS)
 
-loadtest-kind: deps  ## the same against kind, with the cluster timeline (port-forward ingress + retrieval; KEY=api key)
-	RAGFLEET_LOADTEST_API_KEY="$(KEY)" $(UV) run python -m ragfleet.loadtests.run --scenario $(or $(SCENARIO),mixed) \
-		--duration $(DURATION) --users $(USERS) --host $(HOST) --metrics-url http://127.0.0.1:8010/metrics \
+loadtest-kind:  ## Locust against kind through its ingress (:8080), with the cluster timeline; makes its own key in-cluster
+	@command -v kubectl >/dev/null || { echo "loadtest-kind needs kubectl on PATH (docs/deploy.md)"; exit 2; }
+	@# The key lives only in the cluster: made there if missing (then the gateway restarts to seed
+	@# it), handed to Locust through the environment, never printed.
+	@if ! $(KUBECTL) get secret ragfleet-admin-key >/dev/null 2>&1; then \
+		$(UV) run ragfleet-ops create-key --context $(KIND_CONTEXT) --namespace ragfleet --secret ragfleet-admin-key && \
+		$(KUBECTL) rollout restart deployment/ragfleet-gateway && \
+		$(KUBECTL) rollout status deployment/ragfleet-gateway --timeout=300s; fi
+	@set -eu; \
+	$(KUBECTL) port-forward svc/ragfleet-retrieval $(KIND_METRICS_PORT):9090 >/dev/null 2>&1 & forward=$$!; \
+	trap 'kill $$forward 2>/dev/null' EXIT; \
+	for _ in $$(seq 30); do curl -fsS -o /dev/null http://127.0.0.1:$(KIND_METRICS_PORT)/metrics && break; sleep 1; done; \
+	RAGFLEET_LOADTEST_API_KEY="$$($(KUBECTL) get secret ragfleet-admin-key -o jsonpath='{.data.admin-key}' | base64 --decode)" \
+	$(UV) run python -m ragfleet.loadtests.run --scenario $(or $(SCENARIO),mixed) \
+		--duration $(DURATION) --users $(USERS) --host $(HOST) --metrics-url http://127.0.0.1:$(KIND_METRICS_PORT)/metrics \
 		--watch --kube-context $(KIND_CONTEXT) --namespace ragfleet --release ragfleet \
 		--report-dir reports/kind-$$(date +%Y%m%d-%H%M%S) $(LOADTEST_ARGS)
 
@@ -79,20 +91,34 @@ eval: deps  ## retrieval quality (hit@k, MRR@10, nDCG@10) per mode and setting t
 chaos: deps  ## faults under load on a stack of its own, one scenario at a time; report under reports/chaos-*
 	$(UV) run python -m ragfleet.chaos $(CHAOS_ARGS)
 
-HELM := .tools/kubectl-layer-v32-2.1.0/helm
+# The kind loop uses the laptop's own tools (docker or podman, kind, kubectl, helm, uv): HELM=... or
+# KIND=... to pick others; KIND_EXPERIMENTAL_PROVIDER=podman for podman.
+HELM ?= helm
+KIND ?= kind
 KIND_CONTEXT := kind-ragfleet
+KUBECTL = kubectl --context $(KIND_CONTEXT) --namespace ragfleet
+KIND_METRICS_PORT ?= 19090
+# Pinned controllers: ingress-nginx 1.15.1 (CVE-2025-1974 was fixed in 1.12.1; 1.15.1 carries the
+# 2026 annotation-injection fix), metrics-server 0.8.1 (what the CPU HPAs read, on kind too).
+INGRESS_NGINX_VERSION := v1.15.1
+METRICS_SERVER_VERSION := v0.8.1
 
-k8s-check: deps  ## helm lint/template, strict schema + CRD validation, policy, overlays, drift, hadolint
+k8s-check: deps  ## helm lint/template, strict schema + CRD validation, policy, Checkov, goldens, overlays, drift, hadolint
 	$(UV) run python -m ragfleet.k8scheck check
 
-render-manifests: deps  ## regenerate kubernetes/base from the chart
+render-manifests: deps  ## regenerate kubernetes/base and the golden renders from the chart
 	$(UV) run python -m ragfleet.k8scheck render
 
-kind-up:  ## a kind cluster with ingress-nginx (needs docker, kind, kubectl: not on this build machine)
-	kind create cluster --config kind/cluster.yaml
-	kubectl --context $(KIND_CONTEXT) apply -f https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.0/deploy/static/provider/kind/deploy.yaml
-	kubectl --context $(KIND_CONTEXT) -n ingress-nginx wait --for=condition=ready pod \
-		-l app.kubernetes.io/component=controller --timeout=300s
+kind-up:  ## a kind cluster with ingress-nginx and metrics-server (needs docker or podman, kind, kubectl)
+	$(KIND) create cluster --config kind/cluster.yaml
+	kubectl --context $(KIND_CONTEXT) apply -f https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-$(INGRESS_NGINX_VERSION)/deploy/static/provider/kind/deploy.yaml
+	kubectl --context $(KIND_CONTEXT) apply -f https://github.com/kubernetes-sigs/metrics-server/releases/download/$(METRICS_SERVER_VERSION)/components.yaml
+	@# kind's kubelets serve self-signed certificates.
+	kubectl --context $(KIND_CONTEXT) -n kube-system patch deployment metrics-server --type=json \
+		-p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]'
+	@# `apply` has made the Deployments: rollout status waits for them (no race with pods not yet created).
+	kubectl --context $(KIND_CONTEXT) -n ingress-nginx rollout status deployment/ingress-nginx-controller --timeout=300s
+	kubectl --context $(KIND_CONTEXT) -n kube-system rollout status deployment/metrics-server --timeout=300s
 
 # Images and containers (docs/deploy.md, "Images"). CONTAINER_ENGINE=docker|podman (detected when
 # empty); REGISTRY/TAG name the images; EXTRA_CA_BUNDLE=path is trusted by the build steps (default:
@@ -115,14 +141,22 @@ images: container-deps  ## build every image from ./Dockerfile (on make base-ima
 		for s in gateway retrieval llm-proxy ingestion loadtests; do \
 			kind load docker-image --name ragfleet $(REGISTRY)/ragfleet-$$s:$(TAG) || exit 1; done; fi
 
+test-containers: container-deps  ## the rendered chart's workloads as podman containers + end-to-end smoke through NGINX (after make images)
+	$(CONTAINERS) test --registry $(REGISTRY) --tag $(TAG)
+
 push: images  ## build, then push every image: make push REGISTRY=registry.example.com/team TAG=1.0.0
 	$(CONTAINERS) push --registry $(REGISTRY) --tag $(TAG)
 
-deploy: deps  ## helm install on kind, then wait for every rollout
-	$(UV) run python -m ragfleet.k8scheck tools
+deploy:  ## helm upgrade --install on kind with your own helm (no root, no bootstrap), then wait for every rollout
+	@for tool in $(HELM) kubectl $(UV); do command -v $$tool >/dev/null || \
+		{ echo "make deploy needs $$tool on PATH (docs/deploy.md lists what a laptop needs)"; exit 2; }; done
+	kubectl --context $(KIND_CONTEXT) create namespace ragfleet --dry-run=client -o yaml | kubectl --context $(KIND_CONTEXT) apply -f -
+	@# The admin key the gateway seeds at start (kind/values-kind.yaml names this Secret); never printed.
+	$(UV) run ragfleet-ops create-key --context $(KIND_CONTEXT) --namespace ragfleet --secret ragfleet-admin-key
 	$(HELM) upgrade --install ragfleet charts/ragfleet --kube-context $(KIND_CONTEXT) --namespace ragfleet \
-		--create-namespace -f kind/values-kind.yaml --set image.tag=dev --wait --timeout 10m
-	$(UV) run ragfleet-ops wait --context $(KIND_CONTEXT) --namespace ragfleet --release ragfleet --timeout 300
+		-f kind/values-kind.yaml --set image.tag=$(TAG) --wait --timeout 10m
+	$(KUBECTL) rollout status deployment --selector app.kubernetes.io/instance=ragfleet --timeout=300s
+	$(KUBECTL) rollout status statefulset --selector app.kubernetes.io/instance=ragfleet --timeout=300s
 
 kind-down:  ## delete the kind cluster
-	kind delete cluster --name ragfleet
+	$(KIND) delete cluster --name ragfleet

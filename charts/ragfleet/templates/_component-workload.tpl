@@ -242,6 +242,8 @@ entries (kubernetes/overlays/dev patches them by index).
     secretKeyRef:
       name: {{ . }}
       key: {{ $root.Values.credentials.adminKey.existingSecretKey }}
+      # Optional: a gateway whose Secret is not there yet starts without a seed.
+      optional: true
 {{- end }}
 {{- end }}
 {{- if eq $name "retrieval" }}

@@ -98,3 +98,47 @@ def test_openapi_documents_the_error_model_for_422() -> None:
     error = schema["components"]["schemas"]["ErrorResponse"]["properties"]["error"]
     assert error["required"] == ["code", "message", "request_id"]
     assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_every_response_says_how_long_it_took() -> None:
+    client = make_client()
+    for response in (client.get("/healthz"), client.get("/nope"), client.post("/items", json={})):
+        took = response.headers["x-response-time"]
+        assert took.endswith("ms") and float(took.removesuffix("ms")) >= 0, took
+
+
+def test_docs_can_be_switched_off() -> None:
+    app = create_service_app(ServiceSettings(service_name="test", docs_enabled=False), title="t")
+    client = TestClient(app)
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    assert make_client().get("/openapi.json").status_code == 200
+
+
+def test_with_a_metrics_port_the_main_port_answers_404_for_metrics() -> None:
+    app = create_service_app(ServiceSettings(service_name="test", metrics_port=9090), title="t")
+    response = TestClient(app).get("/metrics")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_feature_whose_redis_is_down_answers_503_without_its_address() -> None:
+    from redis.asyncio import Redis
+
+    app = create_service_app(ServiceSettings(service_name="test"), title="t")
+    # Nothing listens on port 1: every command fails to connect.
+    redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+
+    @app.get("/remembered")
+    async def remembered() -> dict[str, str]:
+        return {"value": str(await redis.get("x"))}
+
+    with TestClient(app) as client:
+        response = client.get("/remembered")
+        assert client.get("/readyz").status_code == 200
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "redis_unavailable"
+    assert "127.0.0.1" not in error["message"] and ":1" not in error["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +16,28 @@ from redis.asyncio import Redis
 from ragfleet.devstack.processes import ManagedProcess, free_port, wait_until
 from ragfleet.devstack.settings import DevstackSettings
 from ragfleet.devstack.stack import Stack
+from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.keys import KeyStore
+from ragfleet.gateway.main import create_app
 from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 GatewayStarter = Callable[..., RunningService]
 KeyMaker = Callable[..., Awaitable[str]]
+# Nothing listens there: a downstream that is down (connections refused at once).
+UNREACHABLE_URL = "http://127.0.0.1:1"
+
+
+@asynccontextmanager
+async def in_process(
+    settings: GatewaySettings, client: tuple[str, int] = ("203.0.113.7", 40000)
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway app served in this process (its lifespan run), with an HTTP client calling it
+    from ``client``'s address — no process, no port."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield http
 
 
 @pytest.fixture

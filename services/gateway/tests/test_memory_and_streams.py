@@ -8,6 +8,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from ragfleet.common.errors import NotFound
 from ragfleet.gateway.memory import ConversationStore
 from ragfleet.gateway.streams import Claim, StreamBuffer, StreamEvent, Takeover, parse_event_id
 
@@ -70,7 +71,9 @@ async def test_a_reader_resumes_after_its_last_event(redis: Redis) -> None:
     rest = [event async for event in reader.tail(stream, seq) if event is not None]
     assert [e.seq for e in rest] == [4, 5, 6, 7]
     assert "".join(e.data["text"] for e in rest if e.event == "token") == " the capital."
-    await reader.require_owned(stream_id, "acme")
+    await reader.require_owned(stream_id, "acme", "k1")
+    with pytest.raises(NotFound):
+        await reader.require_owned(stream_id, "acme", "another-key-of-acme")
     # Resuming after the end reads nothing more, and appends nothing.
     assert [e async for e in reader.tail(stream_id, 7)] == []
     assert await redis.xlen(f"gw:stream:{stream_id}") == 7

@@ -96,31 +96,58 @@ def test_a_job_of_another_tenant_is_not_found(seeded: Any, clients: Any) -> None
     assert TENANT not in response.text
 
 
-def test_conversations_are_per_tenant_even_under_the_same_session_id(clients: Any, secrets: Any) -> None:
+def test_session_ids_are_the_servers_and_a_conversation_is_its_keys(seeded: Any, clients: Any) -> None:
     mine, theirs = clients
-    session_id = f"shared-{uuid.uuid4().hex}"
-    asked = mine.post(
-        "/v1/chat",
-        json={"message": "What is the codeword?", "collection": COLLECTION, "session_id": session_id},
-    )
+    asked = mine.post("/v1/chat", json={"message": "What is the codeword?", "collection": COLLECTION})
     assert asked.status_code == 200, asked.text
+    session_id = asked.json()["session_id"]
+    assert len(session_id) == 32  # made by the server (uuid4 hex)
 
-    assert theirs.get(f"/v1/sessions/{session_id}").status_code == 404
-    assert theirs.delete(f"/v1/sessions/{session_id}").status_code == 404
-    # Continuing "the same" session id starts the other tenant's own conversation.
-    continued = theirs.post(
+    # A key of the same tenant bound to another collection, and a key of another tenant: neither
+    # can read, delete, extend or re-prompt it.
+    same_tenant = {"X-API-Key": seeded.create_key(TENANT, ("other",), rate_per_s=1e6, burst=1_000_000)}
+    for client, headers, collection in ((mine, same_tenant, "other"), (theirs, {}, COLLECTION)):
+        assert client.get(f"/v1/sessions/{session_id}", headers=headers).status_code == 404
+        assert client.delete(f"/v1/sessions/{session_id}", headers=headers).status_code == 404
+        for body in (
+            {"message": "And what did I ask before?", "collection": collection, "session_id": session_id},
+            {
+                "message": "Say it",
+                "collection": collection,
+                "session_id": session_id,
+                "system_prompt": "Leak",
+            },
+        ):
+            refused = client.post("/v1/chat", json=body, headers=headers)
+            assert refused.status_code == 404, refused.text
+            assert refused.json()["error"]["code"] == "session_not_found"
+
+    # An id the server never gave out is refused, not adopted.
+    planted = mine.post(
+        "/v1/chat", json={"message": "hi", "collection": COLLECTION, "session_id": f"mine-{uuid.uuid4().hex}"}
+    )
+    assert planted.status_code == 404 and planted.json()["error"]["code"] == "session_not_found"
+
+    # The owner continues it: resumption of a conversation keeps working.
+    continued = mine.post(
         "/v1/chat",
         json={"message": "And what did I ask before?", "collection": COLLECTION, "session_id": session_id},
     )
     assert continued.status_code == 200, continued.text
-    theirs_view = theirs.get(f"/v1/sessions/{session_id}").json()
-    assert [m["role"] for m in theirs_view["messages"]] == ["user", "assistant"]
-    assert theirs_view["messages"][0]["content"] == "And what did I ask before?"
-    assert secrets[TENANT] not in orjson.dumps(theirs_view).decode()
-
     mine_view = mine.get(f"/v1/sessions/{session_id}").json()
-    assert [m["role"] for m in mine_view["messages"]] == ["user", "assistant"]
-    assert mine_view["messages"][0]["content"] == "What is the codeword?"
+    assert [m["content"] for m in mine_view["messages"] if m["role"] == "user"] == [
+        "What is the codeword?",
+        "And what did I ask before?",
+    ]
+
+
+def test_a_job_is_readable_only_by_keys_that_may_read_its_collection(seeded: Any, clients: Any) -> None:
+    mine, _ = clients
+    job_id = seeded.jobs[TENANT]
+    other_collection = {"X-API-Key": seeded.create_key(TENANT, ("other",), rate_per_s=1e6, burst=1_000_000)}
+    response = mine.get(f"/v1/jobs/{job_id}", params={"collection": "other"}, headers=other_collection)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "job_not_found"
 
 
 def test_a_stream_of_another_tenant_cannot_be_resumed(seeded: Any, clients: Any, secrets: Any) -> None:

@@ -17,6 +17,7 @@ import pytest
 import redis
 from websockets.sync.client import connect
 
+from ragfleet.common.contracts import SERVICE_TOKEN_HEADER as SERVICE_TOKEN
 from ragfleet.devstack.nginx import AFFINITY_COOKIE
 from ragfleet.devstack.processes import StartupError
 from ragfleet.devstack.settings import DevstackSettings
@@ -26,7 +27,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def stack_settings(run_dir: Path) -> DevstackSettings:
-    return DevstackSettings.on_free_ports(run_dir)
+    # With a service token, as a cluster runs: internal endpoints refuse calls without it.
+    return DevstackSettings.on_free_ports(run_dir, service_token=secrets.token_urlsafe(24))
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +39,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.stop()
 
 
-def test_readyz_through_nginx_reports_every_dependency(stack: Stack) -> None:
+def test_readyz_is_the_gateways_own_and_metrics_are_not_public(stack: Stack) -> None:
     response = httpx.get(f"{stack.url}/readyz")
     assert response.status_code == 200
-    checks = response.json()["checks"]
-    assert set(checks) == {"redis", "retrieval", "llm-proxy", "ingestion"}
-    assert all(check["status"] == "ok" for check in checks.values())
+    # No check of Redis or of another service: those are other pods (ragfleet.common.health).
+    assert response.json() == {"status": "ready", "service": "gateway", "checks": {}}
+    front_door = httpx.get(f"{stack.url}/metrics")
+    assert front_door.status_code == 404
+    assert front_door.json()["error"]["code"] == "not_found"
+    gateway = f"http://127.0.0.1:{stack.settings.gateway_ports[0]}"
+    assert "ragfleet_http_requests_total" in httpx.get(f"{gateway}/metrics").text
 
 
-def test_one_trace_id_crosses_every_service(stack: Stack) -> None:
+def test_one_trace_id_crosses_every_service(stack: Stack, api_key: str) -> None:
     trace_id = secrets.token_hex(16)
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-    assert httpx.get(f"{stack.url}/readyz", headers={"traceparent": traceparent}).status_code == 200
+    headers = {"traceparent": traceparent, "Authorization": f"Bearer {api_key}"}
+    # A question nobody asked before (no cache answers it): gateway, retrieval and llm-proxy ...
+    chat = {"message": f"What happens to unused vacation days ({trace_id})?"}
+    assert httpx.post(f"{stack.url}/v1/chat", json=chat, headers=headers, timeout=60).status_code == 200
+    # ... and a job's status: gateway and ingestion.
+    job = httpx.get(f"{stack.url}/v1/jobs/no-such-job", headers=headers, timeout=30)
+    assert job.status_code == 404, job.text
     logs = stack.run_dir / "logs"
     deadline = time.monotonic() + 5
     missing = ["gateway", "retrieval", "llm-proxy", "ingestion"]
@@ -105,11 +117,39 @@ def api_key(stack: Stack) -> str:
     upsert = httpx.post(
         f"http://127.0.0.1:{stack.settings.retrieval_port}/internal/v1/collections/default/upsert",
         json={"chunks": chunks},
-        headers={"X-Ragfleet-Tenant": "acme"},
+        headers=stack.internal_headers("acme"),
         timeout=60,
     )
     assert upsert.status_code == 200, upsert.text
     return str(json.loads(created.stdout)["api_key"])
+
+
+def test_internal_endpoints_refuse_a_caller_without_the_service_token(stack: Stack) -> None:
+    retrieval = f"http://127.0.0.1:{stack.settings.retrieval_port}"
+    upsert = f"{retrieval}/internal/v1/collections/default/delete"
+    for headers in (
+        {"X-Ragfleet-Tenant": "acme"},
+        {**stack.internal_headers("acme"), SERVICE_TOKEN: "guess"},
+    ):
+        refused = httpx.post(upsert, json={"ids": ["handbook:0"]}, headers=headers, timeout=30)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["code"] == "service_token_required"
+    # The tenant header is believed only with the token: search, ingestion and llm-proxy alike.
+    for url, body in (
+        (f"{retrieval}/v1/search", {"query": "vacation", "mode": "bm25"}),
+        (
+            f"http://127.0.0.1:{stack.settings.llm_proxy_port}/v1/chat/completions",
+            {"model": "extractive", "messages": []},
+        ),
+    ):
+        assert (
+            httpx.post(url, json=body, headers={"X-Ragfleet-Tenant": "acme"}, timeout=30).status_code == 401
+        )
+    jobs = f"http://127.0.0.1:{stack.settings.ingestion_port}/v1/jobs/j1"
+    assert httpx.get(jobs, headers={"X-Ragfleet-Tenant": "acme"}, timeout=30).status_code == 401
+    # Probes and scrapes stay open.
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert httpx.get(f"{retrieval}{path}", timeout=30).status_code == 200, path
 
 
 def sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
@@ -130,7 +170,7 @@ def test_nginx_compresses_search_answers_and_the_gateway_does_not(stack: Stack, 
     upsert = httpx.post(
         f"http://127.0.0.1:{stack.settings.retrieval_port}/internal/v1/collections/long/upsert",
         json={"chunks": [{"id": "long:0", "document_id": "long", "text": long_text, "position": 0}]},
-        headers={"X-Ragfleet-Tenant": "acme"},
+        headers=stack.internal_headers("acme"),
         timeout=60,
     )
     assert upsert.status_code == 200, upsert.text
@@ -266,6 +306,61 @@ def test_sse_chat_whose_replica_dies_mid_generation_is_finished_by_the_other(
         f"{stack.url}/v1/sessions/{done['session_id']}", headers={"Authorization": f"Bearer {api_key}"}
     ).json()
     assert [m["role"] for m in session["messages"]] == ["user", "assistant"]
+
+
+def test_with_ingestion_then_retrieval_stopped_the_gateway_stays_ready_and_serves_what_it_can(
+    stack: Stack, api_key: str
+) -> None:
+    """Readiness never cascades: other pods going away leaves the gateways in rotation."""
+    revive_gateways(stack)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    search = {"query": "how many vacation days", "collection": "default"}
+    question = {"message": "Are lost API keys revoked?"}
+    gateways = [stack.service_url(port) for port in stack.settings.gateway_ports]
+    ports = {"ingestion": stack.settings.ingestion_port, "retrieval": stack.settings.retrieval_port}
+
+    def all_ready() -> bool:
+        return all(httpx.get(f"{url}/readyz").status_code == 200 for url in [stack.url, *gateways])
+
+    with httpx.Client(base_url=stack.url, headers=headers, timeout=60) as client:
+        client.get("/healthz")  # an affinity cookie: this replica's edge cache answers the repeats
+        assert client.post("/v1/search", json=search).status_code == 200
+        asked = client.post("/v1/chat", json=question)
+        assert asked.status_code == 200, asked.text
+        try:
+            stack.process("ingestion").stop()
+            assert all_ready()
+            cached = client.post("/v1/search", json=search)
+            assert cached.status_code == 200 and cached.headers["x-cache"] == "hit-edge"
+            upload = client.post("/v1/documents", json={"documents": [{"id": "d", "text": "t"}]})
+            assert upload.status_code == 503
+            assert upload.json()["error"]["details"] == {"service": "ingestion"}
+
+            stack.process("retrieval").stop()
+            assert all_ready()
+            cached = client.post("/v1/search", json=search)
+            assert cached.status_code == 200 and cached.headers["x-cache"] == "hit-edge"
+            assert cached.json()["results"]
+            fresh = client.post("/v1/search", json={**search, "query": "remote work days"})
+            assert fresh.status_code == 503
+            assert fresh.json()["error"]["details"] == {"service": "retrieval"}
+            # Chat retrieves through the same edge cache: a question asked before is answered ...
+            again = client.post("/v1/chat", json=question)
+            assert again.status_code == 200, again.text
+            assert again.json()["answer"] == asked.json()["answer"]
+            # ... a new one is a clear 503 (as an error event on a stream).
+            new = client.post("/v1/chat", json={"message": "When is the office closed?"})
+            assert new.status_code == 503
+            assert new.json()["error"]["details"] == {"service": "retrieval"}
+        finally:
+            for name in ("retrieval", "ingestion"):
+                stack.restart(name, ready_url=f"{stack.service_url(ports[name])}/readyz")
+    assert client_can_search(stack, headers, search)
+
+
+def client_can_search(stack: Stack, headers: dict[str, str], search: dict[str, str]) -> bool:
+    fresh = {**search, "query": "office closed on public holidays"}
+    return httpx.post(f"{stack.url}/v1/search", json=fresh, headers=headers, timeout=60).status_code == 200
 
 
 def test_a_second_stack_on_the_same_run_dir_is_refused(stack: Stack) -> None:

@@ -227,6 +227,7 @@ def test_admin_key_is_seeded_from_a_secret_when_named(tools: Toolchain) -> None:
     assert env["RAGFLEET_GATEWAY_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "ragfleet-admin-key",
         "key": "admin-key",
+        "optional": True,
     }
     assert "RAGFLEET_GATEWAY_ADMIN_KEY" not in _env(_container(_objects(tools), "ragfleet-gateway"))
 

@@ -16,6 +16,7 @@ from ragfleet.common.health import ReadinessCheck, health_router
 from ragfleet.common.logging import configure_logging
 from ragfleet.common.metrics import metrics_endpoint
 from ragfleet.common.middleware import RequestContextMiddleware, ResponseObserver
+from ragfleet.common.service_auth import ServiceTokenMiddleware
 from ragfleet.common.telemetry import setup_tracing, shutdown_tracing
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -29,13 +30,21 @@ def create_service_app(
     lifespan: Lifespan | None = None,
     readiness: Callable[[State], dict[str, ReadinessCheck]] = lambda _state: {},
     observer: ResponseObserver | None = None,
+    public: bool = False,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with logging, tracing, the error model, request context, metrics and health.
 
     ``lifespan`` opens the service's clients (store them on ``app.state``); ``readiness`` maps
-    names to checks of the service's own dependencies, read from that state.
+    names to checks of what this process itself needs to serve (never another service or Redis:
+    see ``ragfleet.common.health``), read from that state. ``/metrics`` is served here only when
+    ``metrics_port`` is 0; otherwise ``serve`` gives it a listener of its own and this port
+    answers 404. ``docs_enabled`` switches ``/docs``, ``/redoc`` and ``/openapi.json``.
+    Unless ``public`` (the gateway), every route but the probes needs the service token when one
+    is set (ragfleet.common.service_auth).
     """
+    if not settings.docs_enabled:
+        fastapi_kwargs.update(docs_url=None, redoc_url=None, openapi_url=None)
     configure_logging(settings.service_name, settings.log_level)
     setup_tracing(settings.service_name, settings.otlp_endpoint)
 
@@ -63,6 +72,10 @@ def create_service_app(
     )
     install_error_handlers(app)
     document_error_model(app)
+    token = settings.service_token.get_secret_value()
+    if token and not public:
+        # Added first, so it runs inside the request context: refusals get a request id and a metric.
+        app.add_middleware(ServiceTokenMiddleware, token=token)
     app.add_middleware(
         RequestContextMiddleware,
         service=settings.service_name,
@@ -71,7 +84,8 @@ def create_service_app(
         observer=observer,
     )
     app.include_router(health_router(settings.service_name, lambda: readiness(app.state)))
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    if not settings.metrics_port:
+        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     return app
 
 

@@ -8,6 +8,7 @@ from redis.asyncio.connection import ConnectionPool
 
 from ragfleet.common.config import RedisRole, ServiceSettings
 from ragfleet.common.context import current_request_id
+from ragfleet.common.contracts import SERVICE_TOKEN_HEADER
 from ragfleet.common.telemetry import inject_context
 
 
@@ -42,12 +43,23 @@ async def _propagate(request: httpx.Request) -> None:
     propagate_context(request)
 
 
+def service_headers(settings: ServiceSettings, *, internal: bool) -> dict[str, str]:
+    """What proves a call comes from a ragfleet service: the shared token, on internal calls only."""
+    token = settings.service_token.get_secret_value()
+    return {SERVICE_TOKEN_HEADER: token} if internal and token else {}
+
+
 def create_http_client(
-    settings: ServiceSettings, *, base_url: str = "", timeout_s: float | None = None
+    settings: ServiceSettings, *, base_url: str = "", timeout_s: float | None = None, internal: bool = True
 ) -> httpx.AsyncClient:
-    """A pooled async HTTP client for calls between services: connection reuse, timeouts, tracing."""
+    """A pooled async HTTP client for calls between services: connection reuse, timeouts, tracing.
+
+    ``internal`` clients carry the service token on every call; a client for the outside world
+    (llm-proxy's upstreams) passes ``internal=False`` so the token never leaves the platform.
+    """
     return httpx.AsyncClient(
         base_url=base_url,
+        headers=service_headers(settings, internal=internal),
         timeout=httpx.Timeout(timeout_s or settings.http_timeout_s, connect=settings.http_connect_timeout_s),
         limits=httpx.Limits(
             max_connections=settings.http_max_connections,
@@ -59,11 +71,12 @@ def create_http_client(
 
 
 def create_sync_http_client(
-    settings: ServiceSettings, *, base_url: str = "", timeout_s: float | None = None
+    settings: ServiceSettings, *, base_url: str = "", timeout_s: float | None = None, internal: bool = True
 ) -> httpx.Client:
     """The blocking twin of :func:`create_http_client`, for Celery tasks (which are synchronous)."""
     return httpx.Client(
         base_url=base_url,
+        headers=service_headers(settings, internal=internal),
         timeout=httpx.Timeout(timeout_s or settings.http_timeout_s, connect=settings.http_connect_timeout_s),
         event_hooks={"request": [propagate_context]},
     )

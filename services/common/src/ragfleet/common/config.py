@@ -6,10 +6,10 @@ Settings are read and validated once, at start; nothing else in ragfleet reads `
 from __future__ import annotations
 
 import socket
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragfleet.common.cache import CacheConfig
@@ -47,6 +47,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    worker_healthcheck_timeout_s: int = Field(
+        60, ge=1, description="with several workers: time a worker gets to start and to answer a ping"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     replica_name: str = Field(default_factory=socket.gethostname, description="shown in X-Ragfleet-Replica")
 
@@ -70,11 +73,21 @@ class ServiceSettings(BaseSettings):
     redis_connect_timeout_s: float = Field(1.0, gt=0)
     redis_max_connections: int = Field(200, ge=1)
 
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="proxies whose X-Forwarded-For names the client (comma-separated IPs or CIDRs, "
+        "'*' for any): the ingress controller's pod network in a cluster; anyone else's is ignored",
+    )
+
     http_connect_timeout_s: float = Field(2.0, gt=0)
     http_timeout_s: float = Field(30.0, gt=0)
     http_max_connections: int = Field(200, ge=1)
 
     access_log: bool = Field(True, description="one JSON line per request (health probes excluded)")
+    # Prometheus on a port of its own, so that the public port (and an Ingress routing `/`) never
+    # serves it: the main port then answers /metrics with 404. 0 keeps it on the main port (dev, tests).
+    metrics_port: int = Field(0, ge=0, le=65535, description="port of /metrics; 0 = the main port")
+    docs_enabled: bool = Field(True, description="serve /docs and /openapi.json")
     graceful_shutdown_s: float = Field(30.0, ge=0, description="time in-flight requests get to finish")
     metrics_dir: str | None = Field(
         None, description="prometheus multiprocess dir; a fresh temporary one when unset"
@@ -84,7 +97,18 @@ class ServiceSettings(BaseSettings):
         None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "RAGFLEET_OTLP_ENDPOINT")
     )
 
+    # Shared by every ragfleet service, from a Secret: sent on every internal call, required by
+    # every internal endpoint (ragfleet.common.service_auth). Empty: development only.
+    service_token: SecretStr = Field(
+        SecretStr(""), description="the shared service token (X-Ragfleet-Service-Token)"
+    )
+
     service_name: str = "ragfleet"
+
+    # The settings that hold secrets; subclasses add theirs. Each is refused in production while it
+    # is empty or a placeholder (None means "not used": an optional one), and so is a Redis without
+    # a password, so a forgotten default never ships.
+    secret_fields: ClassVar[tuple[str, ...]] = ("service_token",)
 
     def redis_role_url(self, role: RedisRole) -> str:
         """The URL of the ``state`` or ``cache`` Redis, credentials included.
@@ -116,10 +140,23 @@ class ServiceSettings(BaseSettings):
         return self.redis_role_url("cache")
 
     def require_secret(self, name: str, value: str) -> str:
-        """Refuse placeholder secrets outside development, so a forgotten default never ships."""
+        """Refuse placeholder secrets in production, so a forgotten default never ships."""
         if self.environment == "production" and value.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError(f"{name} must be set to a real secret when environment=production")
         return value
+
+    @model_validator(mode="after")
+    def _secrets_are_real(self) -> ServiceSettings:
+        for name in self.secret_fields:
+            value = getattr(self, name)
+            if value is not None:
+                self.require_secret(
+                    name, value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                )
+        for role in ("state", "cache"):
+            password = unquote(urlsplit(self.redis_role_url(role)).password or "")
+            self.require_secret(f"the {role} Redis password ({role}_redis_password or in the URL)", password)
+        return self
 
 
 class TwoTierCacheSettings(BaseSettings):

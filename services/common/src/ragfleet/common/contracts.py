@@ -57,8 +57,11 @@ class SearchRequest(BaseModel):
     query: str | None = Field(
         None, max_length=MAX_QUERY_CHARS, description="text to search for (needed by bm25 and hybrid)"
     )
-    vector: list[float] | None = Field(
-        None, description="a query vector (384 floats) instead of, or with, the query text"
+    vector: list[float] | str | None = Field(
+        None,
+        description="a query vector (384 floats) instead of, or with, the query text: a JSON list, or "
+        "a string of the little-endian float32 bytes in base64 (as OpenAI's encoding_format=base64), "
+        "which costs far less to send and to decode",
     )
     collection: CollectionName = "default"
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ragfleet.common.errors import ServiceUnavailable
 from ragfleet.common.model_files import MINILM_ONNX, MINILM_TOKENIZER, pinned_path
 
 if TYPE_CHECKING:
@@ -137,11 +138,25 @@ class MicroBatcher:
     One batch runs at a time (it uses every core already); requests that arrive meanwhile form
     the next batch, so batches grow exactly when the load does. A lone request waits at most
     `max_wait_ms` for company. The event loop never blocks on the model.
+
+    The queue is bounded (`max_queue` texts waiting): past it a request is refused at once with a
+    503 and ``Retry-After`` instead of waiting seconds behind the others, so the wait of an
+    accepted text is bounded by about ``max_queue / throughput``.
     """
 
-    def __init__(self, embedder: EmbeddingProvider, *, max_batch: int = 32, max_wait_ms: float = 2.0) -> None:
+    def __init__(
+        self,
+        embedder: EmbeddingProvider,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 256,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self.max_queue = max_queue
         self.embedder = embedder
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
@@ -156,6 +171,13 @@ class MicroBatcher:
         """The vector of one text, shape ``(384,)``."""
         if self._closed:
             raise RuntimeError("MicroBatcher is closed")
+        if len(self._pending) >= self.max_queue:
+            raise ServiceUnavailable(
+                f"the embedder is saturated ({len(self._pending)} texts waiting); retry shortly",
+                code="embedder_busy",
+                headers={"Retry-After": "1"},
+                details={"queued": len(self._pending)},
+            )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         self._pending.append((text, future))

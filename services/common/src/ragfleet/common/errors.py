@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragfleet.common.context import current_request_id
@@ -176,6 +178,17 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             message = str(exc.detail)
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    async def _redis_down(_: Request, exc: Exception) -> OrjsonResponse:
+        # A feature whose Redis is gone answers 503 (readiness stays up: see ragfleet.common.health);
+        # the server's address stays in the log, not in the answer.
+        log.warning("redis unavailable: %s", exc, extra={"error_code": "redis_unavailable"})
+        return error_response(
+            503, "redis_unavailable", "a data store this request needs is unavailable; retry shortly"
+        )
+
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.add_exception_handler(RedisTimeoutError, _redis_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:

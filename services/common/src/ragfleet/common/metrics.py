@@ -21,6 +21,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 from starlette.responses import Response
@@ -62,13 +63,29 @@ def prepare_multiprocess_dir(configured: str | None) -> str:
     return str(path)
 
 
-def render_latest() -> bytes:
+def current_registry() -> CollectorRegistry:
+    """What a scrape reports: every worker's samples in multiprocess mode, else this process's."""
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry, path=directory)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        return registry
+    return REGISTRY
+
+
+def render_latest() -> bytes:
+    return generate_latest(current_registry())
+
+
+def start_metrics_listener(host: str, port: int) -> None:
+    """Serve ``/metrics`` on a port of its own, from a thread of the calling process.
+
+    ``serve`` calls it in the process that starts uvicorn: with one worker that process serves the
+    app, so its own registry is the whole story; with several it is their supervisor, and the
+    multiprocess collector (which reads the workers' files at each scrape) sums them. Either way
+    one listener answers for the whole pod, whichever worker served the requests.
+    """
+    start_http_server(port, addr=host, registry=current_registry())
 
 
 async def metrics_endpoint() -> Response:

@@ -1,4 +1,5 @@
-"""One pure-ASGI middleware for what every request needs: request id, server span, metrics, access log.
+"""One pure-ASGI middleware for what every request needs: request id, server span, metrics, access log,
+and the ``X-Response-Time`` header (time until the response started, so a stream's is its first byte).
 
 Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on every hot path: it adds no task, no
 body buffering, and its cost is a few microseconds per request.
@@ -25,8 +26,7 @@ from ragfleet.common.telemetry import extract_context, tracing_exported
 
 access_log = logging.getLogger("ragfleet.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Probes and scrapes are not logged, unless a readiness check arrives with a trace context: then it
-# is another service's check (the gateway's /readyz fans out) and its line ties the trace together.
+# Probes and scrapes are not logged.
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _READ_HEADERS = frozenset({b"x-request-id", b"traceparent", b"tracestate", b"baggage"})
@@ -113,7 +113,8 @@ class RequestContextMiddleware:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
-                message["headers"] = list(message.get("headers", [])) + extra_headers
+                took = b"%.3fms" % ((time.perf_counter() - started) * 1000)
+                message["headers"] = [*message.get("headers", ()), *extra_headers, (b"x-response-time", took)]
             await send(message)
 
         started = time.perf_counter()
@@ -143,9 +144,7 @@ class RequestContextMiddleware:
                 self._observe(method, route, status_code, duration)
                 if self.observer is not None:
                     self.observer(method, route, status_code, duration)
-            if self.access_log_enabled and (
-                route not in _QUIET_ROUTES or (route == "/readyz" and "traceparent" in headers)
-            ):
+            if self.access_log_enabled and route not in _QUIET_ROUTES:
                 access_log.info(
                     "%s %s %s",
                     method,

@@ -5,6 +5,12 @@ on a WebSocket, so WebSockets also take the key as a subprotocol (``Sec-WebSocke
 ragfleet.key.<key>``, the way Kubernetes takes bearer tokens) — unlike ``?api_key=``, also accepted,
 a header stays out of proxies' access logs. Looked-up keys are trusted for ``key_cache_ttl_s`` per
 replica, which keeps Redis off the hot path and bounds revocation lag.
+
+A request that this replica has not yet authenticated (no key, or a key not in its cache) first
+spends one unit of its client address's anonymous rate limit, so guessing keys or flooding the
+open endpoints costs a client its own budget, not Redis's or the other clients'. The address is
+the connection's peer, or the client an ingress named in ``X-Forwarded-For`` when the peer is one
+of ``forwarded_allow_ips`` (uvicorn resolves it; see ragfleet.common.server).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
-from ragfleet.common.errors import RateLimited, ServiceUnavailable, Unauthorized
+from ragfleet.common.errors import RagfleetError, RateLimited, ServiceUnavailable, Unauthorized
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.keys import KeyStore, Principal, admin_principal, key_digest
 from ragfleet.gateway.ratelimit import RateLimiter
@@ -35,6 +41,8 @@ WS_KEY_SUBPROTOCOL_PREFIX = "ragfleet.key."
 # Where a route that authenticated a request before its dependencies ran (the search fast path)
 # leaves the principal, so that ``require_key`` does not look the key up twice.
 PRINCIPAL_SCOPE_KEY = "ragfleet.principal"
+# Set instead when an earlier authentication of this request failed: raised again as it was.
+AUTH_ERROR_SCOPE_KEY = "ragfleet.auth_error"
 
 
 def offered_subprotocols(connection: HTTPConnection) -> list[str]:
@@ -66,8 +74,9 @@ class Authenticator:
         self.cache: dict[str, tuple[Principal, float]] = {}
         self.admin = admin_principal(settings)
 
-    async def principal(self, api_key: str | None) -> Principal:
+    async def principal(self, api_key: str | None, client: str = "unknown") -> Principal:
         if not api_key:
+            await self.enforce_anonymous_limit(client)
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key'")
         digest = key_digest(api_key)
         if self.admin is not None and hmac.compare_digest(digest, self.admin[0]):
@@ -76,6 +85,8 @@ class Authenticator:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
+        # Not authenticated here yet: a valid key pays this once per key_cache_ttl_s, a guess every time.
+        await self.enforce_anonymous_limit(client)
         try:
             principal = await self.store.lookup(api_key)
         except (RedisError, OSError) as exc:
@@ -91,6 +102,23 @@ class Authenticator:
             self.cache.clear()
         self.cache[digest] = (principal, now + self.settings.key_cache_ttl_s)
         return principal
+
+    async def enforce_anonymous_limit(self, client: str) -> None:
+        rate = self.settings.anonymous_rate_limit_per_s
+        burst = self.settings.anonymous_rate_limit_burst
+        decision = await self.limiter.check(f"anonymous:{client}", rate, burst)
+        if not decision.allowed:
+            raise RateLimited(
+                f"too many requests without a valid API key from this address (limit {rate:g}/s, "
+                f"burst {burst})",
+                code="anonymous_rate_limited",
+                retry_after_s=decision.retry_after_s,
+                details={
+                    "retry_after_s": round(decision.retry_after_s, 3),
+                    "limit_per_s": rate,
+                    "burst": burst,
+                },
+            )
 
     async def enforce_rate_limit(self, principal: Principal) -> None:
         rate = principal.rate_per_s or self.settings.rate_limit_per_s
@@ -113,12 +141,19 @@ def get_authenticator(connection: HTTPConnection) -> Authenticator:
     return authenticator
 
 
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
 async def require_key(connection: HTTPConnection) -> Principal:
     """The caller's principal, after authentication and one unit of its rate limit."""
     authenticator = get_authenticator(connection)
+    failed = connection.scope.get(AUTH_ERROR_SCOPE_KEY)
+    if isinstance(failed, RagfleetError):
+        raise failed
     principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
     if not isinstance(principal, Principal):
-        principal = await authenticator.principal(presented_key(connection))
+        principal = await authenticator.principal(presented_key(connection), client_address(connection))
     await authenticator.enforce_rate_limit(principal)
     return principal
 
@@ -134,7 +169,9 @@ async def authenticate_websocket(websocket: WebSocket) -> Principal | None:
     """
     authenticator = get_authenticator(websocket)
     try:
-        principal = await authenticator.principal(presented_key(websocket, allow_query=True))
+        principal = await authenticator.principal(
+            presented_key(websocket, allow_query=True), client_address(websocket)
+        )
         await authenticator.enforce_rate_limit(principal)
     except Unauthorized as exc:
         await websocket.close(code=WS_UNAUTHORIZED, reason=exc.message[:120])

@@ -19,15 +19,17 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from ragfleet.common.contracts import CollectionName, SearchMode
-from ragfleet.common.errors import PayloadTooLarge, RagfleetError
+from ragfleet.common.errors import NotFound, PayloadTooLarge, RagfleetError
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import Principal
-from ragfleet.gateway.memory import ConversationStore, check_session_id
+from ragfleet.gateway.memory import ConversationStore, check_session_id, session_owner
+from ragfleet.gateway.search_answers import SearchAnswers
 from ragfleet.gateway.stats import GatewayStats
 from ragfleet.gateway.streams import Claim, StreamBuffer, StreamEvent
 
@@ -39,7 +41,8 @@ class ChatRequest(BaseModel):
     session_id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_-]{1,128}$",
-        description="continue this conversation; a new one when absent",
+        description="continue a conversation: the id an earlier answer of this key gave; a new one "
+        "when absent (ids the server did not hand out are refused with 404)",
     )
     collection: CollectionName = "default"
     top_k: int | None = Field(None, ge=1, le=50, description="passages retrieved as context")
@@ -87,12 +90,14 @@ class ChatService:
         self,
         settings: GatewaySettings,
         downstream: Downstream,
+        answers: SearchAnswers,
         memory: ConversationStore,
         buffer: StreamBuffer,
         stats: GatewayStats,
     ) -> None:
         self.settings = settings
         self.downstream = downstream
+        self.answers = answers
         self.memory = memory
         self.buffer = buffer
         self.stats = stats
@@ -106,7 +111,9 @@ class ChatService:
             )
 
     async def _retrieve(self, principal: Principal, request: ChatRequest) -> list[dict[str, Any]]:
-        response = await self.downstream.search(
+        # Through the search cache's edge tier: a question asked again is answered from this
+        # replica's memory, even while retrieval is unavailable.
+        content, cache = await self.answers.search(
             principal,
             {
                 "query": request.message,
@@ -115,8 +122,8 @@ class ChatService:
                 "mode": request.mode,
             },
         )
-        self.stats.count_search_cache(response.headers.get("x-cache"))
-        results = response.json().get("results", [])
+        self.stats.count_search_cache(cache)
+        results = orjson.loads(content).get("results", [])
         return [
             {
                 "id": str(position),
@@ -136,7 +143,7 @@ class ChatService:
         self.check_message(request)
         check_session_id(session_id)
         sources, conversation = await asyncio.gather(
-            self._retrieve(principal, request), self.memory.load(principal.tenant, session_id)
+            self._retrieve(principal, request), self.memory.load(session_owner(principal), session_id)
         )
         yield "sources", {"session_id": session_id, "sources": sources}
 
@@ -172,7 +179,7 @@ class ChatService:
         answer = "".join(parts)
         if stream_id is None or await self._remember_once(stream_id):
             await self.memory.append(
-                principal.tenant,
+                session_owner(principal),
                 session_id,
                 [{"role": "user", "content": request.message}, {"role": "assistant", "content": answer}],
                 system_prompt=request.system_prompt,
@@ -188,8 +195,26 @@ class ChatService:
             },
         )
 
+    async def session_for(self, principal: Principal, request: ChatRequest) -> str:
+        """The turn's session: a new server-made id, or the client's if the server gave it to this key.
+
+        A client-chosen id is refused rather than adopted: adopting one would let a caller plant a
+        conversation under an id someone else will use, or probe which ids exist.
+        """
+        if request.session_id is None:
+            return uuid.uuid4().hex
+        session_id = check_session_id(request.session_id)
+        if not await self.memory.exists(session_owner(principal), session_id):
+            raise NotFound(
+                f"session {session_id} does not exist or has expired: send the message without "
+                "session_id to start a new conversation",
+                code="session_not_found",
+            )
+        return session_id
+
     async def answer(self, principal: Principal, request: ChatRequest) -> ChatAnswer:
-        session_id = request.session_id or uuid.uuid4().hex
+        principal.require_collection(request.collection)
+        session_id = await self.session_for(principal, request)
         sources: list[dict[str, Any]] = []
         done: dict[str, Any] = {}
         async for event, data in self.generate(principal, request, session_id):
@@ -218,7 +243,7 @@ class ChatService:
         """Start generating into a new stream buffer; returns (stream id, session id) at once."""
         principal.require_collection(request.collection)
         self.check_message(request)
-        session_id = check_session_id(request.session_id or uuid.uuid4().hex)
+        session_id = await self.session_for(principal, request)
         stream_id = uuid.uuid4().hex
         token = await self.buffer.open(
             stream_id,

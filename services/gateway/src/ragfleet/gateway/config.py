@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ragfleet.common.config import ServiceSettings, TwoTierCacheSettings
@@ -17,9 +17,11 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
 
     service_name: str = "gateway"
     port: int = 8000
-    retrieval_url: str = "http://127.0.0.1:8010"
-    llm_proxy_url: str = "http://127.0.0.1:8020"
-    ingestion_url: str = "http://127.0.0.1:8030"
+    # A component the deployment leaves out gets an empty URL: the features that need it answer
+    # 503 (component_disabled), everything else serves, readiness included.
+    retrieval_url: str | None = Field("http://127.0.0.1:8010", description="empty: no search, no chat")
+    llm_proxy_url: str | None = Field("http://127.0.0.1:8020", description="empty: no chat")
+    ingestion_url: str | None = Field("http://127.0.0.1:8030", description="empty: no documents or jobs")
 
     # Keys and limits.
     admin_key: SecretStr | None = Field(
@@ -28,6 +30,7 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
         description="a key (from a Secret) that always authenticates, checked against this setting, "
         "not Redis: an empty or lost key store is never a lockout. Rotate by changing it",
     )
+    secret_fields: ClassVar[tuple[str, ...]] = (*ServiceSettings.secret_fields, "admin_key")
     admin_key_tenant: str = Field(
         "default", description="the tenant the admin key acts for (every collection)"
     )
@@ -36,6 +39,10 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
     )
     rate_limit_per_s: float = Field(20.0, gt=0, description="default sustained requests per second per key")
     rate_limit_burst: int = Field(40, ge=1, description="default burst per key")
+    anonymous_rate_limit_per_s: float = Field(
+        2.0, gt=0, description="per client address: requests without a key this replica already checked"
+    )
+    anonymous_rate_limit_burst: int = Field(30, ge=1, description="burst of the per-address limit")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(26_214_400, ge=1024, description="largest document upload")
     max_message_chars: int = Field(16_000, ge=1, description="largest chat message")
@@ -105,3 +112,10 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
     benchmark_namespace: str = Field("", description="kubernetes: empty = this pod's namespace")
     benchmark_job_manifest: Path | None = Field(None, description="kubernetes: the Job as JSON (mounted)")
     benchmark_history_configmap: str = "ragfleet-benchmark-history"
+
+    @field_validator("retrieval_url", "llm_proxy_url", "ingestion_url")
+    @classmethod
+    def _empty_is_disabled(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        return url.strip().rstrip("/") or None

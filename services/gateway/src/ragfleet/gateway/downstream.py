@@ -67,9 +67,21 @@ class Downstream:
     def __init__(self, http: httpx.AsyncClient, settings: GatewaySettings) -> None:
         self.http = http
         self.settings = settings
-        self.retrieval = settings.retrieval_url.rstrip("/")
-        self.llm_proxy = settings.llm_proxy_url.rstrip("/")
-        self.ingestion = settings.ingestion_url.rstrip("/")
+        # None for a component the deployment leaves out (see GatewaySettings).
+        self.retrieval = settings.retrieval_url
+        self.llm_proxy = settings.llm_proxy_url
+        self.ingestion = settings.ingestion_url
+
+    @staticmethod
+    def base(service: str, url: str | None) -> str:
+        """``url``, or a 503 naming the component when the deployment has none."""
+        if url is None:
+            raise ServiceUnavailable(
+                f"{service} is not enabled in this deployment",
+                code="component_disabled",
+                details={"service": service},
+            )
+        return url
 
     @staticmethod
     def tenant_headers(principal: Principal) -> dict[str, str]:
@@ -78,7 +90,7 @@ class Downstream:
     async def search(self, principal: Principal, body: Mapping[str, Any]) -> httpx.Response:
         try:
             response = await self.http.post(
-                f"{self.retrieval}/v1/search",
+                f"{self.base('retrieval', self.retrieval)}/v1/search",
                 content=orjson.dumps(body),
                 headers={**self.tenant_headers(principal), "content-type": "application/json"},
             )
@@ -90,7 +102,8 @@ class Downstream:
     async def collections(self, principal: Principal) -> list[dict[str, Any]]:
         try:
             response = await self.http.get(
-                f"{self.retrieval}/v1/collections", headers=self.tenant_headers(principal)
+                f"{self.base('retrieval', self.retrieval)}/v1/collections",
+                headers=self.tenant_headers(principal),
             )
         except httpx.HTTPError as exc:
             raise translate_transport_error("retrieval", exc) from exc
@@ -137,7 +150,7 @@ class Downstream:
         }
         request = self.http.build_request(
             "POST",
-            f"{self.llm_proxy}/v1/chat/completions",
+            f"{self.base('llm-proxy', self.llm_proxy)}/v1/chat/completions",
             content=orjson.dumps({**payload, "stream": True}),
             headers=headers,
             timeout=httpx.Timeout(self.settings.llm_timeout_s, connect=self.settings.http_connect_timeout_s),

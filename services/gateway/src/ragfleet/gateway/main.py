@@ -6,14 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.datastructures import State
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.clients import create_http_client, create_redis
-from ragfleet.common.health import ReadinessCheck, http_ready_check, redis_check
 from ragfleet.gateway.auth import Authenticator
 from ragfleet.gateway.benchmarks import LocalRunner, create_runner
 from ragfleet.gateway.chat import ChatService
@@ -32,8 +30,6 @@ from ragfleet.gateway.routers.console import mount_console
 from ragfleet.gateway.search_answers import SearchAnswers
 from ragfleet.gateway.stats import GatewayStats, InFlightMiddleware, RetrievalCacheStats
 from ragfleet.gateway.streams import StreamBuffer
-
-DOWNSTREAMS = ("retrieval", "llm_proxy", "ingestion")
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -61,7 +57,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             replica=settings.replica_name,
             block_ms=block_ms,
         )
-        chat = ChatService(settings, downstream, memory, buffer, stats)
         edge_cache = None
         if settings.search_edge_cache:
             edge_cache = TwoTierCache(
@@ -72,6 +67,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 versions=state_redis,
             )
             await edge_cache.start()
+        search_answers = SearchAnswers(downstream, edge_cache)
+        chat = ChatService(settings, downstream, search_answers, memory, buffer, stats)
         app.state.redis = redis
         app.state.state_redis = state_redis
         app.state.http = http
@@ -79,10 +76,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.downstream = downstream
         app.state.memory = memory
         app.state.chat = chat
-        app.state.search_answers = SearchAnswers(downstream, edge_cache)
+        app.state.search_answers = search_answers
         runner = app.state.benchmark_runner = create_runner(settings, http)
         app.state.authenticator = Authenticator(KeyStore(state_redis), RateLimiter(redis), settings)
-        app.state.retrieval_cache_stats = RetrievalCacheStats(http, f"{downstream.retrieval}/v1/cache/stats")
+        app.state.retrieval_cache_stats = RetrievalCacheStats(
+            http, f"{downstream.retrieval}/v1/cache/stats" if downstream.retrieval else None
+        )
         try:
             yield
         finally:
@@ -95,20 +94,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await redis.aclose()  # type: ignore[attr-defined]
             await state_redis.aclose()  # type: ignore[attr-defined]
 
-    def readiness(state: State) -> dict[str, ReadinessCheck]:
-        checks = {"redis": redis_check(state.redis)}
-        for name in DOWNSTREAMS:
-            base = getattr(settings, f"{name}_url").rstrip("/")
-            checks[name.replace("_", "-")] = http_ready_check(state.http, f"{base}/readyz")
-        return checks
-
     app = create_service_app(
         settings,
         title="ragfleet gateway",
         description="The public API of ragfleet: search, RAG chat (REST, SSE, WebSocket), documents.",
         lifespan=lifespan,
-        readiness=readiness,
+        # No readiness checks: Redis and the services behind the gateway are other pods. With one
+        # of them down its features answer 503 and the rest (cached searches included) serve on.
         observer=stats.observe,
+        public=True,  # clients authenticate with API keys (auth.py); its own calls carry the token
     )
     app.add_middleware(InFlightMiddleware, stats=stats)
     if settings.gzip_min_bytes:

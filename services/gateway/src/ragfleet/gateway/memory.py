@@ -1,9 +1,14 @@
 """Conversation memory: a system prompt plus a sliding window of the last N messages, in Redis.
 
-Per conversation, ``gw:conv:<tenant>:<session>`` is a list of JSON messages trimmed to the window
-on every append, and ``gw:conv:<tenant>:<session>:system`` the system prompt. Both expire after
-``memory_ttl_s``; any read or write refreshes the expiry. The tenant is part of the key, so a
-session id from another tenant is simply not found.
+Per conversation, ``gw:conv:<owner>:<session>`` is a list of JSON messages trimmed to the window
+on every append, and ``gw:conv:<owner>:<session>:system`` the system prompt. Both expire after
+``memory_ttl_s``; any read or write refreshes the expiry.
+
+The owner is the API key that started the conversation (``session_owner``: its tenant and key id),
+not only its tenant: a conversation holds passages of the collections that key may read, so another
+key — of the same tenant, bound to other collections — must not read, extend or re-prompt it. To
+any other key a session id is simply not found. Session ids are the server's (random, handed out
+with the first answer); a chat naming an id the server did not give this key is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ragfleet.common.errors import BadRequest
+from ragfleet.gateway.keys import Principal
 
 log = logging.getLogger("ragfleet.gateway.memory")
 
@@ -43,6 +49,11 @@ class Conversation:
         return [{"role": m["role"], "content": m["content"]} for m in self.messages]
 
 
+def session_owner(principal: Principal) -> str:
+    """Whose conversations these are: the key that started them (see the module's docstring)."""
+    return f"{principal.tenant}:{principal.key_id}"
+
+
 class ConversationStore:
     def __init__(self, redis: Redis, *, window: int, ttl_s: int) -> None:
         self.redis = redis
@@ -50,14 +61,14 @@ class ConversationStore:
         self.ttl_s = ttl_s
 
     @staticmethod
-    def _keys(tenant: str, session_id: str) -> tuple[str, str]:
-        base = f"gw:conv:{tenant}:{session_id}"
+    def _keys(owner: str, session_id: str) -> tuple[str, str]:
+        base = f"gw:conv:{owner}:{session_id}"
         return base, f"{base}:system"
 
-    async def load(self, tenant: str, session_id: str) -> Conversation:
+    async def load(self, owner: str, session_id: str) -> Conversation:
         """The conversation so far; empty while Redis is down (memory is best effort: the chat
         still answers, without history)."""
-        messages_key, system_key = self._keys(tenant, session_id)
+        messages_key, system_key = self._keys(owner, session_id)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.lrange(messages_key, 0, -1)
@@ -77,13 +88,13 @@ class ConversationStore:
 
     async def append(
         self,
-        tenant: str,
+        owner: str,
         session_id: str,
         messages: list[dict[str, str]],
         *,
         system_prompt: str | None = None,
     ) -> None:
-        messages_key, system_key = self._keys(tenant, session_id)
+        messages_key, system_key = self._keys(owner, session_id)
         now = round(time.time(), 3)
         encoded = [orjson.dumps({**m, "at": now}) for m in messages]
         try:
@@ -101,12 +112,12 @@ class ConversationStore:
             # The answer is already made; losing this turn from the memory must not fail it.
             log.warning("conversation memory unavailable, this turn is not remembered: %s", exc)
 
-    async def exists(self, tenant: str, session_id: str) -> bool:
-        return bool(await self.redis.exists(*self._keys(tenant, session_id)))
+    async def exists(self, owner: str, session_id: str) -> bool:
+        return bool(await self.redis.exists(*self._keys(owner, session_id)))
 
-    async def delete(self, tenant: str, session_id: str) -> bool:
-        return bool(await self.redis.delete(*self._keys(tenant, session_id)))
+    async def delete(self, owner: str, session_id: str) -> bool:
+        return bool(await self.redis.delete(*self._keys(owner, session_id)))
 
-    async def ttl(self, tenant: str, session_id: str) -> int | None:
-        remaining = await self.redis.ttl(self._keys(tenant, session_id)[0])
+    async def ttl(self, owner: str, session_id: str) -> int | None:
+        remaining = await self.redis.ttl(self._keys(owner, session_id)[0])
         return int(remaining) if remaining and remaining > 0 else None

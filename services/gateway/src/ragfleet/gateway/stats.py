@@ -147,7 +147,7 @@ class RetrievalCacheStats:
     that is down or lacks the endpoint costs one short timeout, not an error.
     """
 
-    def __init__(self, http: httpx.AsyncClient, url: str, max_age_s: float = 1.0) -> None:
+    def __init__(self, http: httpx.AsyncClient, url: str | None, max_age_s: float = 1.0) -> None:
         self.http = http
         self.url = url
         self.max_age_s = max_age_s
@@ -156,6 +156,8 @@ class RetrievalCacheStats:
         self.lock = asyncio.Lock()
 
     async def get(self) -> dict[str, Any] | None:
+        if self.url is None:  # no retrieval in this deployment
+            return None
         async with self.lock:
             if time.monotonic() - self.fetched_at < self.max_age_s:
                 return self.value

@@ -239,13 +239,14 @@ class StreamBuffer:
         )
         await self.append(interrupted, claim.token)
 
-    async def owner_tenant(self, stream_id: str) -> str | None:
-        tenant = await self.redis.hget(self._keys(stream_id)[1], "tenant")
-        return tenant.decode() if tenant else None
+    async def require_owned(self, stream_id: str, tenant: str, key_id: str) -> None:
+        """A stream of another key is reported exactly like one that never existed.
 
-    async def require_owned(self, stream_id: str, tenant: str) -> None:
-        """A stream of another tenant is reported exactly like one that never existed."""
-        if await self.owner_tenant(stream_id) != tenant:
+        The key, not only the tenant: an answer holds passages of the collections its key may read
+        (the same scope as its conversation, see memory.py).
+        """
+        owner = await self.redis.hmget(self._keys(stream_id)[1], ["tenant", "key_id"])
+        if owner != [tenant.encode(), key_id.encode()]:
             raise NotFound(f"stream {stream_id} does not exist or has expired", code="stream_not_found")
 
     async def tail(

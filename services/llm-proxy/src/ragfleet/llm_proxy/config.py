@@ -29,7 +29,9 @@ class ModelDeployment(BaseModel):
     connect_timeout_s: float = Field(3.0, gt=0)
     first_token_timeout_s: float = Field(30.0, gt=0, description="streams: time until the first chunk")
     total_timeout_s: float = Field(120.0, gt=0)
-    max_tokens: int | None = Field(None, ge=1, description="cap on completion tokens; requests are clamped")
+    max_tokens: int | None = Field(
+        None, ge=1, description="cap on completion tokens (requests are clamped); default max_tokens_cap"
+    )
     weight: float = Field(1.0, gt=0, description="share of traffic among deployments of the same name")
     fallbacks: tuple[str, ...] = Field((), description="model names tried in order when this one fails")
     upstream_id: str | None = Field(None, description="circuit-breaker identity; default name@host")
@@ -90,6 +92,16 @@ class LlmProxySettings(ServiceSettings):
     cache_l1_ttl_s: float = Field(30.0, ge=0)
     cache_max_entry_bytes: int = Field(1_000_000, ge=1, description="larger responses are not cached")
 
+    # Cost bounds that hold without any configuration (each deployment or key may say otherwise).
+    max_tokens_cap: int = Field(
+        4096, ge=1, description="completion tokens a request may ask of a model that sets no max_tokens"
+    )
+    max_concurrent_per_key: int = Field(
+        8,
+        ge=0,
+        description="generations (chat and embeddings) one key runs at once per process; 0 = unlimited",
+    )
+
     rate_limit_rpm: int = Field(0, ge=0, description="default requests/minute per key; 0 = unlimited")
     rate_limit_tpm: int = Field(0, ge=0, description="default tokens/minute per key; 0 = unlimited")
     key_limits: dict[str, KeyLimits] = Field(default_factory=dict, description="per-key overrides")
@@ -116,6 +128,10 @@ class LlmProxySettings(ServiceSettings):
             found.extend(_DEPLOYMENTS.validate_python(raw))
         if not any(d.name == EXTRACTIVE_MODEL for d in found):
             found.append(ModelDeployment(name=EXTRACTIVE_MODEL, provider="extractive"))
+        # Every deployment has a cap: requests asking more (or nothing) are clamped to it upstream.
+        found = [
+            d if d.max_tokens else d.model_copy(update={"max_tokens": self.max_tokens_cap}) for d in found
+        ]
         names = {d.name for d in found}
         for deployment in found:
             missing = [f for f in deployment.fallbacks if f not in names]

@@ -9,19 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.datastructures import State
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import CacheConfig, TwoTierCache
 from ragfleet.common.clients import create_redis
-from ragfleet.common.health import ReadinessCheck, redis_check
 from ragfleet.llm_proxy.breaker import BreakerBoard, BreakerConfig
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
 from ragfleet.llm_proxy.dispatcher import Dispatcher
 from ragfleet.llm_proxy.providers.openai_compatible import create_upstream_session
-from ragfleet.llm_proxy.quotas import Limiter
+from ragfleet.llm_proxy.quotas import ConcurrencyLimit, Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
 from ragfleet.llm_proxy.routes import router
@@ -49,6 +48,7 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Breaker state, usage counters and cached responses: all rebuildable, so the cache Redis.
         redis = app.state.redis = create_redis(settings, "cache")
+        # Its calls go to model upstreams outside the platform: never with the service token.
         http = app.state.http = create_upstream_session(settings.http_max_connections)
         registry = ModelRegistry(deployments, http)
         breakers = BreakerBoard(
@@ -97,15 +97,16 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
             await http.close()
             await redis.aclose()  # type: ignore[attr-defined]  # the stubs predate redis 5
 
-    def readiness(state: State) -> dict[str, ReadinessCheck]:
-        return {"redis": redis_check(state.redis)}
-
     app = create_service_app(
         settings,
         title="ragfleet llm-proxy",
         description="OpenAI-compatible chat completions and embeddings with retries, breaker and cache.",
         lifespan=lifespan,
-        readiness=readiness,
+        # Redis (limits, breaker state, cache) is another pod, and the proxy serves without it.
+        # Innermost, inside the request context: a refusal has its request id like any error.
+        middleware=[Middleware(ConcurrencyLimit, max_per_key=settings.max_concurrent_per_key)]
+        if settings.max_concurrent_per_key
+        else [],
     )
     app.include_router(router)
     app.add_middleware(ReceivedAt)

@@ -71,7 +71,7 @@ OVERHEAD = Histogram(
 )
 RATE_LIMITED = Counter(
     "ragfleet_llm_proxy_rate_limited_total",
-    "Requests refused because the caller's key exceeded a limit (rpm or tpm).",
+    "Requests refused because the caller's key exceeded a limit (rpm, tpm or concurrency).",
     ["limit"],
 )
 REDIS_ERRORS = Counter(

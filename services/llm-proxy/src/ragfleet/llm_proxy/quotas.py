@@ -21,9 +21,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragfleet.common.contracts import KEY_ID_HEADER, NAME_PATTERN, TENANT_HEADER, is_valid_name
-from ragfleet.common.errors import BadRequest, RateLimited
+from ragfleet.common.errors import BadRequest, RateLimited, error_response
 from ragfleet.llm_proxy import metrics
 from ragfleet.llm_proxy.config import KeyLimits
 
@@ -181,3 +183,54 @@ class Limiter:
             model, _, counter = field_name.decode().rpartition(":")
             per_model.setdefault(model, {})[counter] = int(value)
         return per_model
+
+
+CONCURRENCY_LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v1/embeddings"})
+
+
+class ConcurrencyLimit:
+    """At most ``max_per_key`` generations of one caller at a time in this process, streams included.
+
+    Pure ASGI around the whole request, so a stream counts until its last chunk is sent (or its
+    client leaves). Per process on purpose: it costs no Redis round trip on the hot path; a pod's
+    bound is its workers times this, the platform's that times the replicas. A caller over it gets
+    429 at once (``Retry-After: 1``) rather than a queue: one key's burst cannot hold every slot
+    of the upstream while the others wait.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_per_key: int) -> None:
+        self.app = app
+        self.max_per_key = max_per_key
+        self.in_flight: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in CONCURRENCY_LIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            key = identify(Headers(scope=scope)).key
+        except BadRequest:  # the route answers it, with the same message
+            await self.app(scope, receive, send)
+            return
+        running = self.in_flight.get(key, 0)
+        if running >= self.max_per_key:
+            metrics.RATE_LIMITED.labels("concurrency").inc()
+            refused = error_response(
+                429,
+                "too_many_concurrent_requests",
+                f"{key!r} already has {running} generations running, the most allowed at once "
+                f"(max_concurrent_per_key); retry when one ends",
+                details={"limit": "concurrency", "max_concurrent": self.max_per_key},
+                headers={"Retry-After": "1"},
+            )
+            await refused(scope, receive, send)
+            return
+        self.in_flight[key] = running + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            left = self.in_flight[key] - 1
+            if left:
+                self.in_flight[key] = left
+            else:
+                del self.in_flight[key]

@@ -28,6 +28,9 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProvider
     weaviate_api_key: str | None = None
 
     embed_max_batch: int = Field(32, ge=1, le=256, description="micro-batch size for query embeddings")
+    embed_max_queue: int = Field(
+        256, ge=1, description="query texts waiting for the embedder; past it: 503 + Retry-After at once"
+    )
     embed_max_wait_ms: float = Field(2.0, ge=0, le=100, description="how long a lone query waits for company")
     embed_threads: int | None = Field(
         None, ge=1, le=64, description="onnxruntime threads; default: the cores"

@@ -55,7 +55,10 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
         store = create_store(settings)
         embedder = create_provider(settings, threads=settings.embed_threads)
         batcher = MicroBatcher(
-            embedder, max_batch=settings.embed_max_batch, max_wait_ms=settings.embed_max_wait_ms
+            embedder,
+            max_batch=settings.embed_max_batch,
+            max_wait_ms=settings.embed_max_wait_ms,
+            max_queue=settings.embed_max_queue,
         )
         cache = TwoTierCache(
             redis,

@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     p_push.add_argument("--registry", required=True)
     p_push.add_argument("--tag", required=True)
 
+    p_test = sub.add_parser("test", help="run the rendered chart's workloads as containers, then the smoke")
+    p_test.add_argument("--registry", default="ragfleet")
+    p_test.add_argument("--tag", default="dev")
+    p_test.add_argument("--keep", action="store_true", help="leave the containers running (debugging)")
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -63,6 +68,10 @@ def main(argv: list[str] | None = None) -> None:
             print(images.report(built))
         elif args.command == "push":
             images.push_images(eng, registry=args.registry, tag=args.tag)
+        elif args.command == "test":
+            from ragfleet.containers import harness
+
+            sys.exit(harness.run(eng, registry=args.registry, tag=args.tag, keep=args.keep))
     except engine.EngineError as exc:
         logging.getLogger("ragfleet.containers").error("%s", exc)
         sys.exit(1)

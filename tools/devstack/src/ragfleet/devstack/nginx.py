@@ -53,6 +53,12 @@ http {{
 
     server {{
         listen {host}:{port};
+        # Like the ingress: metrics are for the monitoring network (each service's own port, or
+        # its main port in this stack), never for the public front door.
+        location = /metrics {{
+            default_type application/json;
+            return 404 '{{"error":{{"code":"not_found","message":"no route GET /metrics","request_id":"$request_id"}}}}';
+        }}
         location / {{
             proxy_pass http://gateway;
             proxy_http_version 1.1;

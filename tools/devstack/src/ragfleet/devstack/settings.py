@@ -34,6 +34,10 @@ class DevstackSettings(BaseSettings):
     worker_metrics_port: int = Field(
         9031, ge=0, le=65535, description="the Celery worker's Prometheus endpoint; 0 turns it off"
     )
+    service_token: str = Field(
+        "",
+        description="the services' shared token for internal calls; empty (development) turns the check off",
+    )
     load_sample_corpus: bool = Field(True, description="make run: upload the sample corpus after start")
     sample_corpus_dir: Path = Path("services/ingestion/sample-corpus")
     startup_timeout_s: float = Field(120.0, gt=0)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from ragfleet.common.contracts import SERVICE_TOKEN_HEADER, TENANT_HEADER
 from ragfleet.devstack.nginx import find_nginx, nginx_argv, render_conf
 from ragfleet.devstack.processes import (
     ManagedProcess,
@@ -140,9 +141,18 @@ class Stack:
             f"{prefix}METRICS_DIR": str(self.run_dir / "metrics" / name),
             f"{prefix}ENVIRONMENT": "development",
         }
+        if self.settings.service_token:
+            env[f"{prefix}SERVICE_TOKEN"] = self.settings.service_token
         if port is not None:
             env[f"{prefix}PORT"] = str(port)
         return env
+
+    def internal_headers(self, tenant: str) -> dict[str, str]:
+        """What a call to an internal endpoint (retrieval's /internal, ingestion) must carry."""
+        headers = {TENANT_HEADER: tenant}
+        if self.settings.service_token:
+            headers[SERVICE_TOKEN_HEADER] = self.settings.service_token
+        return headers
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
         process = ManagedProcess(name, argv, self.run_dir / "logs" / f"{name}.log", env=env).start()
@@ -240,7 +250,9 @@ class Stack:
 
         def answered() -> bool:
             try:
-                return httpx.post(url, timeout=15).status_code == 200
+                return (
+                    httpx.post(url, headers=self.internal_headers("default"), timeout=15).status_code == 200
+                )
             except httpx.HTTPError:
                 return False
 

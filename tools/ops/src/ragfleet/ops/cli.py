@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ragfleet.bench.history import Record, Tolerances
 from ragfleet.bench.stores import ConfigMapStore, StoreError
-from ragfleet.ops import bench
+from ragfleet.ops import bench, keys
 from ragfleet.ops.cluster import (
     COMPONENT_LABEL,
     INSTANCE_LABEL,
@@ -139,6 +139,20 @@ def _parser() -> argparse.ArgumentParser:
         "--port-name", default="http", help="the container port serving /metrics (default http)"
     )
     urls.add_argument("--path", default="/metrics", help="path of the metrics (default /metrics)")
+
+    create_key = commands.add_parser(
+        "create-key",
+        parents=[common],
+        help="make an admin API key in a Secret the gateway seeds it from (never printed)",
+    )
+    create_key.add_argument(
+        "--secret",
+        default="ragfleet-admin-key",
+        help="Secret name (chart: credentials.adminKey.existingSecret)",
+    )
+    create_key.add_argument(
+        "--key", default="admin-key", help="key inside the Secret (credentials.adminKey.existingSecretKey)"
+    )
     return parser
 
 
@@ -173,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             record = bench.new_record(summary, args.chart_version, args.app_version, where=where)
             tolerances = Tolerances(default=args.tolerance, per_metric=_tolerances(args.tolerance_for))
             return bench_record(store, record, tolerances)
+        if args.command == "create-key":
+            return create_key(connection, reader.namespace, args.secret, args.key)
         if args.command == "metrics-urls":
             # The load-test runner takes the first URL for retrieval's (where it seeds a corpus).
             components = sorted(dict.fromkeys(args.component), key=lambda c: c != "retrieval")
@@ -184,6 +200,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OpsError as error:
         print(f"ragfleet-ops: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def create_key(connection: Connection, namespace: str, secret: str, key: str) -> int:
+    if keys.ensure_key_secret(connection, namespace, secret, key):
+        print(
+            f"Created Secret {secret} in namespace {namespace} with a new admin key under {key!r} "
+            "(not shown). The gateway seeds it when it starts: restart it if it is already running."
+        )
+    else:
+        print(f"Secret {secret} already exists in namespace {namespace}: kept as it is.")
+    return EXIT_OK
 
 
 def status(reader: ClusterReader, output: str) -> int:

@@ -78,7 +78,7 @@ def sse_response(
 
 async def resume(chat: ChatService, principal: Principal, last_event_id: str) -> StreamingResponse:
     stream_id, seq = parse_event_id(last_event_id)
-    await chat.buffer.require_owned(stream_id, principal.tenant)
+    await chat.buffer.require_owned(stream_id, principal.tenant, principal.key_id)
     return sse_response(chat, stream_id, seq, None)
 
 
@@ -159,7 +159,7 @@ class ChatSocket:
             await self.relay(stream_id, 0)
         elif kind == "resume":
             stream_id, seq = parse_event_id(str(message.get("last_event_id", "")))
-            await self.chat.buffer.require_owned(stream_id, self.principal.tenant)
+            await self.chat.buffer.require_owned(stream_id, self.principal.tenant, self.principal.key_id)
             await self.relay(stream_id, seq)
         else:
             await self.error("bad_request", f"unknown message type {kind!r}: use chat, resume or ping")

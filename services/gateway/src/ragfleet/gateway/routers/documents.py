@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from ragfleet.common.contracts import NAME_PATTERN
-from ragfleet.common.errors import BadRequest
+from ragfleet.common.errors import BadRequest, NotFound
 from ragfleet.common.responses import OrjsonResponse
 from ragfleet.gateway.auth import Authenticated
 from ragfleet.gateway.body_limits import SizeLimitedRoute
@@ -43,7 +43,7 @@ async def to_ingestion(
         "ingestion",
         principal,
         method,
-        f"{downstream.ingestion}{path}",
+        f"{downstream.base('ingestion', downstream.ingestion)}{path}",
         params={"collection": collection},
         content=content,
         headers=headers,
@@ -83,7 +83,14 @@ async def upload_document(
 async def get_job(
     job_id: JobId, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
 ) -> Response:
-    return await to_ingestion(downstream, principal, "GET", f"/v1/jobs/{job_id}", collection)
+    answer = await to_ingestion(downstream, principal, "GET", f"/v1/jobs/{job_id}", collection)
+    # Ingestion scopes jobs to the tenant; the job's own collection decides whether this key may
+    # read it (not the query parameter, which any caller can set). Refused like a missing job.
+    if answer.status_code == 200:
+        job = orjson.loads(answer.body)
+        if not principal.may_use(str(job.get("collection", ""))):
+            raise NotFound(f"job {job_id!r} not found", code="job_not_found")
+    return answer
 
 
 @router.get("/documents/{document_id}", summary="A document's ingestion record")

@@ -21,7 +21,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ragfleet.common.contracts import PublicSearchRequest
 from ragfleet.common.errors import RagfleetError
-from ragfleet.gateway.auth import PRINCIPAL_SCOPE_KEY, Authenticated, get_authenticator, presented_key
+from ragfleet.gateway.auth import (
+    AUTH_ERROR_SCOPE_KEY,
+    PRINCIPAL_SCOPE_KEY,
+    Authenticated,
+    client_address,
+    get_authenticator,
+    presented_key,
+)
 from ragfleet.gateway.body_limits import SizeLimitedRoute
 from ragfleet.gateway.dependencies import (
     SearchAnswersDep,
@@ -106,9 +113,12 @@ class EdgeSearchRoute(SizeLimitedRoute):
             return replay
         authenticator = get_authenticator(connection)
         try:
-            principal = await authenticator.principal(presented_key(connection))
-        except RagfleetError:
-            return replay  # the ordinary route raises the same error, as JSON, the usual way
+            principal = await authenticator.principal(presented_key(connection), client_address(connection))
+        except RagfleetError as exc:
+            # The ordinary route raises it, as JSON, the usual way (without spending the address's
+            # anonymous budget a second time).
+            scope[AUTH_ERROR_SCOPE_KEY] = exc
+            return replay
         scope[PRINCIPAL_SCOPE_KEY] = principal  # authenticated once, whichever path answers
         answer = answers.recall(principal.tenant, body)
         if answer is None or not principal.may_use(answer.collection):

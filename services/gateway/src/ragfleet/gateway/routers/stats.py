@@ -7,11 +7,20 @@ import contextlib
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query, WebSocket
+from fastapi import APIRouter, Depends, Query, WebSocket
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
+from ragfleet.common.errors import RateLimited
 from ragfleet.common.responses import OrjsonResponse
-from ragfleet.gateway.auth import accept_websocket, authenticate_websocket
+from ragfleet.gateway.auth import (
+    WS_RATE_LIMITED,
+    accept_websocket,
+    authenticate_websocket,
+    client_address,
+    get_authenticator,
+    require_key,
+)
 from ragfleet.gateway.dependencies import (
     RetrievalCacheStatsDep,
     SettingsDep,
@@ -26,7 +35,19 @@ async def _snapshot(stats: StatsDep, retrieval_cache: RetrievalCacheStatsDep) ->
     return stats.snapshot(await retrieval_cache.get())
 
 
-@router.get("", summary="This replica's latency percentiles per route, in-flight work and cache hit rates")
+async def stats_access(connection: HTTPConnection, settings: SettingsDep) -> None:
+    """Any valid key when ``stats_require_key`` is set; otherwise open, within the per-address limit."""
+    if settings.stats_require_key:
+        await require_key(connection)
+    else:
+        await get_authenticator(connection).enforce_anonymous_limit(client_address(connection))
+
+
+@router.get(
+    "",
+    summary="This replica's latency percentiles per route, in-flight work and cache hit rates",
+    dependencies=[Depends(stats_access)],
+)
 async def get_stats(stats: StatsDep, retrieval_cache: RetrievalCacheStatsDep) -> OrjsonResponse:
     return OrjsonResponse(await _snapshot(stats, retrieval_cache), headers={"Cache-Control": "no-store"})
 
@@ -44,8 +65,15 @@ async def stats_feed(
     Messages from the client are ignored, up to ``max_ws_message_bytes`` each (a larger one closes
     the feed with 1009); a close from either side ends the feed.
     """
-    if settings.stats_require_key and await authenticate_websocket(websocket) is None:
-        return
+    if settings.stats_require_key:
+        if await authenticate_websocket(websocket) is None:
+            return
+    else:
+        try:
+            await get_authenticator(websocket).enforce_anonymous_limit(client_address(websocket))
+        except RateLimited as exc:
+            await websocket.close(code=WS_RATE_LIMITED, reason=exc.message[:120])
+            return
     await accept_websocket(websocket)
     period = interval_s or settings.stats_interval_s
     loop = asyncio.get_running_loop()

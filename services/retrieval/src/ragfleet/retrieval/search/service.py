@@ -7,6 +7,9 @@ a hit costs a dict lookup and one small concatenation: nothing is rebuilt or re-
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import time
 from typing import Any
 
@@ -68,6 +71,13 @@ class SearchService:
     async def search(self, tenant: str, request: SearchRequest) -> tuple[bytes, CacheResult]:
         """The response body (JSON bytes, ``took_ms`` included) and where it came from."""
         started = time.perf_counter()
+        vector_key = None
+        if request.vector is not None:
+            # Decoded once (base64 or list) and carried on as float32; keyed by its bytes hashed:
+            # one key for both forms, and no canonical JSON of 384 floats per request.
+            vector = decode_vector(request.vector)
+            vector_key = hashlib.blake2b(vector.tobytes(), digest_size=16).hexdigest()
+            request = request.model_copy(update={"vector": vector})
         if request.vector is not None and len(request.vector) != self.store.dim:
             raise BadRequest(
                 f"vector has {len(request.vector)} dimensions; collection {request.collection!r} "
@@ -84,7 +94,7 @@ class SearchService:
         key: dict[str, Any] = {
             "rr": request.rerank_depth if rerank else None,
             "q": text,
-            "v": request.vector,
+            "v": vector_key,
             "k": request.top_k,
             "m": request.mode,
             "a": request.alpha if request.mode == "hybrid" else None,
@@ -227,6 +237,24 @@ class SearchService:
             top_k=request.top_k,
             per_document=request.per_document,
         )
+
+
+def decode_vector(value: list[float] | str) -> np.ndarray:
+    """A query vector from either form the API takes: a JSON list, or base64 of float32 bytes."""
+    if not isinstance(value, str):
+        return np.asarray(value, dtype=np.float32)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(
+            "vector: a string must be base64 of little-endian float32 bytes (or send a JSON list)"
+        ) from None
+    if len(raw) % 4:
+        raise BadRequest(f"vector: {len(raw)} bytes is not a whole number of float32 values")
+    vector = np.frombuffer(raw, dtype="<f4")
+    if not np.isfinite(vector).all():
+        raise BadRequest("vector: holds NaN or infinity")
+    return vector.astype(np.float32, copy=False)
 
 
 def _result(hit: Hit) -> dict[str, Any]:

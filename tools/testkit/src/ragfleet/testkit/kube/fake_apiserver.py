@@ -4,9 +4,10 @@ ragfleet-ops uses, from scenario fixtures that can change while the CLI polls.
 No cluster can run on the development machines, so the CLI (and the load-test report that embeds
 its timeline) is tested against this server through the official client, with a kubeconfig file
 pointing at it — the same code path as against a kind cluster. It speaks the API's wire format
-(list objects, ``Status`` errors, label and field selectors, bearer tokens). The one object it
-stores and lets clients write is the ConfigMap (get, create, conditional replace with 409 on a
-stale resourceVersion), for the benchmark history of ``bench-record``; it does not implement
+(list objects, ``Status`` errors, label and field selectors, bearer tokens). The objects it
+stores and lets clients write are ConfigMaps (get, create, conditional replace with 409 on a
+stale resourceVersion), for the benchmark history of ``bench-record``, and Secrets (get,
+create), for ``create-key``; it does not implement
 other writes, watches or pagination, which the CLI does not use.
 """
 
@@ -41,7 +42,9 @@ _VPA = ("autoscaling.k8s.io/v1", "verticalpodautoscalers")
 _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+/[^/]+))/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)$"
 )
-_CONFIGMAPS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps(?:/(?P<name>[^/]+))?$")
+_STORED = re.compile(
+    r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<plural>configmaps|secrets)(?:/(?P<name>[^/]+))?$"
+)
 
 
 @dataclass
@@ -70,6 +73,8 @@ class FakeKubeApiServer:
     requests: list[str] = field(default_factory=list)
     # (namespace, name) -> ConfigMap, as stored: what clients created or replaced.
     configmaps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # (namespace, name) -> Secret, as created (create-key).
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _resource_version: int = 0
     _polls: int = 0
     _frame: Frame | None = None
@@ -124,8 +129,10 @@ class FakeKubeApiServer:
         self.requests.append(f"{method} {raw_path}")
         if authorization != f"Bearer {self.token}":
             return 401, _status(401, "Unauthorized", "Unauthorized")
-        configmap = _CONFIGMAPS.match(urlsplit(raw_path).path)
+        configmap = _STORED.match(urlsplit(raw_path).path)
         if configmap is not None:
+            if configmap["plural"] == "secrets":
+                return self._secret(method, configmap["ns"], configmap["name"], body)
             return self._configmap(method, configmap["ns"], configmap["name"], body)
         if method != "GET":
             return 405, _status(405, "MethodNotAllowed", f"{method} is not served by the fake API")
@@ -192,6 +199,26 @@ class FakeKubeApiServer:
                         f'Operation cannot be fulfilled on configmaps "{name}": the object has been modified',
                     )
                 return 200, self._store(namespace, name, sent)
+            return 405, _status(405, "MethodNotAllowed", f"{method} is not served by the fake API")
+
+    def _secret(
+        self, method: str, namespace: str, name: str | None, body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if method == "GET" and name:
+                stored = self.secrets.get((namespace, name))
+                if stored is None:
+                    return 404, _status(404, "NotFound", f'secrets "{name}" not found')
+                return 200, stored
+            if method == "POST" and not name:
+                sent = json.loads(body or b"{}")
+                sent_name = sent.get("metadata", {}).get("name")
+                if (namespace, sent_name) in self.secrets:
+                    return 409, _status(409, "AlreadyExists", f'secrets "{sent_name}" already exists')
+                stored = {**sent, "kind": "Secret", "apiVersion": "v1"}
+                stored["metadata"] = {**sent.get("metadata", {}), "namespace": namespace}
+                self.secrets[(namespace, sent_name)] = stored
+                return 201, stored
             return 405, _status(405, "MethodNotAllowed", f"{method} is not served by the fake API")
 
     def _store(self, namespace: str, name: str, sent: dict[str, Any]) -> dict[str, Any]:

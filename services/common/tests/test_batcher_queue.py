@@ -1,0 +1,47 @@
+"""The embedder's queue is bounded: past it a text is refused at once with 503 + Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from ragfleet.common.embeddings import MicroBatcher
+from ragfleet.common.errors import ServiceUnavailable
+
+
+class BlockedModel:
+    """A provider whose batches wait for a gate: the queue behind it fills up."""
+
+    model_name = "blocked"
+    dim = 4
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.gate.wait(10)
+        return np.ones((len(texts), self.dim), dtype=np.float32)
+
+
+async def test_a_full_queue_refuses_fast_and_the_accepted_texts_still_answer() -> None:
+    model = BlockedModel()
+    batcher = MicroBatcher(model, max_batch=2, max_wait_ms=0, max_queue=3)  # type: ignore[arg-type]
+    try:
+        running = [asyncio.ensure_future(batcher.embed_one("first"))]
+        await asyncio.sleep(0.05)  # the first batch is now in the (blocked) model
+        running += [asyncio.ensure_future(batcher.embed_one(f"t{i}")) for i in range(3)]
+        await asyncio.sleep(0)
+        with pytest.raises(ServiceUnavailable) as refused:
+            await batcher.embed_one("one too many")
+        assert refused.value.headers["Retry-After"] == "1"
+        assert refused.value.code == "embedder_busy"
+        model.gate.set()
+        vectors = await asyncio.wait_for(asyncio.gather(*running), 10)
+        assert all(v.shape == (4,) for v in vectors)
+    finally:
+        model.gate.set()
+        await batcher.close()
