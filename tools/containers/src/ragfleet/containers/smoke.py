@@ -95,7 +95,7 @@ class Smoke:
                 headers=self.headers(),
                 timeout=10,
             )
-            if r.status_code == 200 and r.json().get("status") in ("succeeded", "failed", "partial"):
+            if r.status_code == 200 and r.json().get("state") in ("succeeded", "failed"):
                 return dict(r.json())
             time.sleep(1)
         raise AssertionError(f"job {job_id} not done after {timeout_s:.0f} s")
@@ -110,7 +110,7 @@ class Smoke:
     def upload_job_searchable(self) -> str:
         self.create_key()
         job = self.ingest(DOCS)
-        assert job["status"] == "succeeded", job
+        assert job["state"] == "succeeded", job
         hits = self.search("how many vacation days", "hybrid")
         assert hits and hits[0]["document_id"] == "leave", hits
         return f"job {job['job_id']} succeeded; searchable"
@@ -204,7 +204,7 @@ class Smoke:
         self.cluster.podman("kill", "--signal", "KILL", worker.container)
         killed_at = time.monotonic()
         job = self.wait_job(job_id, timeout_s=300)
-        assert job["status"] == "succeeded", job
+        assert job["state"] == "succeeded", job
         r = httpx.get(f"{self.url}/v1/collections", headers=self.headers(), timeout=10)
         sizes = {c["name"]: c["documents"] for c in r.json()["collections"]}
         assert sizes.get(COLLECTION) == len(DOCS) + len(docs), sizes
@@ -230,7 +230,7 @@ class Smoke:
                 time.sleep(1)
         assert hits and hits[0]["document_id"] == "leave", hits
         job = self.ingest({"after-restart": "Written after Redis came back: the queue works again."})
-        assert job["status"] == "succeeded", job
+        assert job["state"] == "succeeded", job
         return f"restarted {', '.join(notes)}; the key, search and ingestion work again"
 
 
