@@ -35,6 +35,7 @@ import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client import multiprocess as prometheus_multiprocess
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ragfleet.common.metrics import MULTIPROC_ENV
@@ -586,7 +587,13 @@ class TwoTierCache:
         if self._redis_ok_at > time.monotonic():
             return _FAILED
         try:
-            return await call(*args, **kwargs)
+            try:
+                return await call(*args, **kwargs)
+            except RedisConnectionError:
+                # After a Redis restart the pool still holds connections to the old server: the
+                # first command on each fails and drops it. One retry takes a fresh connection,
+                # so a restart does not cost every pooled connection a back-off of its own.
+                return await call(*args, **kwargs)
         except (RedisError, OSError, TimeoutError) as exc:
             self._redis_failed(operation, exc)
             return _FAILED
