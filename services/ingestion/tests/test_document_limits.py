@@ -19,6 +19,8 @@ def client() -> httpx.AsyncClient:
     settings = IngestionSettings(max_metadata_bytes=1024, max_metadata_keys=8, max_documents_per_request=3)
     app = create_app(settings)
     app.state.settings = settings
+    # Never reached: every request here is refused first (a call on None would fail the test).
+    app.state.redis = app.state.celery = app.state.retrieval = None
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingestion")
 
 

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import httpx
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,6 +31,7 @@ from ragfleet.common.errors import (
 )
 from ragfleet.ingestion import jobs
 from ragfleet.ingestion.config import IngestionSettings
+from ragfleet.ingestion.dependencies import CeleryDep, RetrievalDep, SettingsDep, StateRedisDep
 from ragfleet.ingestion.metrics import DOCUMENTS_ACCEPTED
 from ragfleet.ingestion.parsers import EXTENSIONS, DocumentFormat, format_for
 
@@ -186,11 +188,15 @@ async def _from_multipart(request: Request, body: bytes, settings: IngestionSett
 
 @router.post("/v1/documents", status_code=202, response_model=JobAccepted, summary="Ingest documents")
 async def post_documents(
-    request: Request, collection: Collection = "default", tenant: Tenant = "default"
+    request: Request,
+    settings: SettingsDep,
+    redis: StateRedisDep,
+    celery: CeleryDep,
+    collection: Collection = "default",
+    tenant: Tenant = "default",
 ) -> JobAccepted:
     """JSON (`{"documents": [{id?, text, format, metadata}]}`) or multipart (`files`, optional
     `metadata` JSON for all of them). Answers 202 with a job to poll."""
-    settings: IngestionSettings = request.app.state.settings
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("application/json", "multipart/form-data"):
         raise UnsupportedMediaType(
@@ -213,7 +219,6 @@ async def post_documents(
 
     job_id = uuid.uuid4().hex
     meta = {"tenant": tenant, "collection": collection, "created_at": round(time.time(), 3), "documents": ids}
-    redis = request.app.state.redis
     args = {
         doc.document_id: jobs.task_args(
             job_id, tenant, collection, doc.document_id, doc.fmt.value, doc.metadata
@@ -239,8 +244,6 @@ async def post_documents(
     except RedisError as exc:
         raise ServiceUnavailable(f"cannot stage documents: Redis is unavailable ({exc})") from exc
 
-    celery = request.app.state.celery
-
     def enqueue() -> None:
         # Through the app object, not the task proxy: Celery's "current app" is per thread.
         for doc in staged:
@@ -257,16 +260,18 @@ async def post_documents(
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's state, with each document's progress and errors")
-async def get_job(request: Request, job_id: str, tenant: Tenant = "default") -> dict[str, Any]:
+async def get_job(
+    job_id: str, settings: SettingsDep, redis: StateRedisDep, tenant: Tenant = "default"
+) -> dict[str, Any]:
     try:
-        raw = await request.app.state.redis.hgetall(jobs.job_key(job_id))
+        raw = await redis.hgetall(jobs.job_key(job_id))
     except RedisError as exc:
         raise ServiceUnavailable(f"job status is unavailable: Redis is unreachable ({exc})") from exc
     job = jobs.summarise(job_id, raw)
     # Another tenant's job is reported as missing, never as someone else's.
     if job is None or job["tenant"] != tenant:
         raise NotFound(
-            f"job {job_id!r} not found (jobs are kept {request.app.state.settings.job_ttl_s}s)",
+            f"job {job_id!r} not found (jobs are kept {settings.job_ttl_s}s)",
             code="job_not_found",
         )
     return job
@@ -276,13 +281,11 @@ def _retrieval_path(collection: str, suffix: str) -> str:
     return f"/internal/v1/collections/{collection}/{suffix}"
 
 
-async def _retrieval_call(request: Request, method: str, path: str, tenant: str, json: Any = None) -> Any:
-    import httpx
-
+async def _retrieval_call(
+    retrieval: httpx.AsyncClient, method: str, path: str, tenant: str, json: Any = None
+) -> Any:
     try:
-        response = await request.app.state.retrieval.request(
-            method, path, json=json, headers={TENANT_HEADER: tenant}
-        )
+        response = await retrieval.request(method, path, json=json, headers={TENANT_HEADER: tenant})
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"retrieval is unreachable: {type(exc).__name__}") from exc
     if response.status_code >= 500:
@@ -299,10 +302,10 @@ def _refused(response: Any) -> Exception:
 
 @router.get("/v1/documents/{document_id}", summary="What the index holds for one document")
 async def get_document(
-    request: Request, document_id: str, collection: Collection = "default", tenant: Tenant = "default"
+    retrieval: RetrievalDep, document_id: str, collection: Collection = "default", tenant: Tenant = "default"
 ) -> dict[str, Any]:
     response = await _retrieval_call(
-        request, "GET", _retrieval_path(collection, f"documents/{document_id}"), tenant
+        retrieval, "GET", _retrieval_path(collection, f"documents/{document_id}"), tenant
     )
     if response.status_code == 404:
         raise NotFound(
@@ -315,11 +318,11 @@ async def get_document(
 
 @router.delete("/v1/documents/{document_id}", summary="Delete a document and all its chunks")
 async def delete_document(
-    request: Request, document_id: str, collection: Collection = "default", tenant: Tenant = "default"
+    retrieval: RetrievalDep, document_id: str, collection: Collection = "default", tenant: Tenant = "default"
 ) -> dict[str, Any]:
     """Synchronous: when this answers, the chunks are gone from the index and from every cache."""
     response = await _retrieval_call(
-        request, "POST", _retrieval_path(collection, "delete"), tenant, {"document_ids": [document_id]}
+        retrieval, "POST", _retrieval_path(collection, "delete"), tenant, {"document_ids": [document_id]}
     )
     if response.status_code != 200:
         raise _refused(response)
@@ -335,10 +338,12 @@ CollectionPath = Annotated[str, Path(pattern=NAME_PATTERN, description="the coll
 
 
 @router.delete("/v1/collections/{collection}", summary="Delete a collection: its chunks, caches and records")
-async def delete_collection(request: Request, collection: CollectionPath, tenant: Tenant = "default") -> Any:
+async def delete_collection(
+    retrieval: RetrievalDep, collection: CollectionPath, tenant: Tenant = "default"
+) -> Any:
     """Synchronous, like a document's delete: when this answers, every chunk is gone from the index
     and every replica's cache; the collection no longer counts towards max_collections_per_tenant."""
-    response = await _retrieval_call(request, "DELETE", f"/internal/v1/collections/{collection}", tenant)
+    response = await _retrieval_call(retrieval, "DELETE", f"/internal/v1/collections/{collection}", tenant)
     if response.status_code == 404:
         raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found")
     if response.status_code != 200:

@@ -5,25 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from celery.exceptions import TimeoutError as CeleryTimeout
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.datastructures import State
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.clients import create_http_client, create_redis
-from ragfleet.common.errors import ServiceUnavailable
 from ragfleet.common.health import ReadinessCheck, redis_check
 from ragfleet.ingestion.config import IngestionSettings
 from ragfleet.ingestion.documents import router as documents_router
 from ragfleet.ingestion.metrics import QUEUE_DEPTH, QUEUE_UNACKED
 from ragfleet.ingestion.reconcile import reconcile_forever
+from ragfleet.ingestion.worker_check import router as worker_check_router
 
 log = logging.getLogger("ragfleet.ingestion")
 
@@ -79,41 +76,6 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         readiness=readiness,
     )
     app.include_router(documents_router)
-
-    @app.post("/v1/worker-check", tags=["health"], summary="Is a worker connected and consuming?")
-    async def worker_check(request: Request, run_task: bool = False) -> dict[str, Any]:
-        """A remote-control ping, answered by a worker's main process even while every pool process
-        is busy and the queue is long: start-up (``make run``) never waits behind queued documents.
-        ``run_task=true`` sends a task through the queue instead and waits for a pool process to run
-        it (how long the queue takes, not whether a worker is there)."""
-        started = time.perf_counter()
-        timeout_s = settings.worker_check_timeout_s
-        if run_task:
-            from ragfleet.ingestion.tasks import ping
-
-            result = ping.apply_async(args=[time.time()])
-            try:
-                answer = await asyncio.to_thread(result.get, timeout=timeout_s)
-            except CeleryTimeout as exc:
-                raise ServiceUnavailable(
-                    f"no ingestion worker ran the check task within {timeout_s:.0f}s",
-                    code="worker_unavailable",
-                ) from exc
-            return {**answer, "round_trip_ms": round((time.perf_counter() - started) * 1000, 2)}
-        celery = request.app.state.celery
-        try:
-            replies = await asyncio.to_thread(celery.control.ping, timeout=timeout_s, limit=1)
-        except Exception as exc:  # the broker is down: kombu raises its own connection errors
-            raise ServiceUnavailable(
-                f"cannot reach the broker: {type(exc).__name__}", code="broker_unavailable"
-            ) from exc
-        if not replies:
-            raise ServiceUnavailable(
-                f"no ingestion worker answered within {timeout_s:.0f}s", code="worker_unavailable"
-            )
-        return {
-            "workers": sorted(name for reply in replies for name in reply),
-            "round_trip_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
+    app.include_router(worker_check_router)
 
     return app
