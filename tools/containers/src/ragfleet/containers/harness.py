@@ -81,6 +81,7 @@ class PodState:
     running_probes: set[str] = field(default_factory=set)
     started_at: float = 0.0
     held: bool = False  # paused or killed by the smoke on purpose: no restarts meanwhile
+    restart_after: float = 0.0  # crash-loop back-off: no restart before this monotonic time
 
     @property
     def main(self) -> ContainerSpec:
@@ -225,10 +226,18 @@ class Cluster:
         return out.strip() == "true"
 
     def restart(self, state: PodState, why: str) -> None:
+        """A new container from the same arguments, as kubelet makes one: ``podman restart`` would
+        keep the old one, whose tmpfs mounts (the pod's emptyDirs) it does not bring back."""
+        now = time.monotonic()
+        if now < state.restart_after:
+            return
         self.set_ready(state, False)
         state.restarts += 1
+        # kubelet's CrashLoopBackOff, scaled down for a smoke run: 1 s, 2 s, 4 s … at most 30 s.
+        state.restart_after = now + min(2.0 ** (state.restarts - 1), 30.0)
         self.note(f"{state.spec.name}: restarted ({why}), restart #{state.restarts}")
-        self.podman("restart", "-t", "2", state.container, check=False)
+        self.podman("rm", "-f", "-t", "2", state.container, check=False)
+        self.podman(*self.run_args(state))
         self._after_start(state)
 
     # ---- probes and endpoints ----
