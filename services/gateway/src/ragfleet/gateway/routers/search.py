@@ -107,6 +107,11 @@ class EdgeSearchRoute(SizeLimitedRoute):
         if answers.edge is None:
             return receive
         settings = await get_settings(connection)
+        declared = connection.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > settings.max_body_bytes:
+            # An oversized (or undeclared) body is the ordinary route's to refuse at once, before
+            # any of it is read: waiting here for a body that never comes would hold the connection.
+            return receive
         body, more_body, pending = await read_body(receive, settings.max_body_bytes)
         replay = _Replay(receive, body, more_body, pending)
         if more_body or pending is not None:
