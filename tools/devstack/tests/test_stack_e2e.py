@@ -165,7 +165,9 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
             event[field_name] = value.lstrip()
 
 
-def test_nginx_compresses_search_answers_and_the_gateway_does_not(stack: Stack, api_key: str) -> None:
+def test_large_search_answers_reach_clients_compressed(stack: Stack, api_key: str) -> None:
+    """Through NGINX, and from a gateway's edge tier directly: a repeated answer's gzip is made once,
+    kept beside it and passed through by NGINX (compressing every answer cost NGINX 0.3 ms each)."""
     long_text = "Vacation days accrue monthly and carry over to the next year. " * 50
     upsert = httpx.post(
         f"http://127.0.0.1:{stack.settings.retrieval_port}/internal/v1/collections/long/upsert",
@@ -177,10 +179,10 @@ def test_nginx_compresses_search_answers_and_the_gateway_does_not(stack: Stack, 
     headers = {"Authorization": f"Bearer {api_key}", "Accept-Encoding": "gzip"}
     body = {"query": "vacation days", "collection": "long"}  # a 3 KB answer: above the 1400-byte floor
     gateway = f"http://127.0.0.1:{stack.settings.gateway_ports[0]}"
-    for base, encoding in ((stack.url, "gzip"), (gateway, None)):
+    for base in (stack.url, gateway, gateway):
         answer = httpx.post(f"{base}/v1/search", json=body, headers=headers, timeout=30)
         assert answer.status_code == 200, answer.text
-        assert answer.headers.get("content-encoding") == encoding, base
+        assert answer.headers.get("content-encoding") == "gzip", base
         assert answer.json()["results"]  # httpx decodes gzip: the body is intact
 
 
