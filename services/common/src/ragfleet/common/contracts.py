@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ragfleet.common.errors import RagfleetError, ServiceUnavailable, UpstreamError, UpstreamTimeout
@@ -146,8 +147,6 @@ def downstream_error(service: str, status_code: int, body: bytes) -> RagfleetErr
         return None
     error: dict[str, Any] = {}
     try:
-        import orjson
-
         parsed = orjson.loads(body)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
             error = parsed["error"]
@@ -174,18 +173,11 @@ def is_transient(status_code: int) -> bool:
 # ---- JSON splice -------------------------------------------------------------------------------
 
 
-def splice_json_field(body: bytes, name: str, encoded_value: bytes) -> bytes:
-    """``body`` (a JSON object's bytes) with ``"name": value`` put first, replacing a leading one.
-
-    Cached answers are stored as ready bytes; a per-answer field such as ``took_ms`` is spliced in
-    on the way out instead of decoding and re-encoding the whole body. Only a leading member named
-    ``name`` is recognised (the one this function writes), so the splice is O(1) in the body size.
-    """
-    return prefix_json_field(strip_leading_json_field(body, name), name, encoded_value)
-
-
 def strip_leading_json_field(body: bytes, name: str) -> bytes:
     """``body`` without its leading member ``name`` (when it is the first one), still a JSON object.
+
+    Cached answers are stored as ready bytes without per-answer fields such as ``took_ms``, which
+    :func:`prefix_json_field` puts back on the way out: no decoding and re-encoding of the body.
 
     The member's value must be a scalar without a comma (a number, as ``took_ms`` is).
     """
