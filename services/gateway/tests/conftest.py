@@ -27,6 +27,18 @@ KeyMaker = Callable[..., Awaitable[str]]
 UNREACHABLE_URL = "http://127.0.0.1:1"
 
 
+def offline_settings(redis_url: str, **overrides: object) -> GatewaySettings:
+    """A gateway whose every downstream is unreachable: what it answers on its own."""
+    base: dict[str, object] = {
+        "redis_url": redis_url,
+        "retrieval_url": UNREACHABLE_URL,
+        "llm_proxy_url": UNREACHABLE_URL,
+        "ingestion_url": UNREACHABLE_URL,
+        "access_log": False,
+    }
+    return GatewaySettings(**{**base, **overrides})  # type: ignore[arg-type]
+
+
 @asynccontextmanager
 async def in_process(
     settings: GatewaySettings, client: tuple[str, int] = ("203.0.113.7", 40000)

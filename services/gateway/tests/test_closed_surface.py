@@ -6,34 +6,22 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ragfleet.gateway.config import GatewaySettings
 from ragfleet.testkit.pytest_plugin import RunningService
 
-from .conftest import UNREACHABLE_URL, GatewayStarter, KeyMaker, in_process
+from .conftest import GatewayStarter, KeyMaker, in_process, offline_settings
 
 pytestmark = pytest.mark.integration  # the session's Redis (and, in the last test, gateway processes)
 
 
-def settings(redis_url: str, **overrides: object) -> GatewaySettings:
-    base: dict[str, object] = {
-        "redis_url": redis_url,
-        "retrieval_url": UNREACHABLE_URL,
-        "llm_proxy_url": UNREACHABLE_URL,
-        "ingestion_url": UNREACHABLE_URL,
-        "access_log": False,
-    }
-    return GatewaySettings(**{**base, **overrides})  # type: ignore[arg-type]
-
-
 async def test_stats_need_a_key_when_stats_require_key_is_set(redis_url: str, make_key: KeyMaker) -> None:
     key = await make_key("acme", ["default"])
-    async with in_process(settings(redis_url, stats_require_key=True)) as client:
+    async with in_process(offline_settings(redis_url, stats_require_key=True)) as client:
         refused = await client.get("/v1/stats")
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "unauthorized"
         assert (await client.get("/v1/stats", headers={"X-API-Key": "rfk_0_wrong"})).status_code == 401
         assert (await client.get("/v1/stats", headers={"X-API-Key": key})).status_code == 200
-    async with in_process(settings(redis_url)) as client:
+    async with in_process(offline_settings(redis_url)) as client:
         assert (await client.get("/v1/stats")).status_code == 200
 
 
@@ -41,7 +29,7 @@ async def test_requests_without_a_valid_key_are_limited_per_address(
     redis_url: str, make_key: KeyMaker
 ) -> None:
     key = {"X-API-Key": await make_key("acme", ["default"])}
-    limited = settings(redis_url, anonymous_rate_limit_per_s=0.2, anonymous_rate_limit_burst=5)
+    limited = offline_settings(redis_url, anonymous_rate_limit_per_s=0.2, anonymous_rate_limit_burst=5)
     async with in_process(limited, client=("198.51.100.1", 1000)) as client:
         # The key is checked once (one unit of the address's budget), then trusted by this replica.
         assert (await client.get("/v1/sessions/s1", headers=key)).status_code == 404

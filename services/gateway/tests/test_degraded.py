@@ -10,22 +10,11 @@ import pytest
 
 from ragfleet.gateway.config import GatewaySettings
 
-from .conftest import UNREACHABLE_URL, KeyMaker, in_process
-
-
-def settings(redis_url: str, **overrides: object) -> GatewaySettings:
-    base: dict[str, object] = {
-        "redis_url": redis_url,
-        "retrieval_url": UNREACHABLE_URL,
-        "llm_proxy_url": UNREACHABLE_URL,
-        "ingestion_url": UNREACHABLE_URL,
-        "access_log": False,
-    }
-    return GatewaySettings(**{**base, **overrides})  # type: ignore[arg-type]
+from .conftest import KeyMaker, in_process, offline_settings
 
 
 async def test_ready_with_every_downstream_and_redis_down() -> None:
-    async with in_process(settings("redis://127.0.0.1:1/0")) as client:
+    async with in_process(offline_settings("redis://127.0.0.1:1/0")) as client:
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["status"] == "ready"
@@ -38,7 +27,7 @@ async def test_ready_with_every_downstream_and_redis_down() -> None:
 @pytest.mark.integration
 async def test_a_downstream_that_is_down_is_a_503_naming_it(redis_url: str, make_key: KeyMaker) -> None:
     headers = {"X-API-Key": await make_key("acme", ["default"])}
-    async with in_process(settings(redis_url)) as client:
+    async with in_process(offline_settings(redis_url)) as client:
         assert (await client.get("/readyz")).status_code == 200
         search = await client.post("/v1/search", json={"query": "vacation"}, headers=headers)
         assert search.status_code == 503
@@ -57,7 +46,7 @@ async def test_a_component_left_out_has_no_url_and_its_routes_say_so(
     redis_url: str, make_key: KeyMaker, url: str
 ) -> None:
     headers = {"X-API-Key": await make_key("acme", ["default"])}
-    configured = settings(redis_url, ingestion_url=url)
+    configured = offline_settings(redis_url, ingestion_url=url)
     assert configured.ingestion_url is None
     async with in_process(configured) as client:
         assert (await client.get("/readyz")).status_code == 200
