@@ -105,7 +105,9 @@ async def chat(
         stream_id, session_id = await chat.start_stream(principal, body)
         return sse_response(chat, stream_id, 0, session_id)
     answer = await until_disconnected(request, chat.answer(principal, body))
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return Response(
+        answer.model_dump_json(), media_type="application/json", headers={"X-Cache": answer.cache}
+    )
 
 
 @router.get(
