@@ -12,6 +12,7 @@ from fastapi import Depends, Header, Request
 from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.retrieval.collection_models import CollectionModels
+from ragfleet.retrieval.collection_settings import CollectionSettingsStore
 from ragfleet.retrieval.config import RetrievalSettings
 from ragfleet.retrieval.search.service import SearchService
 from ragfleet.retrieval.store import VectorStore, validate_name
@@ -55,6 +56,11 @@ async def get_models(request: Request) -> CollectionModels | None:
     return models
 
 
+async def get_collection_settings(request: Request) -> CollectionSettingsStore:
+    store: CollectionSettingsStore = request.app.state.collection_settings
+    return store
+
+
 TenantDep = Annotated[str, Depends(get_tenant)]
 SettingsDep = Annotated[RetrievalSettings, Depends(get_settings)]
 SearchServiceDep = Annotated[SearchService, Depends(get_search_service)]
@@ -62,3 +68,4 @@ StoreDep = Annotated[VectorStore, Depends(get_store)]
 CacheDep = Annotated[TwoTierCache, Depends(get_cache)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 ModelsDep = Annotated[CollectionModels | None, Depends(get_models)]
+CollectionSettingsDep = Annotated[CollectionSettingsStore, Depends(get_collection_settings)]
