@@ -217,3 +217,16 @@ def test_document_routes_see_only_the_own_tenants_document(seeded: Any, clients:
     assert mine.get(f"/v1/documents/{only_mine}", params=params).status_code == 200
     assert document_counts() == {TENANT: before[TENANT] + 1, OTHER: before[OTHER]}
     assert mine.delete(f"/v1/documents/{only_mine}", params=params).status_code == 200
+
+
+def test_collection_settings_are_the_tenants_own(clients: Any) -> None:
+    mine, theirs = clients
+    path = f"/v1/collections/{COLLECTION}/settings"
+    put = mine.put(path, json={"rerank": False, "rerank_depth": 7})
+    assert put.status_code == 200, put.text
+    assert mine.get(path).json()["settings"] == {"rerank": False, "rerank_depth": 7}
+    # The other tenant's collection of the same name keeps its own (none).
+    assert theirs.get(path).json()["settings"] == {"rerank": None, "rerank_depth": None}
+    bad = theirs.put(path, json={"rerank_depth": 0})
+    assert bad.status_code == 422, bad.text
+    assert mine.put(path, json={}).status_code == 200  # back to the service defaults

@@ -23,6 +23,12 @@ def add_options(parser: Any) -> None:
     option("--scenario", default="custom", help=f"{group}: scenario name, recorded in baggage and the report")
     option("--collection", default="default", help=f"{group}: collection searched and uploaded to")
     option("--query-file", default="", help=f"{group}: query pool, one a line, most popular first")
+    option(
+        "--query-pool-size",
+        type=int,
+        default=0,
+        help=f"{group}: widen the pool to this many distinct questions (narrowed variants of it); 0: as is",
+    )
     option("--zipf-exponent", type=float, default=1.1, help=f"{group}: skew of query popularity")
     option(
         "--search-modes",

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -144,15 +145,19 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **extra}
 
 
+# user:password@ in a URL (the Redis URL carries the stack's password).
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
+
+
 def shown_command(argv: Sequence[str]) -> str:
-    """The command as the report shows it, with the API key's value elided."""
+    """The command as the report shows it, with the API key's value and URL credentials elided."""
     shown: list[str] = []
     for arg in argv:
         if shown and shown[-1] == "--api-key":
             arg = "***"
         elif arg.startswith("--api-key="):
             arg = "--api-key=***"
-        shown.append(arg)
+        shown.append(_URL_CREDENTIALS.sub("***@", arg))
     return shlex.join(["python", "-m", "ragfleet.loadtests.run", *shown])
 
 

@@ -30,6 +30,7 @@ from ragfleet.loadtests.queries import (
     ZipfSampler,
     load_pool,
     parse_weights,
+    widened_pool,
 )
 from ragfleet.loadtests.scenarios import MIXES
 from ragfleet.loadtests.traffic import request_headers
@@ -42,8 +43,9 @@ _user_numbers = itertools.count(1)
 
 
 @functools.cache
-def query_pool(path: str) -> list[str]:
-    return load_pool(Path(path) if path else None)
+def query_pool(path: str, size: int = 0) -> list[str]:
+    pool = load_pool(Path(path) if path else None)
+    return widened_pool(pool, size) if size else pool
 
 
 def user_rng(environment: Environment) -> random.Random:
@@ -63,7 +65,9 @@ class RagfleetUser(FastHttpUser):
         self.options = options
         self.headers = request_headers(options.api_key or None, options.scenario)
         self.rng = user_rng(self.environment)
-        self.sampler = ZipfSampler(query_pool(options.query_file), options.zipf_exponent, self.rng)
+        self.sampler = ZipfSampler(
+            query_pool(options.query_file, options.query_pool_size), options.zipf_exponent, self.rng
+        )
 
 
 class SearchUser(RagfleetUser):
@@ -259,7 +263,9 @@ class ChatWebSocketUser(User):
         options = self.environment.parsed_options
         self.options = options
         self.rng = user_rng(self.environment)
-        self.sampler = ZipfSampler(query_pool(options.query_file), options.zipf_exponent, self.rng)
+        self.sampler = ZipfSampler(
+            query_pool(options.query_file, options.query_pool_size), options.zipf_exponent, self.rng
+        )
         self.headers = request_headers(options.api_key or None, options.scenario)
         self.url = (self.host or "").replace("http://", "ws://").replace("https://", "wss://") + "/v1/chat/ws"
         self.websocket: ClientConnection | None = None

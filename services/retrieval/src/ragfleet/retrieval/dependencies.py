@@ -11,6 +11,7 @@ from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.dependencies import from_app_state
 from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.retrieval.collection_models import CollectionModels
+from ragfleet.retrieval.collection_settings import CollectionSettingsStore
 from ragfleet.retrieval.config import RetrievalSettings
 from ragfleet.retrieval.search.service import SearchService
 from ragfleet.retrieval.store import VectorStore, validate_name
@@ -32,3 +33,4 @@ CacheDep = Annotated[TwoTierCache, from_app_state("cache")]
 BatcherDep = Annotated[MicroBatcher, from_app_state("batcher")]
 # None when collections are not checked against the embedding model (`embedding_model_check` off).
 ModelsDep = Annotated[CollectionModels | None, from_app_state("models")]
+CollectionSettingsDep = Annotated[CollectionSettingsStore, from_app_state("collection_settings")]
