@@ -35,7 +35,7 @@ def create_celery(settings: IngestionSettings) -> Celery:
         # anyway is acknowledged rather than redelivered forever.
         task_acks_on_failure_or_timeout=True,
         broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
+            "visibility_timeout": settings.visibility_timeout,
             # Sweep for tasks of dead workers every interval (not every interval x 10).
             "unacked_restore_interval": settings.unacked_restore_interval_s,
             "unacked_restore_throttle": 1,

@@ -34,6 +34,11 @@ class DevstackSettings(BaseSettings):
     worker_metrics_port: int = Field(
         9031, ge=0, le=65535, description="the Celery worker's Prometheus endpoint; 0 turns it off"
     )
+    supervise: tuple[str, ...] = Field(
+        ("ingestion-worker",),
+        description="processes restarted with a back-off when they exit, as kubelet restarts a "
+        "container (supervisor.py); the others end the stack when they exit",
+    )
     service_token: str = Field(
         "",
         description="the services' shared token for internal calls; empty (development) turns the check off",

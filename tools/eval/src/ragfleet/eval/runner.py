@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.common.embeddings import Embedder
 from ragfleet.devstack.processes import free_port, start_redis, start_service
 from ragfleet.eval.dataset import Document, Question
@@ -162,7 +163,7 @@ def ask(
 
 
 def client_for(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"X-Ragfleet-Tenant": TENANT}, timeout=120.0)
+    return httpx.Client(base_url=url, headers={TENANT_HEADER: TENANT}, timeout=120.0)
 
 
 def wait_for(predicate: Any, timeout_s: float = 30.0) -> None:

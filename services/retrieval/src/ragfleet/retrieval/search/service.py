@@ -22,8 +22,9 @@ from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.errors import BadRequest
 from ragfleet.common.semantic_cache import SemanticIndex
 from ragfleet.retrieval.collection_models import CollectionModels
+from ragfleet.retrieval.collection_settings import NONE, CollectionSettingsStore
 from ragfleet.retrieval.metrics import SEARCH_DURATION
-from ragfleet.retrieval.rerank import RemoteReranker
+from ragfleet.retrieval.rerank import RemoteReranker, RerankUnavailable
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
@@ -43,6 +44,7 @@ class SearchService:
         *,
         reranker: RemoteReranker | None = None,
         rerank_by_default: bool = False,
+        collection_settings: CollectionSettingsStore | None = None,
     ) -> None:
         self.store = store
         self.batcher = batcher
@@ -51,6 +53,7 @@ class SearchService:
         self.semantic = semantic
         self.reranker = reranker
         self.rerank_by_default = rerank_by_default
+        self.collection_settings = collection_settings
         self._checks: set[asyncio.Task[None]] = set()
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
@@ -84,11 +87,8 @@ class SearchService:
                 f"expects {self.store.dim}"
             )
         text = normalise_text(request.query) if request.query is not None else None
-        rerank = self.rerank_by_default if request.rerank is None else request.rerank
-        if rerank and self.reranker is None:
-            raise BadRequest(
-                "rerank was asked for, but no reranker is configured (RAGFLEET_RETRIEVAL_RERANK_URL)"
-            )
+        request = await self._resolve_rerank(tenant, request)
+        rerank = request.rerank
         if rerank and text is None:
             raise BadRequest("rerank needs a query text")
         key: dict[str, Any] = {
@@ -122,6 +122,32 @@ class SearchService:
         SEARCH_DURATION.labels(request.mode, tier).observe(took_ms / 1000)
         # The cached body is a JSON object without took_ms; it goes in front of its first key.
         return prefix_json_field(body, "took_ms", f"{took_ms:.3f}".encode()), tier
+
+    async def _resolve_rerank(self, tenant: str, request: SearchRequest) -> SearchRequest:
+        """`request` with `rerank` and `rerank_depth` decided: the request's own, else the
+        collection's defaults (`collection_settings`), else the service's."""
+        asked_depth = "rerank_depth" in request.model_fields_set
+        own = NONE
+        if self.collection_settings is not None and (request.rerank is None or not asked_depth):
+            version = await self.cache.current_version(tenant, request.collection)
+            own = await self.collection_settings.get(tenant, request.collection, version)
+        if request.rerank is not None:
+            rerank = request.rerank
+        elif own.rerank is not None:
+            rerank = own.rerank
+            if rerank and self.reranker is None:  # the deployment lost its reranker since it was set
+                raise RerankUnavailable(
+                    f"collection {request.collection!r} reranks by default, but no reranker is "
+                    "configured (RAGFLEET_RETRIEVAL_RERANK_URL); send rerank: false to search without"
+                )
+        else:
+            rerank = self.rerank_by_default
+        if rerank and self.reranker is None:
+            raise BadRequest(
+                "rerank was asked for, but no reranker is configured (RAGFLEET_RETRIEVAL_RERANK_URL)"
+            )
+        depth = request.rerank_depth if asked_depth or own.rerank_depth is None else own.rerank_depth
+        return request.model_copy(update={"rerank": rerank, "rerank_depth": depth})
 
     async def _search_semantic(
         self, tenant: str, request: SearchRequest, text: str, key: dict[str, Any]
@@ -173,7 +199,7 @@ class SearchService:
         if vector is None and request.mode != "bm25":
             assert text is not None  # the schema requires a query when there is no vector
             vector = await self.embed_query(tenant, text)
-        rerank = self.rerank_by_default if request.rerank is None else request.rerank
+        rerank = bool(request.rerank)  # decided by `_resolve_rerank`
         if rerank:  # rank more than asked, rerank the top, return top_k of those
             request = request.model_copy(update={"top_k": max(request.top_k, request.rerank_depth)})
         if request.rank == "document":
