@@ -105,3 +105,15 @@ def test_bad_limits_are_explained() -> None:
         parse_p95_limits("500")
     with pytest.raises(ValueError, match="not a number"):
         parse_p95_limits("*=fast")
+
+
+def test_the_echo_ratio_is_judged_only_with_an_echo_figure_of_the_same_run() -> None:
+    # 66,000 searches in 60 s = 1,100 req/s.
+    assert "QPS /v1/search* ÷ echo" not in by_gate(GateConfig(), summary())
+    assert by_gate(GateConfig(echo_rps=1_800.0), summary())["QPS /v1/search* ÷ echo"]  # 0.61
+    assert not by_gate(GateConfig(echo_rps=2_000.0), summary())["QPS /v1/search* ÷ echo"]  # 0.55
+    measured = next(v for v in evaluate(summary(), GateConfig(echo_rps=2_000.0)) if "echo" in v.gate)
+    assert measured.measured.startswith("0.55 (1,100 ÷ 2,000 req/s)")
+    assert "QPS /v1/search* ÷ echo" not in by_gate(
+        GateConfig(echo_rps=2_000.0, min_echo_ratio=None), summary()
+    )

@@ -69,6 +69,17 @@ def add_options(parser: Any) -> None:
     option(
         "--gate-qps-endpoint", default="/v1/search", help=f"{group}: request-name prefix the QPS gate counts"
     )
+    option(
+        "--gate-echo-ratio",
+        default="0.6",
+        help=f"{group}: minimum QPS ÷ --echo-rps (judged only when --echo-rps is given), or 'off'",
+    )
+    option(
+        "--echo-rps",
+        type=float,
+        default=0.0,
+        help=f"{group}: the bare echo app's req/s under this Locust, measured in this run (the runner sets it)",
+    )
     option("--gate-failure-ratio", default="0.01", help=f"{group}: maximum failed/total, or 'off'")
     option(
         "--gate-p95-ms",
@@ -102,4 +113,6 @@ def gate_config(options: Any) -> GateConfig:
         max_failure_ratio=parse_target(options.gate_failure_ratio),
         max_p95_ms=parse_p95_limits(options.gate_p95_ms),
         max_ttft_p95_ms=parse_target(options.gate_ttft_p95_ms),
+        min_echo_ratio=parse_target(options.gate_echo_ratio),
+        echo_rps=options.echo_rps or None,
     )

@@ -158,6 +158,25 @@ class CacheNamespace(Generic[T]):
             ttl_ms = int(self.cache.config.l2_ttl_s * 1000)
             await self.cache._redis_call("set", self.cache.redis.set, key, payload, px=ttl_ms)
 
+    async def peek(self, tenant: str, collection: str | None, request: Mapping[str, Any] | str) -> T | None:
+        """The value if a tier holds it now (promoted into L1 from L2); never computes it and never
+        waits for a computation in flight. For a caller that already holds another key's
+        single-flight: waiting for a second key there can deadlock with a caller doing the reverse.
+        Not counted as a lookup (the caller's own ``get_or_compute`` was)."""
+        key = await self.key(tenant, collection, request)
+        value: T | None = self.cache.l1.get(key)
+        if value is not None or self.edge:
+            return value
+        blob = await self.cache._redis_call("get", self.cache.redis.get, key)
+        if blob is self.cache.FAILED or blob is None:
+            return None
+        try:
+            value = self.codec.decode(unpack(blob))
+        except Exception:
+            return None
+        self.cache._l1_set(key, value, (tenant, collection or ""))
+        return value
+
     # -- aliases: a value filed again under a second key, in L1 only ------------------------------
 
     def seen_version(self, tenant: str, collection: str) -> int | None:
