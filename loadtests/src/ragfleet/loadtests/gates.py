@@ -52,6 +52,8 @@ class GateConfig:
     # Endpoint-name prefix -> p95 limit in ms; "*" applies to every endpoint not matched otherwise.
     max_p95_ms: dict[str, float] = field(default_factory=lambda: {"*": 2000.0})
     max_ttft_p95_ms: float | None = 3000.0
+    # The same per prefix for p99 (the tail scenario's bound); none by default.
+    max_p99_ms: dict[str, float] = field(default_factory=dict)
     # The ratio gate: QPS of --gate-qps-endpoint ÷ the bare echo app's req/s under the same Locust
     # in the same run (``echo_rps``, measured by the runner just before). It holds on any machine
     # where the absolute QPS gate is only true of one kind; without an echo figure it is not judged.
@@ -169,6 +171,19 @@ def evaluate(summary: RunSummary, config: GateConfig) -> list[Verdict]:
                 f"<= {limit:g} ms",
                 f"{endpoint.p95_ms:g} ms",
                 endpoint.p95_ms <= limit,
+            )
+        )
+
+    for endpoint in requests:
+        limit = _p95_limit(config.max_p99_ms, endpoint.name)
+        if limit is None or endpoint.requests == 0:
+            continue
+        verdicts.append(
+            Verdict(
+                f"p99 {endpoint.label}",
+                f"<= {limit:g} ms",
+                f"{endpoint.p99_ms:g} ms",
+                endpoint.p99_ms <= limit,
             )
         )
 

@@ -87,6 +87,11 @@ def add_options(parser: Any) -> None:
         help=f"{group}: p95 limits per request-name prefix, e.g. '*=1000,/v1/chat=3000', or 'off'",
     )
     option(
+        "--gate-p99-ms",
+        default="off",
+        help=f"{group}: p99 limits per request-name prefix, like --gate-p95-ms, or 'off'",
+    )
+    option(
         "--gate-ttft-p95-ms", default="3000", help=f"{group}: chat time-to-first-token p95 limit, or 'off'"
     )
     option("--report-dir", default="", help=f"{group}: where the summary page and plots go (empty: none)")
@@ -112,6 +117,7 @@ def gate_config(options: Any) -> GateConfig:
         qps_endpoint=options.gate_qps_endpoint,
         max_failure_ratio=parse_target(options.gate_failure_ratio),
         max_p95_ms=parse_p95_limits(options.gate_p95_ms),
+        max_p99_ms=parse_p95_limits(options.gate_p99_ms),
         max_ttft_p95_ms=parse_target(options.gate_ttft_p95_ms),
         min_echo_ratio=parse_target(options.gate_echo_ratio),
         echo_rps=options.echo_rps or None,

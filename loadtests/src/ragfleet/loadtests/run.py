@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ragfleet.loadtests import corpus
 from ragfleet.loadtests.options import ENV_PREFIX, stack_metrics_urls
-from ragfleet.loadtests.scenarios import MIXES, SCENARIOS
+from ragfleet.loadtests.scenarios import MIXES, SCENARIO_OPTIONS, SCENARIOS
 
 log = logging.getLogger("ragfleet.loadtests.run")
 
@@ -199,7 +199,8 @@ def maybe_stack(start: bool) -> Iterator[tuple[str, str, list[str]] | None]:
 # occurrence of an option wins).
 GATES_OFF = [
     *("--gate-hit-rate", "off", "--gate-qps", "off", "--gate-failure-ratio", "off"),
-    *("--gate-p95-ms", "off", "--gate-ttft-p95-ms", "off", "--gate-echo-ratio", "off"),
+    *("--gate-p95-ms", "off", "--gate-p99-ms", "off", "--gate-ttft-p95-ms", "off"),
+    *("--gate-echo-ratio", "off"),
 ]
 ECHO_USER = "EchoUser"
 ECHO_WORKERS = 2  # as many processes as make run has gateway replicas, one per core here
@@ -252,7 +253,8 @@ def locust_argv(
         argv += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate or args.users)]
     for url in metrics_urls:
         argv += ["--metrics-url", url]
-    return [*argv, *passthrough, *extra, *(users or SCENARIOS[args.scenario])]
+    implied = SCENARIO_OPTIONS.get(args.scenario, [])
+    return [*argv, *implied, *passthrough, *extra, *(users or SCENARIOS[args.scenario])]
 
 
 def successful_rps(report_dir: Path, endpoint: str = "/v1/search") -> float:
