@@ -33,6 +33,7 @@ from ragfleet.eval.runner import (
 log = logging.getLogger("ragfleet.eval")
 
 REPO = ROOT.parents[1]
+# The default (600/90, ingestion's chunk_size_chars/chunk_overlap_chars) and the one it replaced.
 CHUNKINGS = [Chunking(600, 90), Chunking(1000, 150)]
 
 
