@@ -11,6 +11,7 @@ from ragfleet.loadtests.queries import (
     ZipfSampler,
     load_pool,
     parse_weights,
+    widened_pool,
 )
 
 
@@ -56,3 +57,14 @@ def test_search_requests_use_every_mode_and_some_filters() -> None:
     assert {b["mode"] for b in bodies} == set(SEARCH_MODES)
     assert all("alpha" in b for b in bodies if b["mode"] == "hybrid")
     assert 0.1 < sum("filters" in b for b in bodies) / len(bodies) < 0.3
+
+
+def test_a_widened_pool_keeps_the_base_first_and_asks_only_distinct_questions() -> None:
+    base = load_pool()
+    pool = widened_pool(base, 20_000)
+    assert len(pool) == len(set(pool)) == 20_000
+    assert pool[: len(base)] == base  # the popular questions keep the top ranks
+    assert widened_pool(base, 20_000) == pool  # two runs ask the same pool
+    assert widened_pool(base, 10) == base[:10]
+    with pytest.raises(ValueError, match="more than"):
+        widened_pool(["one question"], 1_000)

@@ -80,3 +80,25 @@ async def test_rate_limit_holds_across_two_replicas(start_gateway, make_key) -> 
     assert {r.headers["x-ragfleet-replica"] for r in limited} == {"gw-a", "gw-b"}
     assert all(int(r.headers["retry-after"]) >= 1 for r in limited)
     assert_error(limited[0], 429, "rate_limited")
+
+
+async def test_a_busy_valid_key_never_spends_the_anonymous_budget(start_gateway, make_key) -> None:
+    # Behind an ingress every client shares one address: when a key's cached entry expires, the
+    # requests in flight with it must not each pay that address's budget for not-yet-checked keys
+    # (before: 40 concurrent requests after an expiry spent it dry and most got 429s).
+    gateway = start_gateway(
+        "gw-busy-key",
+        {"KEY_CACHE_TTL_S": "0.2", "ANONYMOUS_RATE_LIMIT_PER_S": "0.01", "ANONYMOUS_RATE_LIMIT_BURST": "3"},
+    )
+    headers = {"X-API-Key": await make_key("acme", ["default"], rate_per_s=1000, burst=1000)}
+    async with httpx.AsyncClient(base_url=gateway.url, headers=headers) as client:
+        for _ in range(3):  # the first sight of the key, then two expiries of its entry
+            responses = await asyncio.gather(*(client.get("/v1/sessions/s1") for _ in range(40)))
+            assert {r.status_code for r in responses} == {404}, [
+                r.text for r in responses if r.status_code != 404
+            ][:1]
+            await asyncio.sleep(0.3)
+        # The budget is still there for what it is for: unknown keys from this address.
+        guesses = [{"X-API-Key": f"rfk_00000000000{i}_guess"} for i in range(5)]
+        refused = [(await client.get("/v1/sessions/s1", headers=h)).status_code for h in guesses]
+    assert refused.count(429) >= 2 and set(refused) <= {401, 429}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -43,3 +44,26 @@ async def test_a_lease_is_cut_to_what_the_bucket_still_holds(redis: Redis) -> No
     decisions = [await limiter.check("cut", rate_per_s=40, burst=8) for _ in range(12)]
     assert sum(d.allowed for d in decisions) in (8, 9)
     assert not decisions[-1].allowed
+
+
+async def test_concurrent_requests_share_one_lease_and_lose_no_tokens(redis: Redis) -> None:
+    # 40 requests in flight when the lease runs out (a busy key behind one replica): they wait for
+    # one refill instead of each taking a lease and overwriting the others' (which ran a key with
+    # a burst of 1000 dry within 40 requests).
+    limiter = RateLimiter(redis)
+    calls = 0
+    script = limiter.script
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await script(*args, **kwargs)
+
+    limiter.script = counted  # type: ignore[assignment]
+    for _ in range(3):
+        decisions = await asyncio.gather(
+            *(limiter.check("busy", rate_per_s=1000, burst=1000) for _ in range(40))
+        )
+        assert all(d.allowed for d in decisions)
+    # 120 requests at a lease of 50: three refills, not one round trip per request.
+    assert calls <= 4

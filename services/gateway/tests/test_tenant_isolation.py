@@ -167,14 +167,14 @@ def test_a_stream_of_another_tenant_cannot_be_resumed(seeded: Any, clients: Any,
         theirs.get(f"/v1/chat/streams/{stream_id}"),
         theirs.get(f"/v1/chat/streams/{stream_id}", params={"after": 1}),
     ):
-        assert response.status_code == 404, response.text
-        assert response.json()["error"]["code"] == "stream_not_found"
+        assert response.status_code == 410, response.text  # exactly as for a stream that is gone
+        assert response.json()["error"]["code"] == "stream_gone"
         assert secrets[TENANT] not in response.text
 
     with connect(f"{seeded.ws_url}/v1/chat/ws", additional_headers=seeded.headers(OTHER)) as ws:
         ws.send(orjson.dumps({"type": "resume", "last_event_id": first_event}).decode())
         event = orjson.loads(ws.recv(timeout=10))
-    assert event["type"] == "error" and event["code"] == "stream_not_found"
+    assert event["type"] == "error" and event["code"] == "stream_gone"
 
     # The owner still resumes it.
     resumed = mine.get(f"/v1/chat/streams/{stream_id}", params={"after": 1})
@@ -217,3 +217,16 @@ def test_document_routes_see_only_the_own_tenants_document(seeded: Any, clients:
     assert mine.get(f"/v1/documents/{only_mine}", params=params).status_code == 200
     assert document_counts() == {TENANT: before[TENANT] + 1, OTHER: before[OTHER]}
     assert mine.delete(f"/v1/documents/{only_mine}", params=params).status_code == 200
+
+
+def test_collection_settings_are_the_tenants_own(clients: Any) -> None:
+    mine, theirs = clients
+    path = f"/v1/collections/{COLLECTION}/settings"
+    put = mine.put(path, json={"rerank": False, "rerank_depth": 7})
+    assert put.status_code == 200, put.text
+    assert mine.get(path).json()["settings"] == {"rerank": False, "rerank_depth": 7}
+    # The other tenant's collection of the same name keeps its own (none).
+    assert theirs.get(path).json()["settings"] == {"rerank": None, "rerank_depth": None}
+    bad = theirs.put(path, json={"rerank_depth": 0})
+    assert bad.status_code == 422, bad.text
+    assert mine.put(path, json={}).status_code == 200  # back to the service defaults

@@ -31,6 +31,44 @@ def load_pool(path: Path | None = None) -> list[str]:
     return pool
 
 
+# Ways people narrow a question; each (context, audience) pair turns one base query into another
+# distinct question, so a pool of any size up to len(base) * (1 + 24 * 12) can be drawn.
+_CONTEXTS = (
+    "in production", "on kind", "on a single node", "with helm", "behind an ingress", "on arm64",
+    "with two replicas", "after an upgrade", "with weaviate", "with the embedded index",
+    "for a large corpus", "with tls", "in a private network", "with autoscaling", "under load",
+    "with redis sentinel", "on a laptop", "in ci", "with gpu nodes", "for many tenants",
+    "with read-only root filesystems", "with network policies", "offline", "at night",
+)  # fmt: skip
+_AUDIENCES = (
+    "", "as an sre", "as a developer", "as a platform team", "for beginners", "step by step",
+    "quickly", "safely", "with an example", "and why", "for version 0.1", "in detail",
+)  # fmt: skip
+
+
+def widened_pool(base: Sequence[str], size: int) -> list[str]:
+    """``size`` distinct questions, the base pool first (most popular), then its narrowed variants.
+
+    A load test of the cache's tail needs many more distinct questions than a person writes down
+    (20,000 for the miss-heavy scenario): each variant is a new cache key and a new embedding,
+    and reads like something a user would ask. Deterministic, so two runs ask the same pool.
+    """
+    if size <= len(base):
+        return list(base[:size])
+    pool = list(base)
+    seen = set(pool)
+    for audience in _AUDIENCES:
+        for context in _CONTEXTS:
+            for query in base:
+                question = " ".join(part for part in (query, context, audience) if part)
+                if question not in seen:
+                    seen.add(question)
+                    pool.append(question)
+                    if len(pool) == size:
+                        return pool
+    raise ValueError(f"a pool of {size} questions is more than {len(pool)} this base can make")
+
+
 class ZipfSampler:
     """Draws items by rank with probability proportional to ``1 / rank**exponent``."""
 

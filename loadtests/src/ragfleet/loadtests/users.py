@@ -30,6 +30,7 @@ from ragfleet.loadtests.queries import (
     ZipfSampler,
     load_pool,
     parse_weights,
+    widened_pool,
 )
 from ragfleet.loadtests.scenarios import MIXES
 from ragfleet.loadtests.traffic import request_headers
@@ -42,8 +43,9 @@ _user_numbers = itertools.count(1)
 
 
 @functools.cache
-def query_pool(path: str) -> list[str]:
-    return load_pool(Path(path) if path else None)
+def query_pool(path: str, size: int = 0) -> list[str]:
+    pool = load_pool(Path(path) if path else None)
+    return widened_pool(pool, size) if size else pool
 
 
 def user_rng(environment: Environment) -> random.Random:
@@ -63,7 +65,9 @@ class RagfleetUser(FastHttpUser):
         self.options = options
         self.headers = request_headers(options.api_key or None, options.scenario)
         self.rng = user_rng(self.environment)
-        self.sampler = ZipfSampler(query_pool(options.query_file), options.zipf_exponent, self.rng)
+        self.sampler = ZipfSampler(
+            query_pool(options.query_file, options.query_pool_size), options.zipf_exponent, self.rng
+        )
 
 
 class SearchUser(RagfleetUser):
@@ -95,9 +99,22 @@ class SearchUser(RagfleetUser):
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
                 return
-            X_CACHE_SEEN[response.headers.get("x-cache", "absent")] += 1
-            if not isinstance(response.json().get("results"), list):
-                response.failure("search answer has no 'results' list")
+            self.check(response)
+
+    def check(self, response: Any) -> None:
+        X_CACHE_SEEN[response.headers.get("x-cache", "absent")] += 1
+        if not isinstance(response.json().get("results"), list):
+            response.failure("search answer has no 'results' list")
+
+
+class EchoUser(SearchUser):
+    """The search user's very requests, sent to the bare echo app (ragfleet.bench.echo): the
+    reference of the ratio gate. Same Locust, same bodies and headers, so what the ratio leaves
+    out is exactly the load generator's own cost and the server stack's floor."""
+
+    def check(self, response: Any) -> None:
+        if response.content != b'{"echo":"ok"}':
+            response.failure("not the echo app's answer")
 
 
 def sse_events(chunks: Any) -> Any:
@@ -259,7 +276,9 @@ class ChatWebSocketUser(User):
         options = self.environment.parsed_options
         self.options = options
         self.rng = user_rng(self.environment)
-        self.sampler = ZipfSampler(query_pool(options.query_file), options.zipf_exponent, self.rng)
+        self.sampler = ZipfSampler(
+            query_pool(options.query_file, options.query_pool_size), options.zipf_exponent, self.rng
+        )
         self.headers = request_headers(options.api_key or None, options.scenario)
         self.url = (self.host or "").replace("http://", "ws://").replace("https://", "wss://") + "/v1/chat/ws"
         self.websocket: ClientConnection | None = None

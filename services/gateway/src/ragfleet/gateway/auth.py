@@ -15,6 +15,7 @@ of ``forwarded_allow_ips`` (uvicorn resolves it; see ragfleet.common.server).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Annotated
@@ -72,6 +73,7 @@ class Authenticator:
         self.limiter = limiter
         self.settings = settings
         self.cache: dict[str, tuple[Principal, float]] = {}
+        self.lookups: dict[str, asyncio.Future[Principal]] = {}
         self.admin = admin_principal(settings)
 
     async def principal(self, api_key: str | None, client: str = "unknown") -> Principal:
@@ -82,11 +84,24 @@ class Authenticator:
         if self.admin is not None and hmac.compare_digest(digest, self.admin[0]):
             return self.admin[1]
         cached = self.cache.get(digest)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        # Not authenticated here yet: a valid key pays this once per key_cache_ttl_s, a guess every time.
-        await self.enforce_anonymous_limit(client)
+        # One lookup per key at a time: when a busy key's entry expires, the dozens of requests
+        # in flight with it wait for the same lookup instead of each paying the address's
+        # anonymous budget (behind an ingress every client shares one address, so they used to
+        # run it dry and a valid key got 429s every few seconds under load).
+        lookup = self.lookups.get(digest)
+        if lookup is None:
+            lookup = self.lookups[digest] = asyncio.ensure_future(self._lookup(api_key, digest, client))
+            lookup.add_done_callback(lambda _: self.lookups.pop(digest, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, api_key: str, digest: str, client: str) -> Principal:
+        cached = self.cache.get(digest)
+        if cached is None:
+            # Not authenticated here yet: a valid key pays this once, a guess every time. A key that
+            # was valid here a moment ago (its entry only expired) is re-checked without paying.
+            await self.enforce_anonymous_limit(client)
         try:
             principal = await self.store.lookup(api_key)
         except (RedisError, OSError) as exc:
@@ -100,7 +115,7 @@ class Authenticator:
             raise Unauthorized("the API key is not valid", code="invalid_api_key")
         if len(self.cache) > 50_000:
             self.cache.clear()
-        self.cache[digest] = (principal, now + self.settings.key_cache_ttl_s)
+        self.cache[digest] = (principal, time.monotonic() + self.settings.key_cache_ttl_s)
         return principal
 
     async def enforce_anonymous_limit(self, client: str) -> None:

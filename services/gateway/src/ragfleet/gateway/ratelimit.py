@@ -10,6 +10,7 @@ traffic (the limiter protects capacity; it is not a billing record).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -86,14 +87,41 @@ class RateLimiter:
         self.redis_failures = 0
         # bucket -> [tokens left, monotonic expiry]
         self.leases: dict[str, list[float]] = {}
+        # bucket -> the lease being taken from Redis now (see check)
+        self.refills: dict[str, asyncio.Future[tuple[Decision, bool]]] = {}
 
     async def check(self, key_id: str, rate_per_s: float, burst: int) -> Decision:
         bucket = f"gw:ratelimit:{key_id}"
-        lease = self.leases.get(bucket)
-        if lease is not None and lease[0] >= 1 and lease[1] > time.monotonic():
-            lease[0] -= 1
-            return Decision(True, 0.0, int(lease[0]), shared=True)
         wanted = max(1, min(burst // 4, math.floor(rate_per_s * LEASE_WINDOW_S)))
+        if wanted == 1:
+            decision, _ = await self._take(bucket, rate_per_s, burst, 1)
+            return decision
+        # One lease taken at a time per bucket: when a lease runs out under load, the requests in
+        # flight wait for the one refill instead of each taking a lease of its own — each of those
+        # overwrote the last, so the tokens of all but one were lost and a busy key ran its
+        # bucket dry (429s well under its limit), at a Redis round trip per request.
+        while True:
+            lease = self.leases.get(bucket)
+            if lease is not None and lease[0] >= 1 and lease[1] > time.monotonic():
+                lease[0] -= 1
+                return Decision(True, 0.0, int(lease[0]), shared=True)
+            refill = self.refills.get(bucket)
+            if refill is None:
+                break
+            decision, leased = await asyncio.shield(refill)
+            if not decision.allowed:
+                return decision  # the shared bucket is empty for every waiter alike
+            if not decision.shared:
+                return self.local.check(bucket, rate_per_s, burst)  # Redis is down: each on its own
+            if not leased:
+                continue  # the refill got one token and spent it: take the next lease
+        refill = self.refills[bucket] = asyncio.ensure_future(self._take(bucket, rate_per_s, burst, wanted))
+        refill.add_done_callback(lambda _: self.refills.pop(bucket, None))
+        decision, _ = await asyncio.shield(refill)
+        return decision
+
+    async def _take(self, bucket: str, rate_per_s: float, burst: int, wanted: int) -> tuple[Decision, bool]:
+        """Up to ``wanted`` tokens from the shared bucket: one for the caller, the rest leased here."""
         interval_us = max(1, round(1_000_000 / rate_per_s))
         try:
             granted, wait_us, remaining = await self.script(keys=[bucket], args=[interval_us, burst, wanted])
@@ -105,9 +133,9 @@ class RateLimiter:
                     exc,
                     extra={"failures": self.redis_failures},
                 )
-            return self.local.check(bucket, rate_per_s, burst)
+            return self.local.check(bucket, rate_per_s, burst), False
         if granted > 1:
             if len(self.leases) >= 100_000:
                 self.leases.clear()
             self.leases[bucket] = [granted - 1, time.monotonic() + LEASE_TTL_S]
-        return Decision(granted > 0, int(wait_us) / 1_000_000, int(remaining), shared=True)
+        return Decision(granted > 0, int(wait_us) / 1_000_000, int(remaining), shared=True), granted > 1

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import setup_logging
 
 from ragfleet.common.logging import configure_logging
-from ragfleet.ingestion import task_tracing
+from ragfleet.ingestion import broker, task_tracing
 from ragfleet.ingestion.config import IngestionSettings
 
 
 def create_celery(settings: IngestionSettings) -> Celery:
     app = Celery("ragfleet.ingestion", broker=settings.broker, backend=settings.result_backend)
+    if urlsplit(settings.broker).scheme in broker.SCHEMES:
+        # kombu's Redis transport with the fix that keeps a worker alive when its broker drops
+        # (broker.py says which fault and why).
+        app.conf.broker_transport = broker.TRANSPORT
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -30,12 +35,17 @@ def create_celery(settings: IngestionSettings) -> Celery:
         # anyway is acknowledged rather than redelivered forever.
         task_acks_on_failure_or_timeout=True,
         broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
+            "visibility_timeout": settings.visibility_timeout,
             # Sweep for tasks of dead workers every interval (not every interval x 10).
             "unacked_restore_interval": settings.unacked_restore_interval_s,
             "unacked_restore_throttle": 1,
         },
         broker_connection_retry_on_startup=True,
+        # A task running when the broker drops goes on: its document's result is written once the
+        # state Redis is back. Its ack cannot reach the new connection, so the broker delivers it
+        # again after the visibility timeout, and that copy finds its document done. (Cancelling
+        # it instead would throw the work away for the same redelivery.)
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         result_expires=24 * 3600,
         task_track_started=True,
         task_default_queue=settings.queue_name,

@@ -19,6 +19,7 @@ from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.health import ReadinessCheck
 from ragfleet.common.semantic_cache import SemanticIndex
 from ragfleet.retrieval.collection_models import CollectionModels
+from ragfleet.retrieval.collection_settings import CollectionSettingsStore
 from ragfleet.retrieval.config import RetrievalSettings
 from ragfleet.retrieval.internal.router import router as internal_router
 from ragfleet.retrieval.rerank import RemoteReranker
@@ -70,6 +71,8 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
         app.state.redis, app.state.store, app.state.batcher, app.state.cache = redis, store, batcher, cache
         models = CollectionModels(redis) if settings.embedding_model_check else None
         app.state.models = models
+        collection_settings = CollectionSettingsStore(versions)  # what a user set: the state Redis
+        app.state.collection_settings = collection_settings
         semantic = (
             SemanticIndex(
                 "search",
@@ -99,6 +102,7 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             semantic,
             reranker=reranker,
             rerank_by_default=settings.rerank_by_default,
+            collection_settings=collection_settings,
         )
         try:
             # Load the model (or check the embedding server's dimension) and open the collections

@@ -13,6 +13,11 @@ How the cluster's parts are played (the rest is said in docs/deploy.md):
 - kubelet: probes (startup, readiness, liveness: httpGet from the host to the pod's address, exec
   through ``podman exec``, tcpSocket) on their periods and thresholds; an exited or unhealthy
   container is restarted (restartPolicy Always), and is out of its Services until ready again.
+  A pod keeps its addresses (IP and MAC on every network) through restarts and readiness
+  changes, as a pod keeps its network namespace while kubelet restarts its container: clients'
+  pooled connections then fail fast (a reset from the new container) or resume, instead of
+  hanging on an address nobody answers any more; the MAC too, or neighbours' ARP caches would
+  send to the old interface for half a minute.
 - Ingress: an NGINX container (make base-images' image, uid 10001, read-only) with the Ingress's
   affinity annotations and the ready gateway pods as upstreams, re-read on every change like the
   ingress-nginx controller; the only published port, on 127.0.0.1.
@@ -26,6 +31,7 @@ import contextlib
 import functools
 import json
 import logging
+import shutil
 import signal
 import socket
 import tempfile
@@ -35,6 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 
@@ -73,6 +80,7 @@ class PodState:
     spec: PodSpec
     container: str
     ip: str = ""
+    addresses: dict[str, tuple[str, str]] = field(default_factory=dict)  # network -> (IP, MAC), kept
     started: bool = False
     ready: bool = False
     restarts: int = 0
@@ -109,12 +117,22 @@ class Cluster:
     def podman(self, *args: str, check: bool = True, timeout: float | None = 120) -> str:
         return self.engine.run(*args, check=check, timeout=timeout).stdout
 
+    def leftovers(self) -> dict[str, list[str]]:
+        """What carries the run's label: containers, pods, networks, volumes (containers first,
+        the order they must go in)."""
+        found = {}
+        for kind in ("container", "pod", "network", "volume"):
+            listing = ["ps", "-a"] if kind == "container" else [kind, "ls"]
+            ids = self.podman(*listing, "-q", "--filter", f"label={LABEL}", check=False).split()
+            if ids:
+                found[kind] = ids
+        return found
+
     def cleanup(self) -> None:
-        for kind in ("container", "network", "volume"):
-            ids = self.podman(kind, "ls", "-q", "--filter", f"label={LABEL}", check=False).split()
-            if kind == "container" and ids:
+        for kind, ids in self.leftovers().items():
+            if kind == "container":
                 self.podman("rm", "-f", "-t", "0", *ids, check=False)
-            elif ids:
+            else:
                 self.podman(kind, "rm", "-f", *ids, check=False)
 
     def label(self) -> list[str]:
@@ -144,8 +162,14 @@ class Cluster:
         if c.run_as_non_root and c.user in (None, 0):
             raise Unsupported(f"{pod.name}: runAsNonRoot without a non-zero runAsUser")
         aliases = [pod.name] + ([f"{pod.name}.{pod.subdomain}"] if pod.subdomain else [])
-        networks = [f"{self.pods_net}:" + ",".join(f"alias={a}" for a in aliases)]
-        networks += [net for svc, net in self.svc_nets.items() if not self._service(svc).selects(pod)]
+        options = {self.pods_net: [f"alias={a}" for a in aliases]}
+        options |= {net: [] for svc, net in self.svc_nets.items() if not self._service(svc).selects(pod)}
+        networks = []
+        for net, opts in options.items():
+            if net in state.addresses:
+                ip, mac = state.addresses[net]
+                opts = [*opts, f"ip={ip}", *([f"mac={mac}"] if mac else [])]
+            networks.append(f"{net}:{','.join(opts)}" if opts else net)
         args = [
             "run",
             "-d",
@@ -215,7 +239,8 @@ class Cluster:
 
     def _after_start(self, state: PodState) -> None:
         inspect = json.loads(self.podman("inspect", state.container))[0]
-        state.ip = inspect["NetworkSettings"]["Networks"][self.pods_net]["IPAddress"]
+        self._remember_addresses(state, inspect)
+        state.ip = state.addresses[self.pods_net][0]
         state.started, state.ready, state.counts = False, False, {}
         now = time.monotonic()
         state.started_at = now
@@ -225,11 +250,12 @@ class Cluster:
         out = self.podman("inspect", "--format", "{{.State.Running}}", state.container, check=False)
         return out.strip() == "true"
 
-    def restart(self, state: PodState, why: str) -> None:
+    def restart(self, state: PodState, why: str, *, force: bool = False) -> None:
         """A new container from the same arguments, as kubelet makes one: ``podman restart`` would
-        keep the old one, whose tmpfs mounts (the pod's emptyDirs) it does not bring back."""
+        keep the old one, whose tmpfs mounts (the pod's emptyDirs) it does not bring back.
+        ``force``: a restart the smoke asks for, never put off by the crash-loop back-off."""
         now = time.monotonic()
-        if now < state.restart_after:
+        if now < state.restart_after and not force:
             return
         self.set_ready(state, False)
         state.restarts += 1
@@ -297,10 +323,33 @@ class Cluster:
                         f"{service.name}.{NAMESPACE}.svc.cluster.local",
                     ]
                     alias_args = [a for alias in aliases for a in ("--alias", alias)]
-                    self.podman("network", "connect", *alias_args, net, state.container, check=False)
+                    self.connect(state, net, alias_args)
                 else:
                     self.podman("network", "disconnect", "-f", net, state.container, check=False)
             self.update_nginx()
+
+    @staticmethod
+    def _remember_addresses(state: PodState, inspect: dict[str, Any]) -> None:
+        for net, settings in (inspect.get("NetworkSettings", {}).get("Networks") or {}).items():
+            if settings.get("IPAddress"):
+                state.addresses[net] = (settings["IPAddress"], settings.get("MacAddress", ""))
+
+    def connect(self, state: PodState, net: str, alias_args: list[str]) -> None:
+        """Join a Service network at the address the pod had there before, if it had one."""
+        if net in state.addresses:
+            ip, mac = state.addresses[net]
+            mac_args = ["--mac-address", mac] if mac else []
+            pinned = self.engine.run(
+                "network", "connect", "--ip", ip, *mac_args, *alias_args, net, state.container, check=False
+            )
+            if pinned.returncode == 0:
+                return
+            # Taken by another container meanwhile: a new address, as a rescheduled pod would get.
+            log.warning("%s: %s no longer free on %s: %s", state.spec.name, ip, net, pinned.stderr.strip())
+        self.podman("network", "connect", *alias_args, net, state.container, check=False)
+        self._remember_addresses(
+            state, json.loads(self.podman("inspect", state.container, check=False) or "[{}]")[0]
+        )
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -309,7 +358,9 @@ class Cluster:
                 continue
             if not self.running(state):
                 with self.lock:
-                    self.restart(state, "container exited")
+                    # Again under the lock: the smoke may have just restarted it itself.
+                    if not state.held and not self.running(state):
+                        self.restart(state, "container exited")
                 continue
             for kind, probe in state.main.probes.items():
                 if kind in state.running_probes or now < state.due.get(kind, 0):
@@ -397,7 +448,7 @@ class Cluster:
             log.error(
                 "%s logs:\n%s",
                 name,
-                self.podman("logs", "--tail", "30", self.pods[name].container, check=False),
+                self.logs(self.pods[name].container, 30),
             )
         raise AssertionError(f"not ready after {timeout_s:.0f} s: {', '.join(pending)}")
 
@@ -407,6 +458,26 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} not ready again after {timeout_s:.0f} s")
             time.sleep(0.5)
+
+    def logs(self, container: str, tail: int) -> str:
+        # A container's stderr comes out on podman's stderr: both streams, interleaved by podman.
+        result = self.engine.run("logs", "--tail", str(tail), container, check=False, timeout=30)
+        return (result.stdout or "") + (result.stderr or "")
+
+    def dump_logs(self, tail: int = 40) -> None:
+        """Every container's last lines, for a failed run (CI keeps nothing else of it); access
+        lines of successful requests left out, or the smoke's job polling would fill them."""
+        for state in self.pods.values():
+            lines = [
+                line
+                for line in self.logs(state.container, 20 * tail).splitlines()
+                if not ('"logger":"ragfleet.access"' in line and '"status":2' in line)
+            ]
+            log.error(
+                "---- %s (restarts: %d), last %d lines but successful requests:\n%s",
+                state.spec.name, state.restarts, tail, "\n".join(lines[-tail:]),
+            )  # fmt: skip
+        log.error("---- ingress-nginx:\n%s", self.logs(self.nginx, tail))
 
     def security_report(self) -> list[str]:
         """podman inspect of every container of the run: read-only root, uid 10001, caps, no-new-privs."""
@@ -503,6 +574,7 @@ def run(engine: Engine, *, registry: str, tag: str, keep: bool = False) -> int:
         signal.signal(sig, interrupted)
     supervisor = threading.Thread(target=cluster.supervise, daemon=True)
     started = time.monotonic()
+    code = 1
     try:
         cluster.cleanup()
         cluster.create_networks()
@@ -516,28 +588,41 @@ def run(engine: Engine, *, registry: str, tag: str, keep: bool = False) -> int:
         results = smoke.run_all(cluster)
         failed = [name for name, ok, _ in results if not ok]
         for name, ok, detail in results:
-            print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+            print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
         log.info("test-containers took %.0f s", time.monotonic() - started)
         # The plain closing line CI reads.
-        print(f"test-containers: {len(results) - len(failed)} passed, {len(failed)} failed")
-        return 1 if failed else 0
+        print(f"test-containers: {len(results) - len(failed)} passed, {len(failed)} failed", flush=True)
+        if failed:
+            cluster.dump_logs()
+        code = 1 if failed else 0
     except (AssertionError, EngineError, Unsupported, httpx.HTTPError) as exc:
         log.error("test-containers FAILED: %s", exc)
-        print("test-containers: 0 passed, 1 failed")
-        return 1
+        print("test-containers: 0 passed, 1 failed", flush=True)
+        with contextlib.suppress(Exception):
+            cluster.dump_logs()
     except KeyboardInterrupt:
         log.error("test-containers interrupted")
-        return 130
+        code = 130
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         cluster.stop.set()
         with contextlib.suppress(RuntimeError):
             supervisor.join(timeout=5)
         cluster.pool.shutdown(wait=False, cancel_futures=True)
         if keep:
-            log.info("--keep: containers left running; NGINX on %s", cluster.url)
+            log.info("--keep: containers left running; NGINX on %s; files in %s", cluster.url, workdir)
         else:
             cluster.cleanup()
-            left = engine.run("ps", "-a", "-q", "--filter", f"label={LABEL}", check=False).stdout.split()
-            log.info("cleanup: %d containers left", len(left))
+            left = cluster.leftovers()
+            if left:
+                log.error("cleanup left %s", ", ".join(f"{len(ids)} {kind}(s)" for kind, ids in left.items()))
+                code = code or 1
+            else:
+                log.info("cleanup: no container, pod, network or volume of the run left")
+            # The rendered Secrets were written there for the containers' mounts.
+            shutil.rmtree(workdir, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return code

@@ -6,6 +6,7 @@ made with podman (kill, pause, restart) the way a node or an OOM would make them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -86,17 +87,23 @@ class Smoke:
         assert r.status_code == 202, r.text
         return self.wait_job(r.json()["job_id"], timeout_s)
 
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = httpx.get(
+            f"{self.url}/v1/jobs/{job_id}",
+            params={"collection": COLLECTION},
+            headers=self.headers(),
+            timeout=10,
+        )
+        assert r.status_code == 200, f"job {job_id}: {r.status_code} {r.text}"
+        return dict(r.json())
+
     def wait_job(self, job_id: str, timeout_s: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            r = httpx.get(
-                f"{self.url}/v1/jobs/{job_id}",
-                params={"collection": COLLECTION},
-                headers=self.headers(),
-                timeout=10,
-            )
-            if r.status_code == 200 and r.json().get("state") in ("succeeded", "failed"):
-                return dict(r.json())
+            with contextlib.suppress(AssertionError, httpx.HTTPError):  # a moment of 503 while it recovers
+                job = self.job(job_id)
+                if job.get("state") in ("succeeded", "failed"):
+                    return job
             time.sleep(1)
         raise AssertionError(f"job {job_id} not done after {timeout_s:.0f} s")
 
@@ -185,9 +192,11 @@ class Smoke:
         return f"{replica} killed mid-stream, {other} finished it ({len(kinds)} events); {replica} back"
 
     def worker_killed_mid_ingest(self) -> str:
+        # Enough work (two chunks each, two worker processes) that the kill lands mid-ingest even
+        # on a fast machine; few enough that the redelivered rest finishes well inside the wait.
         docs = {
             f"bulk-{i}": f"Bulk document {i} about topic number {i} and its {i * 7} details." * 20
-            for i in range(40)
+            for i in range(16)
         }
         body = {"documents": [{"id": k, "text": v} for k, v in docs.items()]}
         r = httpx.post(
@@ -203,6 +212,9 @@ class Smoke:
         time.sleep(1.5)  # the task is taken and running
         self.cluster.podman("kill", "--signal", "KILL", worker.container)
         killed_at = time.monotonic()
+        at_kill = self.job(job_id)
+        # A job already finished when the worker died would prove nothing.
+        assert at_kill["documents_done"] < len(docs), f"the job was done before the kill: {at_kill['state']}"
         job = self.wait_job(job_id, timeout_s=300)
         assert job["state"] == "succeeded", job
         r = httpx.get(f"{self.url}/v1/collections", headers=self.headers(), timeout=10)
@@ -215,7 +227,8 @@ class Smoke:
         for component in ("redis-state", "redis-cache"):
             for name in self.pods(component):
                 state = self.cluster.pods[name]
-                self.cluster.restart(state, "smoke: Redis restarted")
+                with self.cluster.lock:  # not while the supervisor restarts it too
+                    self.cluster.restart(state, "smoke: Redis restarted", force=True)
                 self.cluster.wait_pod_ready(name)
                 notes.append(name)
         # Keys and jobs live in the state Redis (AOF on a volume): the same key still works.

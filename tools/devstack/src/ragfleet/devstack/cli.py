@@ -58,7 +58,7 @@ def run(settings: DevstackSettings) -> int:
         _print_summary(stack, api_key)
         while True:
             time.sleep(1)
-            dead = [p.name for p in stack.processes if not p.alive()]
+            dead = stack.unsupervised_dead()  # the supervisor starts the worker again itself
             if dead:
                 print(
                     f"stopping: {', '.join(dead)} exited (see {settings.run_dir / 'logs'})", file=sys.stderr

@@ -75,6 +75,12 @@ class ManagedProcess:
         log.close()
         return self
 
+    def again(self, env: Mapping[str, str] | None = None) -> ManagedProcess:
+        """A new process from the same command, log and settings (``env`` overrides some), started."""
+        return ManagedProcess(
+            self.name, self.argv, self.log_path, env={**self.env, **(env or {})}, cwd=self.cwd
+        ).start()
+
     @property
     def pid(self) -> int:
         assert self.popen is not None

@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from ragfleet.devstack.processes import (
     wait_until,
 )
 from ragfleet.devstack.settings import DevstackSettings
+from ragfleet.devstack.supervisor import Supervisor
 
 log = logging.getLogger("ragfleet.devstack")
 
@@ -42,6 +44,9 @@ class Stack:
     settings: DevstackSettings
     processes: list[ManagedProcess] = field(default_factory=list)
     nginx_enabled: bool = False
+    # Held while ``processes`` changes: the supervisor thread replaces the processes it restarts.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    supervisor: Supervisor | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -171,6 +176,9 @@ class Stack:
         self._claim()
         try:
             self._start_all()
+            self.supervisor = Supervisor(
+                self.processes, self.lock, self.settings.supervise, lambda process: process.again()
+            ).start()
         except BaseException:
             self.stop()
             raise
@@ -210,6 +218,11 @@ class Stack:
             env = self._common_env(prefix, name, port)
             if name == "retrieval":
                 env[f"{prefix}DATA_DIR"] = str(self.run_dir / "data" / "retrieval")
+                env[f"{prefix}WORKERS"] = str(s.retrieval_workers)
+                if s.retrieval_workers > 1:
+                    # Each worker batches its own queries: one thread each keeps the processes
+                    # from fighting over the cores when both embed.
+                    env[f"{prefix}EMBED_THREADS"] = "1"
             if name == "ingestion":
                 env[f"{prefix}RETRIEVAL_URL"] = self.service_url(s.retrieval_port)
             started.append(
@@ -306,19 +319,35 @@ class Stack:
             raise StartupError(f"loading the sample corpus from {path} failed (exit {result.returncode})")
 
     def process(self, name: str) -> ManagedProcess:
-        return next(p for p in self.processes if p.name == name)
+        with self.lock:
+            return next(p for p in self.processes if p.name == name)
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """How often the supervisor restarted each process that exited (by name)."""
+        return dict(self.supervisor.restarts) if self.supervisor else {}
+
+    def unsupervised_dead(self) -> list[str]:
+        """Processes that exited and that nothing will start again."""
+        with self.lock:
+            return [
+                p.name
+                for p in self.processes
+                if not p.alive() and not (self.supervisor and self.supervisor.supervises(p.name))
+            ]
 
     def restart(
         self, name: str, env: dict[str, str] | None = None, ready_url: str | None = None
     ) -> ManagedProcess:
         """Start ``name`` again with the same command (stopping it first if it still runs); ``env``
         overrides some of its settings; waits for ``ready_url`` when given."""
-        old = self.process(name)
-        old.stop()
-        new = ManagedProcess(
-            old.name, old.argv, old.log_path, env={**old.env, **(env or {})}, cwd=old.cwd
-        ).start()
-        self.processes[self.processes.index(old)] = new
+        with self.lock:
+            old = self.process(name)
+            old.stop()
+            new = old.again(env)
+            self.processes[self.processes.index(old)] = new
+            if self.supervisor is not None:
+                self.supervisor.started(new)
         if name in REDIS_PROCESSES:
             port = self.settings.redis_port if name == "redis-state" else self.settings.cache_redis_port
             wait_redis(port, self.redis_password, process=new)
@@ -327,9 +356,12 @@ class Stack:
         return new
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-        self.processes.clear()
+        if self.supervisor is not None:
+            self.supervisor.stop()  # first: nothing stopped below is started again
+        with self.lock:
+            for process in reversed(self.processes):
+                process.stop()
+            self.processes.clear()
         for path in (self.stack_file, self.pid_file):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

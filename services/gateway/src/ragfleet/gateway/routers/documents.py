@@ -127,6 +127,37 @@ async def delete_collection(
     )
 
 
+CollectionPath = Annotated[str, Path(pattern=NAME_PATTERN, description="the collection")]
+
+
+@router.get("/collections/{collection}/settings", summary="A collection's search defaults (rerank)")
+async def get_collection_settings(
+    collection: CollectionPath, principal: Authenticated, downstream: DownstreamDep
+) -> Response:
+    principal.require_collection(collection)
+    url = (
+        f"{downstream.base('retrieval', downstream.retrieval)}/internal/v1/collections/{collection}/settings"
+    )
+    return await downstream.forward("retrieval", principal, "GET", url)
+
+
+@router.put(
+    "/collections/{collection}/settings",
+    summary='Replace a collection\'s search defaults: {"rerank": true|false|null, "rerank_depth": 2-100|null}',
+)
+async def put_collection_settings(
+    collection: CollectionPath, request: Request, principal: Authenticated, downstream: DownstreamDep
+) -> Response:
+    principal.require_collection(collection)
+    url = (
+        f"{downstream.base('retrieval', downstream.retrieval)}/internal/v1/collections/{collection}/settings"
+    )
+    content = await request.body()  # retrieval validates it (CollectionSettings) and answers 422 itself
+    return await downstream.forward(
+        "retrieval", principal, "PUT", url, content=content, headers={"content-type": "application/json"}
+    )
+
+
 @router.get("/collections", summary="The collections this key may use, with their sizes")
 async def list_collections(principal: Authenticated, downstream: DownstreamDep) -> OrjsonResponse:
     collections = await downstream.collections(principal)

@@ -15,9 +15,20 @@ from ragfleet.common.cache import TwoTierCache
 from ragfleet.common.contracts import NAME_PATTERN
 from ragfleet.common.errors import BadRequest, NotFound, Unprocessable
 from ragfleet.common.routing import OrjsonRoute
-from ragfleet.retrieval.dependencies import BatcherDep, CacheDep, ModelsDep, SettingsDep, StoreDep, TenantDep
+from ragfleet.retrieval.collection_settings import CollectionSettings
+from ragfleet.retrieval.dependencies import (
+    BatcherDep,
+    CacheDep,
+    CollectionSettingsDep,
+    ModelsDep,
+    SearchServiceDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+)
 from ragfleet.retrieval.internal.schemas import (
     CollectionDeleted,
+    CollectionSettingsResponse,
     DeleteRequest,
     DocumentResponse,
     UpsertRequest,
@@ -119,7 +130,12 @@ async def delete(
     responses={404: {"description": "the tenant has no such collection"}},
 )
 async def delete_collection(
-    collection: CollectionPath, tenant: TenantDep, store: StoreDep, cache: CacheDep, models: ModelsDep
+    collection: CollectionPath,
+    tenant: TenantDep,
+    store: StoreDep,
+    cache: CacheDep,
+    models: ModelsDep,
+    collection_settings: CollectionSettingsDep,
 ) -> CollectionDeleted:
     """The version is bumped, not removed: every replica drops its L1 and no L2 entry of the old
     collection is read again. A counter that restarted at 0 would let a collection created again
@@ -129,8 +145,61 @@ async def delete_collection(
         raise CollectionNotFound(f"collection {collection!r} does not exist")
     if models is not None:
         await models.forget(tenant, collection)
+    await collection_settings.forget(tenant, collection)
     written = await after_write(cache, tenant, collection, "delete", removed)
     return CollectionDeleted(collection=collection, deleted_chunks=removed, version=written.version)
+
+
+async def _existing(store: VectorStore, tenant: str, collection: str) -> None:
+    if not await store.collection_exists(tenant, collection):
+        raise CollectionNotFound(f"collection {collection!r} does not exist")
+
+
+@router.get(
+    "/{collection}/settings",
+    summary="A collection's search defaults (rerank); null fields follow the service's",
+    response_model=CollectionSettingsResponse,
+    responses={404: {"description": "the tenant has no such collection"}},
+)
+async def get_settings(
+    collection: CollectionPath,
+    tenant: TenantDep,
+    store: StoreDep,
+    cache: CacheDep,
+    collection_settings: CollectionSettingsDep,
+) -> CollectionSettingsResponse:
+    await _existing(store, tenant, collection)
+    version = await cache.collection_version(tenant, collection)
+    own = await collection_settings.get(tenant, collection, version)
+    return CollectionSettingsResponse(collection=collection, settings=own, version=version)
+
+
+@router.put(
+    "/{collection}/settings",
+    summary="Replace a collection's search defaults; searches cached under the old ones are not served again",
+    response_model=CollectionSettingsResponse,
+    responses={
+        400: {"description": "rerank: true, but this deployment has no reranker"},
+        404: {"description": "the tenant has no such collection"},
+    },
+)
+async def put_settings(
+    collection: CollectionPath,
+    body: CollectionSettings,
+    tenant: TenantDep,
+    store: StoreDep,
+    cache: CacheDep,
+    search: SearchServiceDep,
+    collection_settings: CollectionSettingsDep,
+) -> CollectionSettingsResponse:
+    await _existing(store, tenant, collection)
+    if body.rerank and search.reranker is None:
+        raise BadRequest(
+            "rerank: true needs a reranker, and this deployment has none (RAGFLEET_RETRIEVAL_RERANK_URL)"
+        )
+    await collection_settings.put(tenant, collection, body)
+    bump = await cache.bump_version(tenant, collection)  # results cached under the old defaults: gone
+    return CollectionSettingsResponse(collection=collection, settings=body, version=bump.version)
 
 
 @router.get(

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragfleet.retrieval.collection_settings import CollectionSettings
+
 
 class ChunkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,4 +58,12 @@ class CollectionDeleted(BaseModel):
     deleted_chunks: int
     version: int | None = Field(
         description="the collection's cache version after the delete (null: Redis was down)"
+    )
+
+
+class CollectionSettingsResponse(BaseModel):
+    collection: str
+    settings: CollectionSettings
+    version: int | None = Field(
+        description="the collection's cache version after the change (null: Redis down)"
     )

@@ -22,8 +22,9 @@ from ragfleet.common.embeddings import MicroBatcher
 from ragfleet.common.errors import BadRequest
 from ragfleet.common.semantic_cache import SemanticIndex
 from ragfleet.retrieval.collection_models import CollectionModels
+from ragfleet.retrieval.collection_settings import NONE, CollectionSettingsStore
 from ragfleet.retrieval.metrics import SEARCH_DURATION
-from ragfleet.retrieval.rerank import RemoteReranker
+from ragfleet.retrieval.rerank import RemoteReranker, RerankUnavailable
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
@@ -43,6 +44,7 @@ class SearchService:
         *,
         reranker: RemoteReranker | None = None,
         rerank_by_default: bool = False,
+        collection_settings: CollectionSettingsStore | None = None,
     ) -> None:
         self.store = store
         self.batcher = batcher
@@ -51,6 +53,7 @@ class SearchService:
         self.semantic = semantic
         self.reranker = reranker
         self.rerank_by_default = rerank_by_default
+        self.collection_settings = collection_settings
         self._checks: set[asyncio.Task[None]] = set()
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
@@ -84,11 +87,8 @@ class SearchService:
                 f"expects {self.store.dim}"
             )
         text = normalise_text(request.query) if request.query is not None else None
-        rerank = self.rerank_by_default if request.rerank is None else request.rerank
-        if rerank and self.reranker is None:
-            raise BadRequest(
-                "rerank was asked for, but no reranker is configured (RAGFLEET_RETRIEVAL_RERANK_URL)"
-            )
+        request = await self._resolve_rerank(tenant, request)
+        rerank = request.rerank
         if rerank and text is None:
             raise BadRequest("rerank needs a query text")
         key: dict[str, Any] = {
@@ -105,12 +105,20 @@ class SearchService:
             "f": request.filters,
             "e": self.model if request.mode != "bm25" else None,  # results of another model never match
         }
+        if not request.semantic:  # its own entry: the default's may hold another question's results
+            key["s"] = False
 
         semantic_hit = False
 
         async def compute() -> bytes:
             nonlocal semantic_hit
-            if self.semantic is None or text is None or request.vector is not None or request.mode == "bm25":
+            if (
+                self.semantic is None
+                or not request.semantic
+                or text is None
+                or request.vector is not None
+                or request.mode == "bm25"
+            ):
                 return await self._search_uncached(tenant, request, text)
             body, semantic_hit = await self._search_semantic(tenant, request, text, key)
             return body
@@ -122,6 +130,32 @@ class SearchService:
         SEARCH_DURATION.labels(request.mode, tier).observe(took_ms / 1000)
         # The cached body is a JSON object without took_ms; it goes in front of its first key.
         return prefix_json_field(body, "took_ms", f"{took_ms:.3f}".encode()), tier
+
+    async def _resolve_rerank(self, tenant: str, request: SearchRequest) -> SearchRequest:
+        """`request` with `rerank` and `rerank_depth` decided: the request's own, else the
+        collection's defaults (`collection_settings`), else the service's."""
+        asked_depth = "rerank_depth" in request.model_fields_set
+        own = NONE
+        if self.collection_settings is not None and (request.rerank is None or not asked_depth):
+            version = await self.cache.current_version(tenant, request.collection)
+            own = await self.collection_settings.get(tenant, request.collection, version)
+        if request.rerank is not None:
+            rerank = request.rerank
+        elif own.rerank is not None:
+            rerank = own.rerank
+            if rerank and self.reranker is None:  # the deployment lost its reranker since it was set
+                raise RerankUnavailable(
+                    f"collection {request.collection!r} reranks by default, but no reranker is "
+                    "configured (RAGFLEET_RETRIEVAL_RERANK_URL); send rerank: false to search without"
+                )
+        else:
+            rerank = self.rerank_by_default
+        if rerank and self.reranker is None:
+            raise BadRequest(
+                "rerank was asked for, but no reranker is configured (RAGFLEET_RETRIEVAL_RERANK_URL)"
+            )
+        depth = request.rerank_depth if asked_depth or own.rerank_depth is None else own.rerank_depth
+        return request.model_copy(update={"rerank": rerank, "rerank_depth": depth})
 
     async def _search_semantic(
         self, tenant: str, request: SearchRequest, text: str, key: dict[str, Any]
@@ -136,13 +170,12 @@ class SearchService:
         self.semantic.drop_older(tenant, request.collection, version)
         scope = (tenant, request.collection, version, request_hash({**key, "q": None}))
         found = self.semantic.lookup(scope, vector)
-        if found is not None:
-            original = request.model_copy(update={"query": found.request["q"]})
-
-            async def recompute() -> bytes:  # the original answer left the exact cache meanwhile
-                return await self._search_uncached(tenant, original, found.request["q"])
-
-            body, _ = await self.results.get_or_compute(tenant, request.collection, found.request, recompute)
+        # The close question's answer only if a tier still holds it: this request holds its own
+        # key's single-flight, and waiting for the other key's (get_or_compute) deadlocked two
+        # paraphrases asked at once, each waiting for the other — and then every later question
+        # near either of them (seen under load: vector and hybrid search hung, bm25 answered).
+        body = await self.results.peek(tenant, request.collection, found.request) if found else None
+        if body is not None:
             if self.semantic.should_verify():
                 task = asyncio.create_task(self._verify(tenant, request, text, body))
                 self._checks.add(task)
@@ -174,7 +207,7 @@ class SearchService:
         if vector is None and request.mode != "bm25":
             assert text is not None  # the schema requires a query when there is no vector
             vector = await self.embed_query(tenant, text)
-        rerank = self.rerank_by_default if request.rerank is None else request.rerank
+        rerank = bool(request.rerank)  # decided by `_resolve_rerank`
         if rerank:  # rank more than asked, rerank the top, return top_k of those
             request = request.model_copy(update={"top_k": max(request.top_k, request.rerank_depth)})
         if request.rank == "document":
@@ -197,6 +230,9 @@ class SearchService:
                 "results": [_result(hit) for hit in hits],
                 "mode": request.mode,
                 "collection": request.collection,
+                # The question these results answer: on a semantic hit, the earlier one's, which is
+                # how a caller (the gateway's chat cache) knows which question it was matched to.
+                "query": text,
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
