@@ -118,9 +118,14 @@ def retrieval_service(work_dir: Path, env: dict[str, str] | None = None) -> Iter
 
 
 def index_corpus(
-    client: httpx.Client, documents: Sequence[Document], chunking: Chunking, cache: EmbeddingCache
+    client: httpx.Client,
+    documents: Sequence[Document],
+    chunking: Chunking,
+    cache: EmbeddingCache,
+    collection: str | None = None,
 ) -> int:
-    """Chunk, embed and upsert every document into the chunking's collection; returns chunks."""
+    """Chunk, embed and upsert every document into `collection` (default: the chunking's); returns chunks."""
+    collection = collection or chunking.collection
     rows: list[dict[str, Any]] = []
     for doc in documents:
         sections = parse(doc.data, DocumentFormat.MARKDOWN)
@@ -140,7 +145,7 @@ def index_corpus(
             )
     for start in range(0, len(rows), 256):
         response = client.post(
-            f"/internal/v1/collections/{chunking.collection}/upsert",
+            f"/internal/v1/collections/{collection}/upsert",
             json={"chunks": rows[start : start + 256]},
         )
         response.raise_for_status()

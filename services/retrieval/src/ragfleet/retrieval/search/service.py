@@ -105,12 +105,20 @@ class SearchService:
             "f": request.filters,
             "e": self.model if request.mode != "bm25" else None,  # results of another model never match
         }
+        if not request.semantic:  # its own entry: the default's may hold another question's results
+            key["s"] = False
 
         semantic_hit = False
 
         async def compute() -> bytes:
             nonlocal semantic_hit
-            if self.semantic is None or text is None or request.vector is not None or request.mode == "bm25":
+            if (
+                self.semantic is None
+                or not request.semantic
+                or text is None
+                or request.vector is not None
+                or request.mode == "bm25"
+            ):
                 return await self._search_uncached(tenant, request, text)
             body, semantic_hit = await self._search_semantic(tenant, request, text, key)
             return body
@@ -222,6 +230,9 @@ class SearchService:
                 "results": [_result(hit) for hit in hits],
                 "mode": request.mode,
                 "collection": request.collection,
+                # The question these results answer: on a semantic hit, the earlier one's, which is
+                # how a caller (the gateway's chat cache) knows which question it was matched to.
+                "query": text,
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
