@@ -31,6 +31,7 @@ from ragfleet.gateway.routers.console import mount_console
 from ragfleet.gateway.search_answers import SearchAnswers
 from ragfleet.gateway.stats import GatewayStats, InFlightMiddleware, RetrievalCacheStats
 from ragfleet.gateway.streams import StreamBuffer
+from ragfleet.gateway.upload_slots import UploadSlots
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -83,6 +84,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.memory = memory
         app.state.chat = chat
         app.state.search_answers = search_answers
+        app.state.upload_slots = UploadSlots(
+            redis, settings.max_concurrent_uploads_per_key, settings.upload_slot_stale_s
+        )
         runner = app.state.benchmark_runner = create_runner(settings, http)
         app.state.authenticator = Authenticator(KeyStore(state_redis), RateLimiter(redis), settings)
         app.state.retrieval_cache_stats = RetrievalCacheStats(
