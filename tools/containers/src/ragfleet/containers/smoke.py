@@ -242,7 +242,9 @@ class Smoke:
                     raise
                 time.sleep(1)
         assert hits and hits[0]["document_id"] == "leave", hits
-        job = self.ingest({"after-restart": "Written after Redis came back: the queue works again."})
+        # Up to 6 minutes: a task lost to a stale connection right after the restart is sent again
+        # by the API's reconciler (140 s of silence with containers-values, plus its 30 s sweep).
+        job = self.ingest({"after-restart": "Written after Redis came back: the queue works again."}, 360)
         assert job["state"] == "succeeded", job
         return f"restarted {', '.join(notes)}; the key, search and ingestion work again"
 
