@@ -68,27 +68,34 @@ async def test_the_internal_client_sends_the_token_and_an_outside_one_does_not()
 REDIS_WITH_PASSWORD = "redis://:a-real-password-0123@redis:6379/0"
 
 
+@pytest.mark.parametrize("environment", ["test", "production"])
 @pytest.mark.parametrize("token", ["", "changeme", " secret "])
-def test_production_refuses_a_missing_or_placeholder_token(token: str) -> None:
-    with pytest.raises(ValidationError, match="service_token must be set to a real secret"):
-        ServiceSettings(environment="production", service_token=token, redis_url=REDIS_WITH_PASSWORD)
+def test_outside_development_a_missing_or_placeholder_token_is_refused(token: str, environment: str) -> None:
+    with pytest.raises(
+        ValidationError, match=r"service_token \(RAGFLEET_SERVICE_TOKEN\) is (not set|a placeholder)"
+    ):
+        ServiceSettings(environment=environment, service_token=token, redis_url=REDIS_WITH_PASSWORD)  # type: ignore[arg-type]
     ServiceSettings(environment="development", service_token=token)
-    ServiceSettings(environment="production", service_token=TOKEN, redis_url=REDIS_WITH_PASSWORD)
+    ServiceSettings(environment=environment, service_token=TOKEN, redis_url=REDIS_WITH_PASSWORD)  # type: ignore[arg-type]
 
 
-def test_production_refuses_a_redis_without_a_password() -> None:
-    with pytest.raises(ValidationError, match="state Redis password"):
-        ServiceSettings(environment="production", service_token=TOKEN, redis_url="redis://redis:6379/0")
+@pytest.mark.parametrize("environment", ["test", "production"])
+def test_outside_development_a_redis_without_a_password_is_refused(environment: str) -> None:
+    with pytest.raises(
+        ValidationError,
+        match=r"state Redis password \(RAGFLEET_STATE_REDIS_PASSWORD, or in RAGFLEET_STATE_REDIS_URL\) is not set",
+    ):
+        ServiceSettings(environment=environment, service_token=TOKEN, redis_url="redis://redis:6379/0")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="cache Redis password"):
         ServiceSettings(
-            environment="production",
+            environment=environment,  # type: ignore[arg-type]
             service_token=TOKEN,
             state_redis_url="redis://state:6379/0",
             state_redis_password="a-real-password-0123",
             cache_redis_url="redis://cache:6379/0",
         )
     ServiceSettings(
-        environment="production",
+        environment=environment,  # type: ignore[arg-type]
         service_token=TOKEN,
         redis_url="redis://redis:6379/0",
         state_redis_password="a-real-password-0123",

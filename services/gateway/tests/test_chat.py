@@ -229,3 +229,47 @@ async def test_an_answer_whose_replica_dies_mid_generation_is_finished_by_the_ot
         stats = (await client.get("/v1/stats")).json()
     assert [m["role"] for m in session["messages"]] == ["user", "assistant"]  # remembered once
     assert stats["stream_takeovers"] == 1
+
+
+async def test_a_live_answer_is_whole_though_its_buffer_is_evicted_mid_answer(
+    slow_stack, make_key, redis_url
+) -> None:
+    """The cache Redis evicts the stream's events, meta and lease while the answer streams (what
+    allkeys-lru did to 1 chat in 43 under chaos): the client reading it live still gets every token,
+    and a resume of it afterwards is told the buffer is gone instead of being handed a part."""
+    headers = {"X-API-Key": await make_key("acme", ["handbook"]), "Accept": "text/event-stream"}
+    question = {"message": "What is the capital of France?", "collection": "handbook", "model": "slow"}
+    cache = sync_redis.Redis.from_url(redis_url)
+    events: list[dict[str, str]] = []
+    async with (
+        httpx.AsyncClient(base_url=slow_stack["a"].url, headers=headers, timeout=60) as client,
+        client.stream("POST", "/v1/chat", json=question) as response,
+    ):
+        assert response.status_code == 200
+        stream_id = response.headers["x-ragfleet-stream-id"]
+        block: list[str] = []
+        async for line in response.aiter_lines():
+            if line:
+                block.append(line)
+                continue
+            if block and not block[0].startswith(":"):
+                events.extend(parse_sse("\n".join(block) + "\n\n"))
+                # Not asserted to exist: on a busy machine the 1 s lease may already have lapsed,
+                # which stops the Redis writes just the same (and must not cut the answer either).
+                if len(events) == 3:  # the events evicted: writing goes on into a fresh key
+                    cache.delete(f"gw:stream:{stream_id}")
+                if len(events) == 12:  # then everything: the lease too, so writing to Redis stops
+                    cache.delete(*(f"gw:stream:{stream_id}{suffix}" for suffix in ("", ":meta", ":lease")))
+            block = []
+    assert events[-1]["event"] == "done", events[-1]
+    done = orjson.loads(events[-1]["data"])
+    tokens = "".join(orjson.loads(e["data"])["text"] for e in events if e["event"] == "token")
+    assert tokens == done["answer"] and done["answer"].count("word") == SLOW_WORDS
+    assert [int(e["id"].rsplit(":", 1)[1]) for e in events] == list(range(1, len(events) + 1))
+
+    async with httpx.AsyncClient(base_url=slow_stack["b"].url, headers=headers, timeout=30) as client:
+        resumed = await client.post("/v1/chat", headers={"Last-Event-ID": events[5]["id"]})
+    assert resumed.status_code == 410, resumed.text  # its meta went with the rest
+    assert resumed.json()["error"]["code"] == "stream_gone"
+    stats = (await httpx.AsyncClient().get(f"{slow_stack['a'].url}/v1/stats", headers=headers)).json()
+    assert stats["stream_buffer_losses"] >= 1

@@ -8,9 +8,16 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from ragfleet.common.errors import NotFound
 from ragfleet.gateway.memory import ConversationStore
-from ragfleet.gateway.streams import Claim, StreamBuffer, StreamEvent, Takeover, parse_event_id
+from ragfleet.gateway.streams import (
+    Claim,
+    LiveStream,
+    StreamBuffer,
+    StreamEvent,
+    StreamGone,
+    Takeover,
+    parse_event_id,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +79,7 @@ async def test_a_reader_resumes_after_its_last_event(redis: Redis) -> None:
     assert [e.seq for e in rest] == [4, 5, 6, 7]
     assert "".join(e.data["text"] for e in rest if e.event == "token") == " the capital."
     await reader.require_owned(stream_id, "acme", "k1")
-    with pytest.raises(NotFound):
+    with pytest.raises(StreamGone):  # answered exactly like a stream that is gone
         await reader.require_owned(stream_id, "acme", "another-key-of-acme")
     # Resuming after the end reads nothing more, and appends nothing.
     assert [e async for e in reader.tail(stream_id, 7)] == []
@@ -152,3 +159,65 @@ async def test_of_two_readers_of_a_lost_stream_one_takes_it_over_and_both_see_it
     assert seen[0] == seen[1]
     assert [(e.seq, e.event) for e in seen[0]] == [(3, "restart"), (4, "token"), (5, "done")]
     assert await redis.hget(f"gw:stream:{stream_id}:meta", "takeovers") == b"1"
+
+
+async def test_a_resume_of_a_buffer_evicted_mid_answer_ends_with_stream_gone(redis: Redis) -> None:
+    """The cache Redis evicts the stream key while the writer goes on: the writer's next events go
+    into a fresh key. A reader that saw event 2 must not be handed 5, 6... as if nothing was lost."""
+    writer = buffer_for(redis)
+    stream_id, token = await open_stream(writer)
+    for seq in (1, 2, 3, 4):
+        await writer.append(StreamEvent(stream_id, seq, "token", {"text": f"w{seq}"}), token)
+    await redis.delete(f"gw:stream:{stream_id}")  # what allkeys-lru does to a cold key
+    await writer.append(StreamEvent(stream_id, 5, "token", {"text": "w5"}), token)
+    await writer.append(StreamEvent(stream_id, 6, "done", {"answer": "..."}), token)
+    reader = buffer_for(redis, "gw-b")
+    with pytest.raises(StreamGone, match="lost events 3 to 4"):
+        _ = [e async for e in reader.tail(stream_id, 2)]
+    with pytest.raises(StreamGone, match="lost events 1 to 4"):  # from the start, too
+        _ = [e async for e in reader.tail(stream_id, 0)]
+
+
+async def test_a_resume_of_a_buffer_evicted_whole_is_not_taken_over_but_gone(redis: Redis) -> None:
+    writer = buffer_for(redis)
+    stream_id, token = await open_stream(writer)
+    for seq in (1, 2, 3):
+        await writer.append(StreamEvent(stream_id, seq, "token", {"text": f"w{seq}"}), token)
+    await redis.delete(f"gw:stream:{stream_id}", f"gw:stream:{stream_id}:lease")
+    taken_over: list[Claim] = []
+
+    async def take_over(claim: Claim) -> bool:
+        taken_over.append(claim)
+        return True
+
+    with pytest.raises(StreamGone, match="lost its events after 0"):
+        _ = [e async for e in buffer_for(redis, "gw-b").tail(stream_id, 3, take_over)]
+    assert not taken_over  # a takeover would have written seq 1, 2... under the reader's seq 3
+    # Its meta gone as well: the resume is refused up front, 410.
+    await redis.delete(f"gw:stream:{stream_id}:meta")
+    with pytest.raises(StreamGone) as refused:
+        await buffer_for(redis, "gw-b").require_owned(stream_id, "acme", "k1")
+    assert refused.value.status_code == 410
+
+
+async def test_a_live_stream_serves_its_readers_from_memory_in_order() -> None:
+    live = LiveStream("s" * 32, "acme", "k1", idle_s=0.05)
+
+    async def produce() -> None:
+        for seq in range(1, 6):
+            await asyncio.sleep(0.02)
+            live.publish(StreamEvent(live.stream_id, seq, "token", {"text": str(seq)}))
+        await asyncio.sleep(0.12)  # readers wait idle meanwhile (None: a keep-alive tick)
+        live.publish(StreamEvent(live.stream_id, 6, "done", {}))
+
+    async def read(after: int) -> list[StreamEvent | None]:
+        return [e async for e in live.tail(after)]
+
+    producer = asyncio.create_task(produce())
+    whole, late = await asyncio.gather(read(0), read(3))
+    await producer
+    assert [e.seq for e in whole if e is not None] == [1, 2, 3, 4, 5, 6]
+    assert None in whole  # the idle wait before `done`
+    assert [e.seq for e in late if e is not None] == [4, 5, 6]
+    assert live.readers == 0 and live.ended
+    assert [e async for e in live.tail(6)] == []  # resumed after the end: nothing more

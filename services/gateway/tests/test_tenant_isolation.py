@@ -167,14 +167,14 @@ def test_a_stream_of_another_tenant_cannot_be_resumed(seeded: Any, clients: Any,
         theirs.get(f"/v1/chat/streams/{stream_id}"),
         theirs.get(f"/v1/chat/streams/{stream_id}", params={"after": 1}),
     ):
-        assert response.status_code == 404, response.text
-        assert response.json()["error"]["code"] == "stream_not_found"
+        assert response.status_code == 410, response.text  # exactly as for a stream that is gone
+        assert response.json()["error"]["code"] == "stream_gone"
         assert secrets[TENANT] not in response.text
 
     with connect(f"{seeded.ws_url}/v1/chat/ws", additional_headers=seeded.headers(OTHER)) as ws:
         ws.send(orjson.dumps({"type": "resume", "last_event_id": first_event}).decode())
         event = orjson.loads(ws.recv(timeout=10))
-    assert event["type"] == "error" and event["code"] == "stream_not_found"
+    assert event["type"] == "error" and event["code"] == "stream_gone"
 
     # The owner still resumes it.
     resumed = mine.get(f"/v1/chat/streams/{stream_id}", params={"after": 1})

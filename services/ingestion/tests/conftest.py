@@ -92,7 +92,7 @@ def stack(
     settings = {
         "RAGFLEET_INGESTION_REDIS_URL": redis_url,
         "RAGFLEET_INGESTION_RETRIEVAL_URL": retrieval.url,
-        "RAGFLEET_INGESTION_ENVIRONMENT": "test",
+        "RAGFLEET_INGESTION_ENVIRONMENT": "development",
         "RAGFLEET_INGESTION_ACCESS_LOG": "false",
         # Small documents and a short visibility timeout: a killed worker's task comes back in
         # seconds, not in the production hour. The task time limit follows it (90 %), so it

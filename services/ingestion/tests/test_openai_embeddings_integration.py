@@ -53,7 +53,7 @@ def openai_stack(run_service: ServiceStarter, redis_url: str, tmp_path: Path) ->
     }
     api = run_service("ingestion", "ragfleet.ingestion", "RAGFLEET_INGESTION_", ingestion_env)
     worker_env = {f"RAGFLEET_INGESTION_{k}": v for k, v in ingestion_env.items()} | {
-        "RAGFLEET_INGESTION_ENVIRONMENT": "test",
+        "RAGFLEET_INGESTION_ENVIRONMENT": "development",
         "RAGFLEET_INGESTION_WORKER_CONCURRENCY": "1",
         "RAGFLEET_INGESTION_WORKER_METRICS_PORT": str(free_port()),
         "RAGFLEET_INGESTION_METRICS_DIR": str(tmp_path / "worker-metrics"),

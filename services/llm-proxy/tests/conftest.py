@@ -88,7 +88,7 @@ def start_proxy(name: str, redis_url: str, upstream_url: str, log_dir: Path, **o
     settings = {
         **PROXY_SETTINGS,
         "PORT": str(port),
-        "ENVIRONMENT": "test",
+        "ENVIRONMENT": "development",
         "REDIS_URL": redis_url,
         "MODELS": json.dumps(model_list(upstream_url)),
         "EMBEDDINGS_BUILTIN": "true",  # loads the model only if a test embeds
@@ -102,7 +102,7 @@ def start_proxy(name: str, redis_url: str, upstream_url: str, log_dir: Path, **o
 @pytest.fixture(scope="module")
 def fake_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeUpstreamControl]:
     port = free_port()
-    env = {"RAGFLEET_FAKE_UPSTREAM_PORT": str(port), "RAGFLEET_FAKE_UPSTREAM_ENVIRONMENT": "test"}
+    env = {"RAGFLEET_FAKE_UPSTREAM_PORT": str(port), "RAGFLEET_FAKE_UPSTREAM_ENVIRONMENT": "development"}
     process = start_service(
         "fake-upstream", FAKE_MODULE, port=port, env=env, log_dir=tmp_path_factory.mktemp("fake-upstream")
     )

@@ -149,7 +149,7 @@ def retrieval_with_docs(redis_server: RedisServer, tmp_path_factory: pytest.Temp
     directory = tmp_path_factory.mktemp("validation")
     env = {
         "RAGFLEET_RETRIEVAL_PORT": str(port),
-        "RAGFLEET_RETRIEVAL_ENVIRONMENT": "test",
+        "RAGFLEET_RETRIEVAL_ENVIRONMENT": "development",
         "RAGFLEET_RETRIEVAL_REDIS_URL": redis_server.url,
         "RAGFLEET_RETRIEVAL_DATA_DIR": str(directory / "data"),
         "RAGFLEET_RETRIEVAL_EMBED_THREADS": "1",

@@ -105,9 +105,10 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "ragfleet"
 
-    # The settings that hold secrets; subclasses add theirs. Each is refused in production while it
-    # is empty or a placeholder (None means "not used": an optional one), and so is a Redis without
-    # a password, so a forgotten default never ships.
+    # The settings that hold secrets; subclasses add theirs. Each is refused outside development
+    # (test and production alike: a staging cluster holds real data too) while it is empty or a
+    # placeholder (None means "not used": an optional one), and so is a Redis without a password,
+    # so a forgotten default never ships.
     secret_fields: ClassVar[tuple[str, ...]] = ("service_token",)
 
     def redis_role_url(self, role: RedisRole) -> str:
@@ -139,10 +140,19 @@ class ServiceSettings(BaseSettings):
     def cache_redis(self) -> str:
         return self.redis_role_url("cache")
 
+    def env_name(self, field: str) -> str:
+        """The environment variable a setting is read from (what an operator must set)."""
+        return f"{self.model_config.get('env_prefix', '')}{field}".upper()
+
     def require_secret(self, name: str, value: str) -> str:
-        """Refuse placeholder secrets in production, so a forgotten default never ships."""
-        if self.environment == "production" and value.strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError(f"{name} must be set to a real secret when environment=production")
+        """Refuse an empty or placeholder secret outside development, so a forgotten default never
+        ships; ``name`` says which setting (and its variable) to set."""
+        if self.environment != "development" and value.strip().lower() in PLACEHOLDER_SECRETS:
+            state = "is not set" if not value.strip() else "is a placeholder"
+            raise ValueError(
+                f"{name} {state}: it must be a real secret when environment={self.environment} "
+                "(only environment=development runs without one)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -151,11 +161,16 @@ class ServiceSettings(BaseSettings):
             value = getattr(self, name)
             if value is not None:
                 self.require_secret(
-                    name, value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                    f"{name} ({self.env_name(name)})",
+                    value.get_secret_value() if isinstance(value, SecretStr) else str(value),
                 )
         for role in ("state", "cache"):
             password = unquote(urlsplit(self.redis_role_url(role)).password or "")
-            self.require_secret(f"the {role} Redis password ({role}_redis_password or in the URL)", password)
+            self.require_secret(
+                f"the {role} Redis password ({self.env_name(f'{role}_redis_password')}, "
+                f"or in {self.env_name(f'{role}_redis_url')})",
+                password,
+            )
         return self
 
 

@@ -61,6 +61,7 @@ class GatewayStats:
         self.open_websockets = 0
         self.active_generations = 0
         self.stream_takeovers = 0  # answers this replica regenerated after their replica died
+        self.stream_buffer_losses = 0  # streams whose Redis buffer stopped taking events (evicted, down)
         self.search_cache_results = {"hit-edge": 0, "hit-l1": 0, "hit-l2": 0, "hit-semantic": 0, "miss": 0}
 
     def observe(self, method: str, route: str, status: int, duration_s: float) -> None:
@@ -110,6 +111,7 @@ class GatewayStats:
                 "generations": self.active_generations,
             },
             "stream_takeovers": self.stream_takeovers,
+            "stream_buffer_losses": self.stream_buffer_losses,
             "routes": {name: stats.snapshot() for name, stats in sorted(self.routes.items())},
             "cache": cache,
         }

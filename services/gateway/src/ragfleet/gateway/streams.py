@@ -14,6 +14,16 @@ all the readers on all the replicas exactly one wins) and hands the claim to a t
 generates the answer again from the turn kept in the stream's meta (see ``chat.py``). When no
 takeover may run (none given, too many already), the claimant appends a terminal ``error``
 event (``stream_interrupted``, retryable) so every reader of that stream ends the same way.
+
+The buffer lives on the cache Redis, which may evict it under memory pressure (by design: it is
+rebuildable). So the client that asked for an answer never reads it back from Redis: the replica
+generating it hands every event to a ``LiveStream`` in its own memory first, and that client's
+connection reads from there (``ChatService.live``). Redis is only what a *resume* reads — on
+another replica, or after this one dropped the live stream. A resume checks what it reads: event
+sequence numbers run 1, 2, 3… without a hole, so a buffer that lost events (evicted whole, or its
+start evicted and writing went on into a fresh key) ends the reader with a clear ``stream_gone``
+error, and a resume whose buffer's meta is gone is answered 410 ``stream_gone`` — never a
+silently truncated answer.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from ragfleet.common.errors import BadRequest, NotFound, ServiceUnavailable
+from ragfleet.common.errors import BadRequest, RagfleetError, ServiceUnavailable
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
 EVENT_ID = re.compile(r"^([a-f0-9]{32}):(\d{1,9})$")
@@ -120,6 +130,68 @@ class Claim:
     @property
     def ended(self) -> bool:
         return self.attempt < 0
+
+
+class StreamGone(RagfleetError):
+    """The buffer of this stream is not (or no longer wholly) in the cache Redis."""
+
+    status_code = 410
+    code = "stream_gone"
+
+
+def gone(stream_id: str, what: str) -> StreamGone:
+    return StreamGone(
+        f"stream {stream_id} {what}: its buffer expired or was evicted from the cache (or it never "
+        "existed); send the message again"
+    )
+
+
+class LiveStream:
+    """One answer's events, in the memory of the replica generating it, for the connection that
+    asked for it (and any resume that lands on this replica while it runs). Unlike the Redis
+    buffer nothing can evict it; it is dropped when the generation ends."""
+
+    def __init__(self, stream_id: str, tenant: str, key_id: str, idle_s: float) -> None:
+        self.stream_id = stream_id
+        self.owner = (tenant, key_id)
+        self.idle_s = idle_s
+        self.events: list[StreamEvent] = []
+        self.ended = False
+        self.readers = 0
+        self._changed = asyncio.Event()
+
+    def publish(self, event: StreamEvent) -> None:
+        self.events.append(event)
+        self.ended = self.ended or event.terminal
+        self._changed.set()
+        self._changed = asyncio.Event()  # the waiters of this event are woken; later ones wait anew
+
+    @property
+    def last_seq(self) -> int:
+        return self.events[-1].seq if self.events else 0
+
+    async def tail(self, after_seq: int) -> AsyncIterator[StreamEvent | None]:
+        """Events after ``after_seq`` until a terminal one; ``None`` on each idle wait (keep-alives)."""
+        index = 0
+        self.readers += 1
+        try:
+            while True:
+                while index < len(self.events):
+                    event = self.events[index]
+                    index += 1
+                    if event.seq > after_seq:
+                        yield event
+                        if event.terminal:
+                            return
+                if self.ended:
+                    return
+                changed = self._changed
+                try:
+                    await asyncio.wait_for(changed.wait(), self.idle_s)
+                except TimeoutError:
+                    yield None
+        finally:
+            self.readers -= 1
 
 
 # Runs a claimed stream's answer again; False when it will not (the claimant then ends the stream).
@@ -247,7 +319,7 @@ class StreamBuffer:
         """
         owner = await self.redis.hmget(self._keys(stream_id)[1], ["tenant", "key_id"])
         if owner != [tenant.encode(), key_id.encode()]:
-            raise NotFound(f"stream {stream_id} does not exist or has expired", code="stream_not_found")
+            raise gone(stream_id, "cannot be resumed")
 
     async def tail(
         self, stream_id: str, after_seq: int, takeover: Takeover | None = None
@@ -255,6 +327,7 @@ class StreamBuffer:
         """Events after ``after_seq`` until a terminal one; ``None`` on each idle wait (for keep-alives).
 
         When the generator is gone, this reader may claim the stream and hand it to ``takeover``.
+        Raises ``StreamGone`` when the buffer lost events (see the module's docstring).
         """
         events_key, _, lease_key = self._keys(stream_id)
         last = after_seq
@@ -267,6 +340,10 @@ class StreamBuffer:
                         # Nothing new and nobody generating. The claim looks at the stream's end
                         # again, atomically: a writer that finished meanwhile is not replaced.
                         claim = await self.claim(stream_id)
+                        if claim.last_seq < last:
+                            # Events this reader was told exist are gone: evicted. A takeover
+                            # would write after the hole, so nobody takes this stream over.
+                            raise gone(stream_id, f"lost its events after {claim.last_seq}")
                         if claim.ended and claim.last_seq <= last:
                             return  # resumed after the end: nothing more will come
                         if claim.won and (takeover is None or not await takeover(claim)):
@@ -276,6 +353,8 @@ class StreamBuffer:
                     continue
                 for entry_id, fields in entries:
                     seq = int(entry_id.decode().split("-", 1)[0])
+                    if seq != last + 1:  # written on after its earlier events were evicted
+                        raise gone(stream_id, f"lost events {last + 1} to {seq - 1}")
                     event = StreamEvent(
                         stream_id, seq, fields[b"event"].decode(), orjson.loads(fields[b"data"])
                     )

@@ -112,7 +112,9 @@ def run_service(tmp_path: Path) -> Iterator[ServiceStarter]:
         port: int | None = None,
     ) -> RunningService:
         port = port or free_port()
-        full_env = {f"{env_prefix}PORT": str(port), f"{env_prefix}ENVIRONMENT": "test"}
+        # development: the test Redis has no password and internal calls carry no token, which
+        # require_secret refuses in any other environment.
+        full_env = {f"{env_prefix}PORT": str(port), f"{env_prefix}ENVIRONMENT": "development"}
         for key, value in (env or {}).items():
             full_env[key if key.startswith(("RAGFLEET_", "OTEL_")) else f"{env_prefix}{key}"] = value
         process = start_service(

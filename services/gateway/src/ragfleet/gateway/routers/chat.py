@@ -27,7 +27,7 @@ from ragfleet.gateway.dependencies import ChatDep
 from ragfleet.gateway.downstream import until_disconnected
 from ragfleet.gateway.frames import WS_UNSUPPORTED_DATA, close_if_open, close_with, receive_frame
 from ragfleet.gateway.keys import Principal
-from ragfleet.gateway.streams import parse_event_id
+from ragfleet.gateway.streams import StreamEvent, parse_event_id
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"], route_class=SizeLimitedRoute)
 
@@ -39,13 +39,13 @@ def wants_event_stream(request: Request) -> bool:
     return "text/event-stream" in request.headers.get("accept", "")
 
 
-async def sse_body(chat: ChatService, stream_id: str, after_seq: int) -> AsyncIterator[bytes]:
+async def sse_body(chat: ChatService, events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[bytes]:
     # A client disconnect cancels this generator only: the answer keeps being generated into the
     # buffer, where a reconnecting client finds it.
     yield b"retry: 1000\n\n"
     idle_s = 0.0
     try:
-        async for event in chat.buffer.tail(stream_id, after_seq, chat.take_over):
+        async for event in events:
             if event is None:
                 idle_s += chat.buffer.block_ms / 1000
                 if idle_s >= SSE_KEEPALIVE_S:
@@ -62,7 +62,7 @@ async def sse_body(chat: ChatService, stream_id: str, after_seq: int) -> AsyncIt
 
 
 def sse_response(
-    chat: ChatService, stream_id: str, after_seq: int, session_id: str | None
+    chat: ChatService, stream_id: str, events: AsyncIterator[StreamEvent | None], session_id: str | None
 ) -> StreamingResponse:
     headers = {
         "Cache-Control": "no-cache",
@@ -71,15 +71,13 @@ def sse_response(
     }
     if session_id:
         headers["X-Ragfleet-Session-Id"] = session_id
-    return StreamingResponse(
-        sse_body(chat, stream_id, after_seq), media_type="text/event-stream", headers=headers
-    )
+    return StreamingResponse(sse_body(chat, events), media_type="text/event-stream", headers=headers)
 
 
 async def resume(chat: ChatService, principal: Principal, last_event_id: str) -> StreamingResponse:
     stream_id, seq = parse_event_id(last_event_id)
-    await chat.buffer.require_owned(stream_id, principal.tenant, principal.key_id)
-    return sse_response(chat, stream_id, seq, None)
+    await chat.require_owned(stream_id, principal)
+    return sse_response(chat, stream_id, chat.follow(stream_id, seq), None)
 
 
 @router.post(
@@ -102,10 +100,13 @@ async def chat(
     if body is None:
         raise BadRequest("send a JSON body with at least 'message'")
     if wants_event_stream(request):
-        stream_id, session_id = await chat.start_stream(principal, body)
-        return sse_response(chat, stream_id, 0, session_id)
+        started = await chat.start_stream(principal, body)
+        # Read from this replica's memory, not back from the (evictable) Redis buffer.
+        return sse_response(chat, started.stream_id, started.live.tail(0), started.session_id)
     answer = await until_disconnected(request, chat.answer(principal, body))
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return Response(
+        answer.model_dump_json(), media_type="application/json", headers={"X-Cache": answer.cache}
+    )
 
 
 @router.get(
@@ -141,8 +142,8 @@ class ChatSocket:
     async def error(self, code: str, message: str, **extra: Any) -> None:
         await self.send({"type": "error", "code": code, "message": message, **extra})
 
-    async def relay(self, stream_id: str, after_seq: int) -> None:
-        async for event in self.chat.buffer.tail(stream_id, after_seq, self.chat.take_over):
+    async def relay(self, events: AsyncIterator[StreamEvent | None]) -> None:
+        async for event in events:
             if event is not None:
                 await self.send(event.ws())
 
@@ -155,12 +156,12 @@ class ChatSocket:
                 text, details = describe_validation_errors([dict(e) for e in exc.errors()])
                 await self.error("validation_error", text, details=details)
                 return
-            stream_id, _ = await self.chat.start_stream(self.principal, request)
-            await self.relay(stream_id, 0)
+            started = await self.chat.start_stream(self.principal, request)
+            await self.relay(started.live.tail(0))
         elif kind == "resume":
             stream_id, seq = parse_event_id(str(message.get("last_event_id", "")))
-            await self.chat.buffer.require_owned(stream_id, self.principal.tenant, self.principal.key_id)
-            await self.relay(stream_id, seq)
+            await self.chat.require_owned(stream_id, self.principal)
+            await self.relay(self.chat.follow(stream_id, seq))
         else:
             await self.error("bad_request", f"unknown message type {kind!r}: use chat, resume or ping")
 

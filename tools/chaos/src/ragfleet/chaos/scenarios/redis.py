@@ -7,8 +7,10 @@ import asyncio
 import time
 import uuid
 
+from redis import Redis
+
 from ragfleet.chaos.client import ApiClient
-from ragfleet.chaos.scenarios.context import Context, count_ok, ok_detail
+from ragfleet.chaos.scenarios.context import Context, count_ok, eventually, ok_detail
 from ragfleet.chaos.scenarios.ingestion import (
     FINAL_DOCUMENT_STATES,
     check_indexed_once,
@@ -146,6 +148,7 @@ async def cache_eviction(ctx: Context, result: ScenarioResult) -> None:
         )
         status = await key_authenticates(ctx, fresh_key)
         result.check("keys live on the state Redis: a fresh one still authenticates", status == "200", status)
+        await resumes_of_evicted_buffers(ctx, result, cache)
         now_state_keys = await asyncio.to_thread(state.dbsize)
         result.check(
             "the state Redis lost nothing (it never evicts)",
@@ -161,6 +164,37 @@ async def cache_eviction(ctx: Context, result: ScenarioResult) -> None:
         state.close()
     fault_end = time.monotonic()
     await ctx.finish(result, start, fault_end)
+
+
+async def resumes_of_evicted_buffers(ctx: Context, result: ScenarioResult, cache: Redis) -> None:
+    """A client walks away from a stream, its buffer is evicted (here: deleted, as allkeys-lru drops
+    a cold key), the client resumes: it is told the answer is gone, never handed part of one."""
+    client = ctx.client()
+    try:
+        statuses = []
+        for evicted in (("",), ("", ":meta")):  # the events only; the events and the stream's meta
+            left = await client.chat_stream("How many vacation days do employees get?", stop_after=2)
+            if len(left.events) < 2 or not left.events[0].data.get("stream_id"):
+                statuses.append(f"could not start a stream: {left.outcome.status}")
+                continue
+            stream_id = left.events[0].data["stream_id"]
+            key = f"gw:stream:{stream_id}"
+
+            def finished(key: str = key) -> bool:  # evicted after the answer ended: nobody rewrites it
+                last = cache.xrevrange(key, count=1)
+                return bool(last) and last[0][1][b"event"] in (b"done", b"error")
+
+            await eventually(finished, timeout_s=60)
+            await asyncio.to_thread(cache.delete, *(f"{key}{suffix}" for suffix in evicted))
+            resumed = await client.chat_stream(last_event_id=left.events[-1].id, kind="chat-sse-resume")
+            statuses.append(resumed.outcome.status)
+    finally:
+        await client.aclose()
+    result.check(
+        "a resume whose buffer was evicted is told so (stream_gone), never given a truncated answer",
+        statuses == ["error-event:stream_gone", "410"],
+        ", ".join(statuses),
+    )
 
 
 def _bytes(size: str) -> int:
