@@ -105,3 +105,22 @@ def test_bad_limits_are_explained() -> None:
         parse_p95_limits("500")
     with pytest.raises(ValueError, match="not a number"):
         parse_p95_limits("*=fast")
+
+
+def test_the_echo_ratio_is_judged_only_with_an_echo_figure_of_the_same_run() -> None:
+    # 66,000 searches in 60 s = 1,100 req/s.
+    assert "QPS /v1/search* ÷ echo" not in by_gate(GateConfig(), summary())
+    assert by_gate(GateConfig(echo_rps=1_800.0), summary())["QPS /v1/search* ÷ echo"]  # 0.61
+    assert not by_gate(GateConfig(echo_rps=2_000.0), summary())["QPS /v1/search* ÷ echo"]  # 0.55
+    measured = next(v for v in evaluate(summary(), GateConfig(echo_rps=2_000.0)) if "echo" in v.gate)
+    assert measured.measured.startswith("0.55 (1,100 ÷ 2,000 req/s)")
+    assert "QPS /v1/search* ÷ echo" not in by_gate(
+        GateConfig(echo_rps=2_000.0, min_echo_ratio=None), summary()
+    )
+
+
+def test_p99_limits_are_judged_per_endpoint_when_set() -> None:
+    # The helper's p99 is twice its p95: 80 ms for vector, 120 ms for bm25.
+    verdicts = by_gate(GateConfig(max_p99_ms={"/v1/search": 100.0}), summary())
+    assert verdicts["p99 POST /v1/search [vector]"] and not verdicts["p99 POST /v1/search [bm25]"]
+    assert not any(gate.startswith("p99") for gate in by_gate(GateConfig(), summary()))

@@ -35,3 +35,17 @@ def test_the_shown_command_hides_the_key_and_url_passwords() -> None:
     )
     assert "rfk_secret" not in shown and "hunter2" not in shown and "rfk_2" not in shown
     assert "redis://***@127.0.0.1:6390/0" in shown
+
+
+def test_the_tail_scenario_implies_its_pool_and_gate_and_the_command_line_still_wins(tmp_path) -> None:
+    from ragfleet.loadtests.run import locust_argv
+
+    args, passthrough = parser().parse_known_args(
+        ["--scenario", "search-tail", "--report-dir", str(tmp_path), "--query-pool-size", "500"]
+    )
+    args.command_line = []
+    argv = locust_argv(args, "http://127.0.0.1:1", [], passthrough)
+    assert argv[-1] == "SearchUser"
+    sizes = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--query-pool-size"]
+    assert sizes == ["20000", "500"]  # the last occurrence is what Locust keeps
+    assert argv[argv.index("--gate-p99-ms") + 1] == "*=500"

@@ -52,7 +52,9 @@ def run_loadtest(stack: Stack, report_dir: Path, *args: str) -> subprocess.Compl
         "1",
         *args,
     ]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    # Generous: each Locust process takes 5-60 s to start on a shared 2-core box, and a search
+    # run starts two (the echo reference, then the run).
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
 
 
 def failed_gates(report_dir: Path) -> str:
@@ -94,9 +96,16 @@ def test_an_impossible_qps_gate_fails_the_run(stack: Stack, tmp_path: Path) -> N
         tmp_path,
         *("--scenario", "search", "--users", "2", "--duration", "3s"),
         *("--gate-qps", "1000000", "--gate-hit-rate", "off", "--gate-p95-ms", "off"),
+        # The ratio gate's reference: the echo app under the same Locust first, with a target any
+        # run that answered at all meets.
+        *("--echo-seconds", "2", "--gate-echo-ratio", "0.0001"),
     )
     assert done.returncode == GATES_FAILED_EXIT_CODE, done.stderr[-3000:]
     facts = json.loads((tmp_path / "summary.json").read_text())
     failed = [v["gate"] for v in facts["verdicts"] if not v["passed"]]
     assert failed == ["QPS /v1/search*"]
+    ratio = next(v for v in facts["verdicts"] if v["gate"] == "QPS /v1/search* ÷ echo")
+    assert ratio["passed"] and "req/s" in ratio["measured"]
+    echo = json.loads((tmp_path / "echo" / "summary.json").read_text())
+    assert echo["summary"]["total_requests"] > 0 and echo["summary"]["total_failures"] == 0
     assert "FAILED" in (tmp_path / "summary.md").read_text()

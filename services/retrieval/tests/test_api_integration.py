@@ -122,6 +122,8 @@ def test_search_end_to_end(run_service: ServiceStarter, redis_url: str, tmp_path
         ({"query": "x", "collection": "nope"}, 404, "collection 'nope' does not exist"),
         ({"vector": [0.1] * 3}, 400, "vector has 3 dimensions"),
         ({"query": "x", "filters": {"year": {"near": 3}}}, 400, "unknown filter operator"),
+        ({"query": "x", "filters": {"tag": list(range(257))}}, 422, "at most 256 values in 'in'"),
+        ({"query": "x", "filters": {f"f{i}": 1 for i in range(17)}}, 422, "at most 16 fields"),
         ({"query": "x", "mode": "sideways"}, 422, "mode"),
         ({"vector": [0.1] * 384, "mode": "bm25"}, 422, "needs a query text"),
         ({}, 422, "give a query text or a vector"),

@@ -3,6 +3,7 @@ cached question is answered from the cache; once the source document is updated 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,33 @@ def test_a_paraphrase_hits_until_the_source_document_changes(
 
         metrics = client.get("/metrics").text
         assert 'ragfleet_semantic_cache_requests_total{cache="search",result="hit"}' in metrics
+
+
+def test_questions_asked_again_after_their_answers_expired_are_answered(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    # A question stays in the semantic index after its exact answer expired. Asked again, it
+    # found itself there and waited for its own key's computation — the one it was running — and
+    # hung for good, and so did every question near it (so did two paraphrases asked at once).
+    service = run_service(
+        "retrieval-expiry",
+        "ragfleet.retrieval",
+        "RAGFLEET_RETRIEVAL_",
+        {
+            "REDIS_URL": redis_url,
+            "DATA_DIR": str(tmp_path / "data"),
+            "EMBED_THREADS": "1",
+            "ACCESS_LOG": "false",
+            "CACHE_L1_TTL_S": "0.5",
+            "CACHE_L2_TTL_S": "0.5",
+        },
+        ready_path="/readyz",
+    )
+    with httpx.Client(base_url=service.url, timeout=10) as client:
+        upsert(client, DOCS, collection="expiry")
+        assert ask(client, "Which animal purrs?", "expiry").headers["x-cache"] == "miss"
+        assert ask(client, "What animal is it that purrs?", "expiry").headers["x-cache"] == "hit-semantic"
+        time.sleep(1.0)  # both tiers let the answer go; the semantic index still has the question
+        again = ask(client, "Which animal purrs?", "expiry")
+        assert again.headers["x-cache"] == "miss" and first(again)["document_id"] == "cats"
+        assert ask(client, "What animal is it that purrs?", "expiry").headers["x-cache"] == "hit-semantic"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import httpx
 
+from ragfleet.common.contracts import TENANT_HEADER
+
 PASSAGES: dict[str, str] = {
     "deploy": "Deploy ragfleet on Kubernetes with the Helm chart: helm install ragfleet charts/ragfleet. "
     "Every service gets probes, resource requests and limits, and a horizontal pod autoscaler.",
@@ -54,7 +56,7 @@ def seed(
     response = httpx.post(
         f"{retrieval_url.rstrip('/')}/internal/v1/collections/{collection}/upsert",
         json={"chunks": chunks},
-        headers={"X-Ragfleet-Tenant": tenant},
+        headers={TENANT_HEADER: tenant},
         timeout=timeout_s,
     )
     response.raise_for_status()

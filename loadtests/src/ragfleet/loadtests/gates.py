@@ -52,6 +52,13 @@ class GateConfig:
     # Endpoint-name prefix -> p95 limit in ms; "*" applies to every endpoint not matched otherwise.
     max_p95_ms: dict[str, float] = field(default_factory=lambda: {"*": 2000.0})
     max_ttft_p95_ms: float | None = 3000.0
+    # The same per prefix for p99 (the tail scenario's bound); none by default.
+    max_p99_ms: dict[str, float] = field(default_factory=dict)
+    # The ratio gate: QPS of --gate-qps-endpoint ÷ the bare echo app's req/s under the same Locust
+    # in the same run (``echo_rps``, measured by the runner just before). It holds on any machine
+    # where the absolute QPS gate is only true of one kind; without an echo figure it is not judged.
+    min_echo_ratio: float | None = 0.6
+    echo_rps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,16 +124,27 @@ def evaluate(summary: RunSummary, config: GateConfig) -> list[Verdict]:
             measured = f"{hit.rate:.1%}: {hit.describe()}"
             verdicts.append(Verdict("cache hit rate", target, measured, hit.rate > config.min_hit_rate))
 
+    matched = [e for e in requests if e.name.startswith(config.qps_endpoint)]
+    successes = sum(e.requests - e.failures for e in matched)
+    qps = successes / summary.duration_s if summary.duration_s > 0 else 0.0
     if config.min_qps is not None:
-        matched = [e for e in requests if e.name.startswith(config.qps_endpoint)]
-        successes = sum(e.requests - e.failures for e in matched)
-        qps = successes / summary.duration_s if summary.duration_s > 0 else 0.0
         verdicts.append(
             Verdict(
                 f"QPS {config.qps_endpoint}*",
                 f"> {config.min_qps:g} successful req/s",
                 f"{qps:,.0f} req/s ({successes} in {summary.duration_s:.1f} s)",
                 bool(matched) and qps > config.min_qps,
+            )
+        )
+
+    if config.min_echo_ratio is not None and config.echo_rps:
+        ratio = qps / config.echo_rps
+        verdicts.append(
+            Verdict(
+                f"QPS {config.qps_endpoint}* ÷ echo",
+                f">= {config.min_echo_ratio:g} (bare echo app, same Locust, same run)",
+                f"{ratio:.2f} ({qps:,.0f} ÷ {config.echo_rps:,.0f} req/s)",
+                bool(matched) and ratio >= config.min_echo_ratio,
             )
         )
 
@@ -153,6 +171,19 @@ def evaluate(summary: RunSummary, config: GateConfig) -> list[Verdict]:
                 f"<= {limit:g} ms",
                 f"{endpoint.p95_ms:g} ms",
                 endpoint.p95_ms <= limit,
+            )
+        )
+
+    for endpoint in requests:
+        limit = _p95_limit(config.max_p99_ms, endpoint.name)
+        if limit is None or endpoint.requests == 0:
+            continue
+        verdicts.append(
+            Verdict(
+                f"p99 {endpoint.label}",
+                f"<= {limit:g} ms",
+                f"{endpoint.p99_ms:g} ms",
+                endpoint.p99_ms <= limit,
             )
         )
 

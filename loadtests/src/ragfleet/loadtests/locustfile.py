@@ -5,8 +5,8 @@ The users live in ``users.py``, the run's bookkeeping (gates, report, exit code)
 """
 
 from ragfleet.loadtests import hooks
-from ragfleet.loadtests.users import ChatUser, ChatWebSocketUser, IngestUser, SearchUser
+from ragfleet.loadtests.users import ChatUser, ChatWebSocketUser, EchoUser, IngestUser, SearchUser
 
 hooks.register()
 
-__all__ = ["ChatUser", "ChatWebSocketUser", "IngestUser", "SearchUser"]
+__all__ = ["ChatUser", "ChatWebSocketUser", "EchoUser", "IngestUser", "SearchUser"]

@@ -69,11 +69,27 @@ def add_options(parser: Any) -> None:
     option(
         "--gate-qps-endpoint", default="/v1/search", help=f"{group}: request-name prefix the QPS gate counts"
     )
+    option(
+        "--gate-echo-ratio",
+        default="0.6",
+        help=f"{group}: minimum QPS ÷ --echo-rps (judged only when --echo-rps is given), or 'off'",
+    )
+    option(
+        "--echo-rps",
+        type=float,
+        default=0.0,
+        help=f"{group}: the bare echo app's req/s under this Locust, measured in this run (the runner sets it)",
+    )
     option("--gate-failure-ratio", default="0.01", help=f"{group}: maximum failed/total, or 'off'")
     option(
         "--gate-p95-ms",
         default="*=2000",
         help=f"{group}: p95 limits per request-name prefix, e.g. '*=1000,/v1/chat=3000', or 'off'",
+    )
+    option(
+        "--gate-p99-ms",
+        default="off",
+        help=f"{group}: p99 limits per request-name prefix, like --gate-p95-ms, or 'off'",
     )
     option(
         "--gate-ttft-p95-ms", default="3000", help=f"{group}: chat time-to-first-token p95 limit, or 'off'"
@@ -101,5 +117,8 @@ def gate_config(options: Any) -> GateConfig:
         qps_endpoint=options.gate_qps_endpoint,
         max_failure_ratio=parse_target(options.gate_failure_ratio),
         max_p95_ms=parse_p95_limits(options.gate_p95_ms),
+        max_p99_ms=parse_p95_limits(options.gate_p99_ms),
         max_ttft_p95_ms=parse_target(options.gate_ttft_p95_ms),
+        min_echo_ratio=parse_target(options.gate_echo_ratio),
+        echo_rps=options.echo_rps or None,
     )

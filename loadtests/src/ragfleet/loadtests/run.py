@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ragfleet.loadtests import corpus
 from ragfleet.loadtests.options import ENV_PREFIX, stack_metrics_urls
-from ragfleet.loadtests.scenarios import MIXES, SCENARIOS
+from ragfleet.loadtests.scenarios import MIXES, SCENARIO_OPTIONS, SCENARIOS
 
 log = logging.getLogger("ragfleet.loadtests.run")
 
@@ -79,6 +79,21 @@ def parser() -> argparse.ArgumentParser:
         help="/metrics of retrieval and of each gateway replica (repeatable; default: make run's ports)",
     )
     p.add_argument("--start-stack", action="store_true", help="start the one-machine stack for this run")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first run the scenario this long with every gate off (fills the caches), report in <report-dir>/warmup",
+    )
+    p.add_argument(
+        "--echo-seconds",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="search scenario: first load the bare echo app this long with the same Locust and users, "
+        "for the ratio gate (--gate-echo-ratio); 0 turns it off",
+    )
     cluster = p.add_argument_group("cluster timeline (Kubernetes targets)")
     cluster.add_argument(
         "--watch", action="store_true", help="record the cluster with ragfleet-ops watch while Locust runs"
@@ -180,10 +195,31 @@ def maybe_stack(start: bool) -> Iterator[tuple[str, str, list[str]] | None]:
         stack.stop()
 
 
+# Appended after the caller's options for the runs that only prepare the measured one (the last
+# occurrence of an option wins).
+GATES_OFF = [
+    *("--gate-hit-rate", "off", "--gate-qps", "off", "--gate-failure-ratio", "off"),
+    *("--gate-p95-ms", "off", "--gate-p99-ms", "off", "--gate-ttft-p95-ms", "off"),
+    *("--gate-echo-ratio", "off"),
+]
+ECHO_USER = "EchoUser"
+ECHO_WORKERS = 2  # as many processes as make run has gateway replicas, one per core here
+
+
 def locust_argv(
-    args: argparse.Namespace, host: str, metrics_urls: list[str], passthrough: Sequence[str]
+    args: argparse.Namespace,
+    host: str,
+    metrics_urls: list[str],
+    passthrough: Sequence[str],
+    *,
+    duration: str | None = None,
+    report_dir: Path | None = None,
+    users: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    report_dir: Path = args.report_dir
+    """Locust's command line for the scenario; the keyword arguments make the preparing runs."""
+    report_dir = report_dir or args.report_dir
+    duration = duration or args.duration
     files = f"{LOCUSTFILE},{RAMPFILE}" if args.ramp else str(LOCUSTFILE)
     argv = [
         sys.executable,
@@ -195,7 +231,7 @@ def locust_argv(
         "--host",
         host,
         "--run-time",
-        args.duration,
+        duration,
         "--csv",
         str(report_dir / "locust"),
         "--csv-full-history",
@@ -217,7 +253,39 @@ def locust_argv(
         argv += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate or args.users)]
     for url in metrics_urls:
         argv += ["--metrics-url", url]
-    return [*argv, *passthrough, *SCENARIOS[args.scenario]]
+    implied = SCENARIO_OPTIONS.get(args.scenario, [])
+    return [*argv, *implied, *passthrough, *extra, *(users or SCENARIOS[args.scenario])]
+
+
+def successful_rps(report_dir: Path, endpoint: str = "/v1/search") -> float:
+    """Successful req/s on ``endpoint*`` of a finished run, from its summary.json (as the QPS gate counts)."""
+    summary = json.loads((report_dir / "summary.json").read_text(encoding="utf-8"))["summary"]
+    matched = [e for e in summary["endpoints"] if e["name"].startswith(endpoint)]
+    successes = sum(e["requests"] - e["failures"] for e in matched)
+    return successes / summary["duration_s"] if summary["duration_s"] > 0 else 0.0
+
+
+def measure_echo(
+    args: argparse.Namespace, metrics_urls: list[str], passthrough: Sequence[str], env: dict[str, str]
+) -> float:
+    """The bare echo app's req/s under this Locust, with the scenario's users, bodies and headers."""
+    from ragfleet.bench.calibration import serve_echo
+
+    report_dir = args.report_dir / "echo"
+    with serve_echo(workers=ECHO_WORKERS) as (url, _):
+        command = locust_argv(
+            args, url, metrics_urls, passthrough, duration=f"{args.echo_seconds:g}s",
+            report_dir=report_dir, users=[ECHO_USER], extra=GATES_OFF,
+        )  # fmt: skip
+        log.info(
+            "echo reference (%g s, %d workers): %s", args.echo_seconds, ECHO_WORKERS, shlex.join(command)
+        )
+        subprocess.run(command, env=env)
+    rps = successful_rps(report_dir)
+    if rps <= 0:
+        raise RuntimeError(f"the echo reference answered nothing (see {report_dir})")
+    log.info("echo reference: %.0f req/s", rps)
+    return rps
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,10 +303,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             retrieval = args.seed_corpus or metrics_urls[0].removesuffix("/metrics")
             log.info("seeded %d chunks into %s", corpus.seed(retrieval, args.collection), retrieval)
         api_key = args.api_key or create_api_key(redis_url, args.scenario)
-        command = locust_argv(args, host, metrics_urls, passthrough)
-        log.info("running: %s", shlex.join(command))
         # The key travels in the environment, not on a command line anyone can read in `ps`.
         env = _child_env({API_KEY_ENV: api_key})
+        if args.warmup > 0:
+            warmup = locust_argv(
+                args, host, metrics_urls, passthrough, duration=f"{args.warmup:g}s",
+                report_dir=args.report_dir / "warmup", extra=GATES_OFF,
+            )  # fmt: skip
+            log.info("warm-up (%g s, gates off): %s", args.warmup, shlex.join(warmup))
+            subprocess.run(warmup, env=env)
+        extra: list[str] = []
+        if args.scenario == "search" and args.echo_seconds > 0 and not args.ramp:
+            # Right before the measured run, so both see the machine in the same state.
+            extra = ["--echo-rps", f"{measure_echo(args, metrics_urls, passthrough, env):.1f}"]
+        command = locust_argv(args, host, metrics_urls, passthrough, extra=extra)
+        log.info("running: %s", shlex.join(command))
         if args.watch:
             exit_code = run_watched(args, command, env)
         else:

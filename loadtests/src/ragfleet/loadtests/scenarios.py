@@ -11,6 +11,17 @@ SCENARIOS: dict[str, list[str]] = {
     "chat": ["ChatUser", "ChatWebSocketUser"],
     "ingest": ["SearchUser", "IngestUser"],
     "mixed": ["SearchUser", "ChatUser", "ChatWebSocketUser", "IngestUser"],
+    "search-tail": ["SearchUser"],
+}
+
+# Options a scenario implies (the command line can still override each; the last one wins).
+SCENARIO_OPTIONS: dict[str, list[str]] = {
+    # The tail under a wide pool: most questions are rare, so misses (an embedding each) are
+    # frequent and arrive while hits are served; hits must not wait behind them (issue #18).
+    "search-tail": [
+        *("--query-pool-size", "20000", "--zipf-exponent", "1.1", "--search-modes", "hybrid"),
+        *("--gate-p99-ms", "*=500", "--gate-qps", "off"),
+    ],
 }
 
 # Class weights of the mixed scenario per --mix: (search, chat REST+SSE, chat WebSocket, ingest).

@@ -99,9 +99,22 @@ class SearchUser(RagfleetUser):
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
                 return
-            X_CACHE_SEEN[response.headers.get("x-cache", "absent")] += 1
-            if not isinstance(response.json().get("results"), list):
-                response.failure("search answer has no 'results' list")
+            self.check(response)
+
+    def check(self, response: Any) -> None:
+        X_CACHE_SEEN[response.headers.get("x-cache", "absent")] += 1
+        if not isinstance(response.json().get("results"), list):
+            response.failure("search answer has no 'results' list")
+
+
+class EchoUser(SearchUser):
+    """The search user's very requests, sent to the bare echo app (ragfleet.bench.echo): the
+    reference of the ratio gate. Same Locust, same bodies and headers, so what the ratio leaves
+    out is exactly the load generator's own cost and the server stack's floor."""
+
+    def check(self, response: Any) -> None:
+        if response.content != b'{"echo":"ok"}':
+            response.failure("not the echo app's answer")
 
 
 def sse_events(chunks: Any) -> Any:

@@ -17,7 +17,6 @@ from ragfleet.common.errors import install_error_handlers
 from ragfleet.gateway.auth import require_key
 from ragfleet.gateway.benchmarks import LocalRunner, Runner
 from ragfleet.gateway.config import GatewaySettings
-from ragfleet.gateway.dependencies import get_benchmark_runner, get_settings
 from ragfleet.gateway.keys import ADMIN_KEY_ID, Principal
 from ragfleet.gateway.routers import benchmarks
 
@@ -48,15 +47,9 @@ def app_with(runner: Runner | None, settings: GatewaySettings, key_id: str = ADM
     async def caller() -> Principal:
         return principal
 
-    async def the_runner() -> Runner | None:
-        return runner
-
-    async def the_settings() -> GatewaySettings:
-        return settings
-
     app.dependency_overrides[require_key] = caller
-    app.dependency_overrides[get_benchmark_runner] = the_runner
-    app.dependency_overrides[get_settings] = the_settings
+    app.state.benchmark_runner = runner  # what the gateway's lifespan sets
+    app.state.settings = settings
     return app
 
 

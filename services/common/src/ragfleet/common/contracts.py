@@ -91,6 +91,11 @@ class SearchRequest(BaseModel):
     per_document: int = Field(
         2, ge=1, le=MAX_TOP_K, description="rank=document: at most this many chunks per document"
     )
+    semantic: bool = Field(
+        True,
+        description="may answer with the results of an earlier question close in meaning (the semantic "
+        "cache, X-Cache: hit-semantic); false: this question's own results",
+    )
     filters: dict[str, Any] | None = Field(
         None,
         description='metadata conditions, ANDed: {"lang": "en"}, {"tag": {"in": [..]}}, '

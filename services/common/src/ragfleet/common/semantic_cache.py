@@ -27,18 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from prometheus_client import Counter
 
-SEMANTIC_REQUESTS = Counter(
-    "ragfleet_semantic_cache_requests_total",
-    "Semantic cache lookups by cache name and result (hit, miss).",
-    ["cache", "result"],
-)
-SEMANTIC_CHECKS = Counter(
-    "ragfleet_semantic_cache_checks_total",
-    "Semantic hits verified against the real answer, by result (agree, false_hit).",
-    ["cache", "result"],
-)
+from ragfleet.common.cache.stats import SEMANTIC_CHECKS, SEMANTIC_REQUESTS
 
 # make eval (docs/eval.md): at 0.80, 14 of 24 paraphrases hit and no distinct question of 64 does;
 # at 0.70 every paraphrase hits but 2 distinct questions do (false hits).

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from ragfleet.common.contracts import CollectionName, SearchMode
 from ragfleet.common.errors import NotFound, PayloadTooLarge, RagfleetError
+from ragfleet.gateway.chat_cache import ChatAnswerCache
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import Principal
@@ -73,6 +74,11 @@ class ChatAnswer(BaseModel):
     model: str
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+    cache: str = Field(
+        "miss",
+        description="miss, hit-l1 / hit-l2 (this question was answered before), or hit-semantic (a "
+        "question close in meaning was); also the X-Cache header",
+    )
 
 
 def format_sources(sources: list[dict[str, Any]]) -> str:
@@ -103,6 +109,7 @@ class ChatService:
         memory: ConversationStore,
         buffer: StreamBuffer,
         stats: GatewayStats,
+        answer_cache: ChatAnswerCache | None = None,
     ) -> None:
         self.settings = settings
         self.downstream = downstream
@@ -110,6 +117,7 @@ class ChatService:
         self.memory = memory
         self.buffer = buffer
         self.stats = stats
+        self.answer_cache = answer_cache
         self.generations: set[asyncio.Task[None]] = set()
         # The streams this replica is generating, by id: their own clients read them from here.
         self.live: dict[str, LiveStream] = {}
@@ -121,20 +129,25 @@ class ChatService:
                 f"message is longer than the limit of {limit} characters", details={"limit_chars": limit}
             )
 
-    async def _retrieve(self, principal: Principal, request: ChatRequest) -> list[dict[str, Any]]:
+    def _search_payload(self, request: ChatRequest) -> dict[str, Any]:
+        return {
+            "query": request.message,
+            "collection": request.collection,
+            "top_k": request.top_k or self.settings.chat_top_k,
+            "mode": request.mode,
+        }
+
+    async def _retrieve(
+        self, principal: Principal, request: ChatRequest
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The sources, and the question retrieval answered (an earlier one on a semantic hit)."""
         # Through the search cache's edge tier: a question asked again is answered from this
         # replica's memory, even while retrieval is unavailable.
-        content, cache = await self.answers.search(
-            principal,
-            {
-                "query": request.message,
-                "collection": request.collection,
-                "top_k": request.top_k or self.settings.chat_top_k,
-                "mode": request.mode,
-            },
-        )
+        content, cache = await self.answers.search(principal, self._search_payload(request))
         self.stats.count_search_cache(cache)
-        results = orjson.loads(content).get("results", [])
+        body = orjson.loads(content)
+        results = body.get("results", [])
+        matched = body.get("query")
         return [
             {
                 "id": str(position),
@@ -145,7 +158,15 @@ class ChatService:
                 "metadata": hit.get("metadata") or {},
             }
             for position, hit in enumerate(results, start=1)
-        ]
+        ], matched if isinstance(matched, str) else None
+
+    async def _first_source_of(self, principal: Principal, request: ChatRequest) -> str | None:
+        """The first document retrieval finds for the message itself (no semantic cache)."""
+        content, _ = await self.answers.search(
+            principal, {**self._search_payload(request), "semantic": False}
+        )
+        results = orjson.loads(content).get("results", [])
+        return str(results[0].get("document_id")) if results else None
 
     async def generate(
         self, principal: Principal, request: ChatRequest, session_id: str, stream_id: str | None = None
@@ -153,7 +174,10 @@ class ChatService:
         principal.require_collection(request.collection)
         self.check_message(request)
         check_session_id(session_id)
-        sources, conversation = await asyncio.gather(
+        cache = self.answer_cache
+        # Read before retrieving: a write after it leaves this answer under the old version.
+        version = await cache.version(principal.tenant, request.collection) if cache else None
+        (sources, matched), conversation = await asyncio.gather(
             self._retrieve(principal, request), self.memory.load(session_owner(principal), session_id)
         )
         yield "sources", {"session_id": session_id, "sources": sources}
@@ -176,18 +200,44 @@ class ChatService:
         if request.max_tokens is not None:
             payload["max_tokens"] = request.max_tokens
 
+        key = None
+        cached: dict[str, Any] | None = None
+        tier = "miss"
+        # Only a first turn: a later one's answer depends on the conversation before it.
+        if cache is not None and version is not None and matched is not None and not conversation.history():
+            shape = {k: v for k, v in payload.items() if k != "messages"}
+            shape |= {"system": system_prompt, "top_k": request.top_k or self.settings.chat_top_k}
+            shape["mode"] = request.mode
+            key = cache.key(principal.tenant, request.collection, version, matched, shape)
+            cached, tier = await cache.lookup(
+                key, principal.tenant, request.collection, asked=request.message, matched=matched
+            )
         parts: list[str] = []
         finish_reason: str | None = None
         usage: dict[str, Any] | None = None
-        async for chunk in self.downstream.chat_completion_stream(principal, payload):
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    parts.append(text)
-                    yield "token", {"text": text}
-                finish_reason = choice.get("finish_reason") or finish_reason
+        if cached is not None:
+            assert cache is not None
+            finish_reason = cached.get("finish_reason")
+            parts.append(str(cached.get("answer", "")))
+            yield "token", {"text": parts[0]}
+            if tier == "hit-semantic":
+                first = sources[0]["document_id"] if sources else None
+                cache.maybe_verify(first, lambda: self._first_source_of(principal, request))
+        else:
+            async for chunk in self.downstream.chat_completion_stream(principal, payload):
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        parts.append(text)
+                        yield "token", {"text": text}
+                    finish_reason = choice.get("finish_reason") or finish_reason
         answer = "".join(parts)
+        if cache is not None and key is not None and cached is None and finish_reason == "stop":
+            # Complete answers only: one cut short by max_tokens or an error is not the answer.
+            await cache.store(
+                key, principal.tenant, request.collection, {"answer": answer, "finish_reason": finish_reason}
+            )
         if stream_id is None or await self._remember_once(stream_id):
             await self.memory.append(
                 session_owner(principal),
@@ -203,6 +253,7 @@ class ChatService:
                 "model": model,
                 "finish_reason": finish_reason,
                 "usage": usage,
+                "cache": tier,
             },
         )
 
@@ -240,6 +291,7 @@ class ChatService:
             model=done["model"],
             finish_reason=done["finish_reason"],
             usage=done["usage"],
+            cache=done["cache"],
         )
 
     async def _remember_once(self, stream_id: str) -> bool:

@@ -77,6 +77,13 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
     # Chat.
     chat_model: str = "extractive"
     chat_top_k: int = Field(5, ge=1, le=50)
+    # The answer cache of chat (chat_cache.py): a first turn asked before, or a paraphrase that
+    # retrieval's semantic cache matched to one (RAGFLEET_RETRIEVAL_SEMANTIC_CACHE_THRESHOLD),
+    # gets the cached answer without calling the model; versioned by collection like the search cache.
+    chat_cache: bool = Field(True, description="answer a first-turn question asked before from the cache")
+    chat_cache_verify_rate: float = Field(
+        0.02, ge=0.0, le=1.0, description="share of semantic chat hits re-checked to count false hits"
+    )
     llm_timeout_s: float = Field(120.0, gt=0)
 
     # Resumable streams.

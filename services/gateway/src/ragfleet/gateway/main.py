@@ -15,6 +15,7 @@ from ragfleet.common.clients import create_http_client, create_redis
 from ragfleet.gateway.auth import Authenticator
 from ragfleet.gateway.benchmarks import LocalRunner, create_runner
 from ragfleet.gateway.chat import ChatService
+from ragfleet.gateway.chat_cache import ChatAnswerCache
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import KeyStore
@@ -58,7 +59,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             block_ms=block_ms,
         )
         edge_cache = None
-        if settings.search_edge_cache:
+        if settings.search_edge_cache or settings.chat_cache:
             edge_cache = TwoTierCache(
                 redis,
                 service="gateway",
@@ -67,8 +68,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 versions=state_redis,
             )
             await edge_cache.start()
-        search_answers = SearchAnswers(downstream, edge_cache)
-        chat = ChatService(settings, downstream, search_answers, memory, buffer, stats)
+        search_answers = SearchAnswers(downstream, edge_cache if settings.search_edge_cache else None)
+        answer_cache = (
+            ChatAnswerCache(edge_cache, verify_rate=settings.chat_cache_verify_rate)
+            if edge_cache is not None and settings.chat_cache
+            else None
+        )
+        chat = ChatService(settings, downstream, search_answers, memory, buffer, stats, answer_cache)
         app.state.redis = redis
         app.state.state_redis = state_redis
         app.state.http = http

@@ -101,8 +101,10 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     )
 
     # Chunking and embedding
-    chunk_size_chars: int = Field(1000, ge=100, description="target chunk length")
-    chunk_overlap_chars: int = Field(150, ge=0, description="text repeated from the previous chunk")
+    # 600/90 measured best on both `make eval` sets (docs/eval.md): a 1000-character chunk often
+    # passes MiniLM's 256-token window (13-33 % of chunks did), and the text past it is never embedded.
+    chunk_size_chars: int = Field(600, ge=100, description="target chunk length")
+    chunk_overlap_chars: int = Field(90, ge=0, description="text repeated from the previous chunk")
     embed_batch_size: int = Field(32, ge=1, le=1024)
     upsert_batch_size: int = Field(128, ge=1, le=4096)
 

@@ -66,7 +66,7 @@ def identify(headers: Mapping[str, str]) -> Caller:
     """The gateway passes ``X-Ragfleet-Key-Id`` and ``X-Ragfleet-Tenant``; direct callers send a bearer key."""
     tenant = headers.get(TENANT_HEADER.lower()) or "default"
     if not is_valid_name(tenant):
-        raise BadRequest(f"X-Ragfleet-Tenant {tenant!r} is not a valid tenant id ({NAME_PATTERN})")
+        raise BadRequest(f"{TENANT_HEADER} {tenant!r} is not a valid tenant id ({NAME_PATTERN})")
     key_id = headers.get(KEY_ID_HEADER.lower())
     if key_id:
         return Caller(f"key:{key_id[:128]}", tenant)

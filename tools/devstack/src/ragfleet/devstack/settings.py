@@ -29,6 +29,14 @@ class DevstackSettings(BaseSettings):
         "always",
         description="when the state Redis fsyncs its append-only file (processes.redis_conf says why)",
     )
+    retrieval_workers: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="retrieval's uvicorn workers, one onnxruntime thread each: one Python process "
+        "cannot keep two cores busy with index searches and the HTTP around them (0.41 of the "
+        "store's in-process rate with one)",
+    )
     nginx: bool = Field(True, description="front the gateways with NGINX (off: serve one gateway directly)")
     worker: bool = Field(True, description="start a Celery worker")
     worker_metrics_port: int = Field(
@@ -61,4 +69,7 @@ class DevstackSettings(BaseSettings):
             "cache_redis_port": free_port(),
             "worker_metrics_port": free_port(),
         }
-        return cls(run_dir=run_dir, **{**ports, "load_sample_corpus": False, **overrides})
+        # One retrieval process in tests: it starts faster and holds one index and one model, on
+        # machines where the whole suite shares two cores.
+        defaults = {"load_sample_corpus": False, "retrieval_workers": 1}
+        return cls(run_dir=run_dir, **{**ports, **defaults, **overrides})

@@ -218,6 +218,11 @@ class Stack:
             env = self._common_env(prefix, name, port)
             if name == "retrieval":
                 env[f"{prefix}DATA_DIR"] = str(self.run_dir / "data" / "retrieval")
+                env[f"{prefix}WORKERS"] = str(s.retrieval_workers)
+                if s.retrieval_workers > 1:
+                    # Each worker batches its own queries: one thread each keeps the processes
+                    # from fighting over the cores when both embed.
+                    env[f"{prefix}EMBED_THREADS"] = "1"
             if name == "ingestion":
                 env[f"{prefix}RETRIEVAL_URL"] = self.service_url(s.retrieval_port)
             started.append(

@@ -1,7 +1,7 @@
-"""`make eval`: every chunking x search setting through the retrieval API, a report, a choice.
+"""`make eval`: every eval set x chunking x search setting through the retrieval API, a report, a choice.
 
-Settings are chosen on the development questions only (best MRR@10, then hit@1); the held-out
-third is reported beside them to show whether the choice carries over.
+Settings are chosen on the development questions only (best MRR@10 averaged over the sets, then
+hit@1); each set's held-out third is reported beside them to show whether the choice carries over.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import orjson
 
 from ragfleet.common.embeddings import Embedder
 from ragfleet.eval import semantic
-from ragfleet.eval.dataset import ROOT, Question, load_documents, load_questions
+from ragfleet.eval.dataset import ROOT, SETS, EvalSet, Question
 from ragfleet.eval.metrics import Scores, score
 from ragfleet.eval.runner import (
     Chunking,
@@ -33,7 +33,22 @@ from ragfleet.eval.runner import (
 log = logging.getLogger("ragfleet.eval")
 
 REPO = ROOT.parents[1]
+# The default (600/90, ingestion's chunk_size_chars/chunk_overlap_chars) and the one it replaced.
 CHUNKINGS = [Chunking(600, 90), Chunking(1000, 150)]
+
+
+def quick_grid() -> list[Setting]:
+    """The defaults and their nearest neighbours: for comparing chunkings (``--quick``)."""
+    grid = [Setting("request defaults")]
+    for alpha in (0.6, 0.7, 0.8):
+        grid.append(
+            Setting(
+                f"hybrid relative_score a={alpha}, document rank, title 0.5",
+                {"mode": "hybrid", "fusion": "relative_score", "alpha": alpha, "title_weight": 0.5},
+            )
+        )
+    grid.append(Setting("vector, chunk rank", {"mode": "vector", "rank": "chunk"}))
+    return grid
 
 
 def settings_grid() -> list[Setting]:
@@ -61,58 +76,98 @@ def settings_grid() -> list[Setting]:
     return grid
 
 
-def _row(chunking: Chunking, setting: Setting, dev: Scores, held: Scores) -> dict[str, Any]:
-    return {"chunking": str(chunking), "setting": setting.name, "request": setting.request,
+def _row(eval_set: str, chunking: Chunking, setting: Setting, dev: Scores, held: Scores) -> dict[str, Any]:
+    return {"set": eval_set, "chunking": str(chunking), "setting": setting.name, "request": setting.request,
             "dev": dev.as_dict(), "held_out": held.as_dict()}  # fmt: skip
 
 
-def run(questions: Sequence[Question], work_dir: Path, chunkings: Sequence[Chunking]) -> list[dict[str, Any]]:
-    documents = load_documents()
+def run(
+    eval_sets: Sequence[EvalSet], work_dir: Path, chunkings: Sequence[Chunking], grid: Sequence[Setting]
+) -> list[dict[str, Any]]:
     cache = EmbeddingCache(Embedder(), work_dir)
-    dev = [q for q in questions if not q.held_out]
-    held = [q for q in questions if q.held_out]
     rows = []
     with retrieval_service(work_dir / f"stack-{time.time():.0f}") as url, client_for(url) as client:
-        for chunking in chunkings:
-            started = time.perf_counter()
-            chunks = index_corpus(client, documents, chunking, cache)
-            log.info("indexed %s: %d chunks in %.0f s", chunking, chunks, time.perf_counter() - started)
-            for setting in settings_grid():
-                dev_scores = score(ask(client, chunking.collection, dev, setting), [q.relevant for q in dev])
-                held_scores = score(
-                    ask(client, chunking.collection, held, setting), [q.relevant for q in held]
-                )
-                rows.append(_row(chunking, setting, dev_scores, held_scores))
+        for eval_set in eval_sets:
+            documents, questions = eval_set.load()
+            dev = [q for q in questions if not q.held_out]
+            held = [q for q in questions if q.held_out]
+            for chunking in chunkings:
+                started = time.perf_counter()
+                collection = f"{eval_set.name}-{chunking.collection}"
+                chunks = index_corpus(client, documents, chunking, cache, collection)
+                log.info("indexed %s %s: %d chunks in %.0f s", eval_set.name, chunking, chunks,
+                         time.perf_counter() - started)  # fmt: skip
+                for setting in grid:
+                    dev_scores = score(ask(client, collection, dev, setting), [q.relevant for q in dev])
+                    held_scores = score(ask(client, collection, held, setting), [q.relevant for q in held])
+                    rows.append(_row(eval_set.name, chunking, setting, dev_scores, held_scores))
     return rows
 
 
+def _combined(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per chunking x setting: each score averaged over the sets (each set counts once)."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault((row["chunking"], row["setting"]), []).append(row)
+    combined = []
+    for (chunking, setting), group in grouped.items():
+        mean = {
+            part: {m: sum(r[part][m] for r in group) / len(group) for m in group[0][part]}
+            for part in ("dev", "held_out")
+        }
+        combined.append({"chunking": chunking, "setting": setting, "sets": [r["set"] for r in group], **mean})
+    return combined
+
+
 def best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return max(rows, key=lambda r: (r["dev"]["mrr@10"], r["dev"]["hit@1"], r["dev"]["ndcg@10"]))
+    return max(_combined(rows), key=lambda r: (r["dev"]["mrr@10"], r["dev"]["hit@1"], r["dev"]["ndcg@10"]))
 
 
-def markdown(rows: Sequence[dict[str, Any]], questions: Sequence[Question], took_s: float) -> str:
-    held = sum(q.held_out for q in questions)
+def _cells(row: dict[str, Any]) -> list[str]:
+    return [
+        f"{r['hit@1']:.3f} / {r['hit@5']:.3f} / {r['mrr@10']:.3f} / {r['ndcg@10']:.3f}"
+        for r in (row["dev"], row["held_out"])
+    ]
+
+
+def markdown(rows: Sequence[dict[str, Any]], questions: dict[str, list[Question]], took_s: float) -> str:
     choice = best(rows)
+    counts = ", ".join(
+        f"{name}: {len(qs)} questions ({sum(not q.held_out for q in qs)} development, "
+        f"{sum(q.held_out for q in qs)} held out)"
+        for name, qs in questions.items()
+    )
     lines = [
         "# make eval — results",
         "",
         f"Generated by `make eval` in {took_s:.0f} s on {platform.node()} ({platform.machine()}, "
-        f"{platform.python_version()}). {len(questions)} questions: {len(questions) - held} development, "
-        f"{held} held out. Document-level: a search's chunks become a document ranking at each "
-        "document's best chunk. Each cell: hit@1 / hit@5 / MRR@10 / nDCG@10.",
+        f"{platform.python_version()}). Sets — {counts}. Document-level: a search's chunks become a "
+        "document ranking at each document's best chunk. Each cell: hit@1 / hit@5 / MRR@10 / nDCG@10.",
         "",
-        f"**Best on the development questions:** chunking {choice['chunking']}, {choice['setting']} "
-        f"(held out: hit@1 {choice['held_out']['hit@1']:.3f}, MRR@10 {choice['held_out']['mrr@10']:.3f}).",
+        f"**Best on the development questions (mean over the sets):** chunking {choice['chunking']}, "
+        f"{choice['setting']} (held out, mean: hit@1 {choice['held_out']['hit@1']:.3f}, "
+        f"MRR@10 {choice['held_out']['mrr@10']:.3f}).",
+        "",
+        "## Mean over the sets",
         "",
         "| chunking | setting | development | held out |",
         "| --- | --- | --- | --- |",
     ]
-    for row in rows:
-        cells = [
-            f"{r['hit@1']:.3f} / {r['hit@5']:.3f} / {r['mrr@10']:.3f} / {r['ndcg@10']:.3f}"
-            for r in (row["dev"], row["held_out"])
-        ]
+    for row in _combined(rows):
+        cells = _cells(row)
         lines.append(f"| {row['chunking']} | {row['setting']} | {cells[0]} | {cells[1]} |")
+    for name in questions:
+        lines += [
+            "",
+            f"## Set `{name}`",
+            "",
+            "| chunking | setting | development | held out |",
+            "| --- | --- | --- | --- |",
+        ]
+        for row in rows:
+            if row["set"] == name:
+                cells = _cells(row)
+                lines.append(f"| {row['chunking']} | {row['setting']} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -129,24 +184,34 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="SIZE/OVERLAP (repeatable; default 600/90 and 1000/150)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        choices=sorted(SETS),
+        default=None,
+        help="eval set (repeatable; default all)",
+    )
+    parser.add_argument("--quick", action="store_true", help="only the defaults and their neighbours")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per search otherwise
     chunkings = [Chunking(*map(int, c.split("/"))) for c in args.chunking] if args.chunking else CHUNKINGS
-    questions = load_questions(documents=load_documents())
+    eval_sets = [SETS[name] for name in (args.set or SETS)]
+    questions = {eval_set.name: eval_set.load()[1] for eval_set in eval_sets}
     started = time.perf_counter()
-    rows = run(questions, args.work_dir, chunkings)
+    rows = run(eval_sets, args.work_dir, chunkings, quick_grid() if args.quick else settings_grid())
     took = time.perf_counter() - started
-    semantic_rows = semantic.measure(questions, Embedder())
-    paraphrases = len(semantic.PARAPHRASES_FILE.read_text(encoding="utf-8").splitlines())
-    report = (
-        markdown(rows, questions, took) + "\n" + semantic.markdown(semantic_rows, paraphrases, len(questions))
-    )
+    report = markdown(rows, questions, took)
+    if "sqlite" in questions:  # the paraphrases are of the SQLite questions
+        sqlite_questions = questions["sqlite"]
+        semantic_rows = semantic.measure(sqlite_questions, Embedder())
+        paraphrases = len(semantic.PARAPHRASES_FILE.read_text(encoding="utf-8").splitlines())
+        report += "\n" + semantic.markdown(semantic_rows, paraphrases, len(sqlite_questions))
     args.report.write_text(report, encoding="utf-8")
     if args.json:
         args.json.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
     choice = best(rows)
-    log.info("best on development questions: %s, %s: %s; held out %s", choice["chunking"], choice["setting"],
+    log.info("best on development questions (mean over sets): %s, %s: %s; held out %s", choice["chunking"], choice["setting"],
              choice["dev"], choice["held_out"])  # fmt: skip
     log.info("report: %s", args.report)
     return 0

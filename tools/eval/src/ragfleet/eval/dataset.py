@@ -1,4 +1,9 @@
-"""The evaluation set: documents (`corpus/*.md`, the SQLite docs, public domain) and graded questions.
+"""The evaluation sets: documents (`corpus/*.md`) and graded questions (`questions.jsonl`).
+
+Two sets of different kinds of text, so that a setting chosen on one is checked on the other:
+``sqlite`` (`tools/eval/`: the SQLite SQL reference pages, public domain, 47 documents, 64
+questions) and ``lua`` (`tools/eval/lua/`: the Lua 5.2 reference manual split by section, Expat
+licence, 63 documents, 50 questions).
 
 Questions are split once, by their number, into a development part (what settings are chosen
 on) and a held-out part (never used to choose; reported beside it, to show whether a choice
@@ -15,6 +20,27 @@ import orjson
 ROOT = Path(__file__).resolve().parents[3]
 CORPUS_DIR = ROOT / "corpus"
 QUESTIONS_FILE = ROOT / "questions.jsonl"
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    root: Path  # holds corpus/*.md and questions.jsonl
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def questions_file(self) -> Path:
+        return self.root / "questions.jsonl"
+
+    def load(self) -> tuple[list[Document], list[Question]]:
+        documents = load_documents(self.corpus_dir)
+        return documents, load_questions(self.questions_file, documents)
+
+
+SETS = {"sqlite": EvalSet("sqlite", ROOT), "lua": EvalSet("lua", ROOT / "lua")}
 
 
 @dataclass(frozen=True)

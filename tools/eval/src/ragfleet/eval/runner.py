@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.common.embeddings import Embedder
 from ragfleet.devstack.processes import free_port, start_redis, start_service
 from ragfleet.eval.dataset import Document, Question
@@ -117,9 +118,14 @@ def retrieval_service(work_dir: Path, env: dict[str, str] | None = None) -> Iter
 
 
 def index_corpus(
-    client: httpx.Client, documents: Sequence[Document], chunking: Chunking, cache: EmbeddingCache
+    client: httpx.Client,
+    documents: Sequence[Document],
+    chunking: Chunking,
+    cache: EmbeddingCache,
+    collection: str | None = None,
 ) -> int:
-    """Chunk, embed and upsert every document into the chunking's collection; returns chunks."""
+    """Chunk, embed and upsert every document into `collection` (default: the chunking's); returns chunks."""
+    collection = collection or chunking.collection
     rows: list[dict[str, Any]] = []
     for doc in documents:
         sections = parse(doc.data, DocumentFormat.MARKDOWN)
@@ -139,7 +145,7 @@ def index_corpus(
             )
     for start in range(0, len(rows), 256):
         response = client.post(
-            f"/internal/v1/collections/{chunking.collection}/upsert",
+            f"/internal/v1/collections/{collection}/upsert",
             json={"chunks": rows[start : start + 256]},
         )
         response.raise_for_status()
@@ -162,7 +168,7 @@ def ask(
 
 
 def client_for(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"X-Ragfleet-Tenant": TENANT}, timeout=120.0)
+    return httpx.Client(base_url=url, headers={TENANT_HEADER: TENANT}, timeout=120.0)
 
 
 def wait_for(predicate: Any, timeout_s: float = 30.0) -> None:

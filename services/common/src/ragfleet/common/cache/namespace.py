@@ -117,6 +117,66 @@ class CacheNamespace(Generic[T]):
         await cache._redis_call("set", cache.redis.set, key, payload, px=int(cache.config.l2_ttl_s * 1000))
         return value, "miss"
 
+    # -- values made elsewhere: looked up and stored in two steps ----------------------------------
+
+    def key_at(self, tenant: str, collection: str, version: int, request: Mapping[str, Any] | str) -> str:
+        """The key of ``request`` at a version read earlier (see ``lookup``)."""
+        return f"{self._prefix}{tenant}:{collection}:{version}:{request_hash(request)}"
+
+    async def lookup(self, key: str, scope: tuple[str, str]) -> tuple[T | None, CacheResult]:
+        """L1, then L2, without computing: for a value that is not one call's result (a streamed
+        chat answer is built while it is sent). Store it afterwards with ``store`` under the same
+        key, built by ``key_at`` with the version read *before* the value's inputs were: a write
+        meanwhile leaves it under the old version, where nothing reads it."""
+        value = self.cache.l1.get(key)
+        if value is not None:
+            self._l1_hit.inc()
+            return value, self._hit_result
+        self._l1_miss.inc()
+        if self.edge:
+            return None, "miss"
+        blob = await self.cache._redis_call("get", self.cache.redis.get, key)
+        if blob is self.cache.FAILED:
+            self._l2_error.inc()
+            return None, "miss"
+        if blob is not None:
+            try:
+                value = self.codec.decode(unpack(blob))
+            except Exception:
+                log.warning("dropping an unreadable cache entry", extra={"cache_key": key})
+            if value is not None:
+                self._l2_hit.inc()
+                self.cache._l1_set(key, value, scope)
+                return value, "hit-l2"
+        self._l2_miss.inc()
+        return None, "miss"
+
+    async def store(self, key: str, scope: tuple[str, str], value: T) -> None:
+        self.cache._l1_set(key, value, scope)
+        if not self.edge:
+            payload = pack(self.codec.encode(value), self.cache.config.compress_min_bytes)
+            ttl_ms = int(self.cache.config.l2_ttl_s * 1000)
+            await self.cache._redis_call("set", self.cache.redis.set, key, payload, px=ttl_ms)
+
+    async def peek(self, tenant: str, collection: str | None, request: Mapping[str, Any] | str) -> T | None:
+        """The value if a tier holds it now (promoted into L1 from L2); never computes it and never
+        waits for a computation in flight. For a caller that already holds another key's
+        single-flight: waiting for a second key there can deadlock with a caller doing the reverse.
+        Not counted as a lookup (the caller's own ``get_or_compute`` was)."""
+        key = await self.key(tenant, collection, request)
+        value: T | None = self.cache.l1.get(key)
+        if value is not None or self.edge:
+            return value
+        blob = await self.cache._redis_call("get", self.cache.redis.get, key)
+        if blob is self.cache.FAILED or blob is None:
+            return None
+        try:
+            value = self.codec.decode(unpack(blob))
+        except Exception:
+            return None
+        self.cache._l1_set(key, value, (tenant, collection or ""))
+        return value
+
     # -- aliases: a value filed again under a second key, in L1 only ------------------------------
 
     def seen_version(self, tenant: str, collection: str) -> int | None:

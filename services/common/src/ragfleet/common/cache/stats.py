@@ -27,6 +27,19 @@ CACHE_INVALIDATIONS = Counter(
     ["outcome"],
 )
 
+# The semantic caches' (ragfleet.common.semantic_cache for searches, the gateway's chat answers):
+# here, without numpy, so a service that only counts (the gateway) does not need the model runtime.
+SEMANTIC_REQUESTS = Counter(
+    "ragfleet_semantic_cache_requests_total",
+    "Semantic cache lookups by cache name and result (hit, miss).",
+    ["cache", "result"],
+)
+SEMANTIC_CHECKS = Counter(
+    "ragfleet_semantic_cache_checks_total",
+    "Semantic hits verified against the real answer, by result (agree, false_hit).",
+    ["cache", "result"],
+)
+
 
 def cache_stats() -> dict[str, Any]:
     """Hit rates per cache and tier, from ``ragfleet_cache_requests_total`` (all workers' samples).

@@ -104,7 +104,9 @@ async def chat(
         # Read from this replica's memory, not back from the (evictable) Redis buffer.
         return sse_response(chat, started.stream_id, started.live.tail(0), started.session_id)
     answer = await until_disconnected(request, chat.answer(principal, body))
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return Response(
+        answer.model_dump_json(), media_type="application/json", headers={"X-Cache": answer.cache}
+    )
 
 
 @router.get(

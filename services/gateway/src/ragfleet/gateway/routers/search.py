@@ -30,15 +30,10 @@ from ragfleet.gateway.auth import (
     presented_key,
 )
 from ragfleet.gateway.body_limits import SizeLimitedRoute
-from ragfleet.gateway.dependencies import (
-    SearchAnswersDep,
-    SettingsDep,
-    StatsDep,
-    get_search_answers,
-    get_settings,
-    get_stats,
-)
-from ragfleet.gateway.search_answers import EdgeAnswer
+from ragfleet.gateway.config import GatewaySettings
+from ragfleet.gateway.dependencies import SearchAnswersDep, SettingsDep, StatsDep
+from ragfleet.gateway.search_answers import EdgeAnswer, SearchAnswers
+from ragfleet.gateway.stats import GatewayStats
 
 _JSON = b"application/json"
 
@@ -103,10 +98,13 @@ class EdgeSearchRoute(SizeLimitedRoute):
         """None when answered; else the ``receive`` the ordinary route must read from."""
         started = time.perf_counter()
         connection = HTTPConnection(scope)
-        answers = await get_search_answers(connection)
+        # This runs before FastAPI resolves dependencies: it reads the same app.state attributes
+        # the SearchAnswersDep/SettingsDep/StatsDep aliases do, directly.
+        state = connection.app.state
+        answers: SearchAnswers = state.search_answers
         if answers.edge is None:
             return receive
-        settings = await get_settings(connection)
+        settings: GatewaySettings = state.settings
         declared = connection.headers.get("content-length", "")
         if not declared.isdigit() or int(declared) > settings.max_body_bytes:
             # An oversized (or undeclared) body is the ordinary route's to refuse at once, before
@@ -129,7 +127,8 @@ class EdgeSearchRoute(SizeLimitedRoute):
         if answer is None or not principal.may_use(answer.collection):
             return replay
         await authenticator.enforce_rate_limit(principal)  # RateLimited: the app's handler answers 429
-        (await get_stats(connection)).count_search_cache("hit-edge")
+        stats: GatewayStats = state.stats
+        stats.count_search_cache("hit-edge")
         content, gzipped = encoded_answer(
             answer,
             (time.perf_counter() - started) * 1000,

@@ -25,6 +25,11 @@ class SearchResponse(BaseModel):
     took_ms: float
     mode: SearchMode
     collection: str
+    query: str | None = Field(
+        None,
+        description="the question these results answer, normalised (lower case, single spaces); on a "
+        "semantic hit the earlier question close in meaning whose results these are",
+    )
 
 
 class CollectionSummary(BaseModel):

@@ -105,12 +105,20 @@ class SearchService:
             "f": request.filters,
             "e": self.model if request.mode != "bm25" else None,  # results of another model never match
         }
+        if not request.semantic:  # its own entry: the default's may hold another question's results
+            key["s"] = False
 
         semantic_hit = False
 
         async def compute() -> bytes:
             nonlocal semantic_hit
-            if self.semantic is None or text is None or request.vector is not None or request.mode == "bm25":
+            if (
+                self.semantic is None
+                or not request.semantic
+                or text is None
+                or request.vector is not None
+                or request.mode == "bm25"
+            ):
                 return await self._search_uncached(tenant, request, text)
             body, semantic_hit = await self._search_semantic(tenant, request, text, key)
             return body
@@ -162,13 +170,12 @@ class SearchService:
         self.semantic.drop_older(tenant, request.collection, version)
         scope = (tenant, request.collection, version, request_hash({**key, "q": None}))
         found = self.semantic.lookup(scope, vector)
-        if found is not None:
-            original = request.model_copy(update={"query": found.request["q"]})
-
-            async def recompute() -> bytes:  # the original answer left the exact cache meanwhile
-                return await self._search_uncached(tenant, original, found.request["q"])
-
-            body, _ = await self.results.get_or_compute(tenant, request.collection, found.request, recompute)
+        # The close question's answer only if a tier still holds it: this request holds its own
+        # key's single-flight, and waiting for the other key's (get_or_compute) deadlocked two
+        # paraphrases asked at once, each waiting for the other — and then every later question
+        # near either of them (seen under load: vector and hybrid search hung, bm25 answered).
+        body = await self.results.peek(tenant, request.collection, found.request) if found else None
+        if body is not None:
             if self.semantic.should_verify():
                 task = asyncio.create_task(self._verify(tenant, request, text, body))
                 self._checks.add(task)
@@ -223,6 +230,9 @@ class SearchService:
                 "results": [_result(hit) for hit in hits],
                 "mode": request.mode,
                 "collection": request.collection,
+                # The question these results answer: on a semantic hit, the earlier one's, which is
+                # how a caller (the gateway's chat cache) knows which question it was matched to.
+                "query": text,
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from ragfleet.common.contracts import NAME_PATTERN, Fusion, SearchMode, is_valid_name
-from ragfleet.common.errors import BadRequest, NotFound
+from ragfleet.common.errors import BadRequest, NotFound, Unprocessable
 
 MetadataValue = str | int | float | bool
 
@@ -41,6 +41,46 @@ def validate_name(kind: str, value: str) -> str:
 
 
 # --- filters -----------------------------------------------------------------------------------
+
+# What one filter may hold. The embedded index answers a filter in a lookup or two binary searches
+# per value and field (metadata_index.py), so these bound a filter's cost; they also bound what a
+# filter adds to cache keys and to Weaviate queries.
+MAX_FILTER_FIELDS = 16
+MAX_FILTER_IN_VALUES = 256  # values in one `in` list
+MAX_FILTER_VALUE_CHARS = 512  # characters of a field name or of a string value or bound
+
+
+class FilterTooComplex(Unprocessable):
+    code = "filter_too_complex"
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message, details={"limit": limit})
+
+
+def check_filter_complexity(raw: Mapping[str, Any]) -> None:
+    """Refuse, naming the limit, a filter beyond the limits above (before any parsing work)."""
+    if len(raw) > MAX_FILTER_FIELDS:
+        raise FilterTooComplex(
+            f"filters have {len(raw)} fields; at most {MAX_FILTER_FIELDS} fields are allowed",
+            MAX_FILTER_FIELDS,
+        )
+    for name, condition in raw.items():
+        operands = condition.values() if isinstance(condition, Mapping) else [condition]
+        for operand in operands:
+            items = operand if isinstance(operand, list) else [operand]
+            if len(items) > MAX_FILTER_IN_VALUES:
+                raise FilterTooComplex(
+                    f"filter on {str(name)[:64]!r} has {len(items)} values in 'in'; "
+                    f"at most {MAX_FILTER_IN_VALUES} values in 'in' are allowed",
+                    MAX_FILTER_IN_VALUES,
+                )
+            for item in (name, *items):
+                if isinstance(item, str) and len(item) > MAX_FILTER_VALUE_CHARS:
+                    raise FilterTooComplex(
+                        f"filter on {str(name)[:64]!r} holds a string of {len(item)} characters; "
+                        f"field names and values may have at most {MAX_FILTER_VALUE_CHARS} characters",
+                        MAX_FILTER_VALUE_CHARS,
+                    )
 
 
 def parse_iso_date(value: str) -> datetime:
@@ -64,7 +104,7 @@ class FieldCondition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     eq: MetadataValue | None = None
-    in_: list[MetadataValue] | None = Field(None, alias="in", min_length=1, max_length=1000)
+    in_: list[MetadataValue] | None = Field(None, alias="in", min_length=1, max_length=MAX_FILTER_IN_VALUES)
     gt: float | str | None = None
     gte: float | str | None = None
     lt: float | str | None = None
@@ -166,9 +206,12 @@ class MetadataFilter(RootModel[dict[str, FieldCondition]]):
 
 
 def parse_filters(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilter | None:
-    """Validate filters given as plain data; a bad filter is a `BadRequest` that names the problem."""
+    """Validate filters given as plain data; a bad filter is a `BadRequest` that names the problem,
+    one beyond the complexity limits a `FilterTooComplex` (422) that names the limit."""
     if raw is None or isinstance(raw, MetadataFilter):
         return raw or None
+    if isinstance(raw, Mapping):
+        check_filter_complexity(raw)
     try:
         parsed = MetadataFilter.model_validate(dict(raw))
     except ValidationError as exc:

@@ -4,6 +4,10 @@ vectors, BM25 and the chunk records, persisted with a write-ahead log and snapsh
 Concurrency: searches run on many threads at once (hnswlib queries are thread-safe with each
 other); writes to one collection are serialised and exclude its searches for their duration (a
 readers-writer lock), since hnswlib's add/resize/delete are not safe against concurrent queries.
+
+Over 500 lines on purpose: the state, its persistence and its searches share one set of locks
+and labels; what stands on its own (BM25, the metadata index, fusion, the file formats) lives
+in its own module.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ragfleet.retrieval.store.base import (
 from ragfleet.retrieval.store.bm25 import BM25Index
 from ragfleet.retrieval.store.fusion import fuse
 from ragfleet.retrieval.store.index_settings import IndexSettings
+from ragfleet.retrieval.store.metadata_index import MetadataIndex
 from ragfleet.retrieval.store.persistence import CollectionFiles, Snapshot, WriteAheadLog
 from ragfleet.retrieval.store.rwlock import RWLock
 
@@ -76,6 +81,7 @@ class CollectionIndex:
         self._texts: list[str | None] = []
         self._positions: list[int] = []
         self._metadata: list[dict[str, Any] | None] = []
+        self._metadata_index = MetadataIndex()
         self._alive = np.zeros(self._capacity, dtype=bool)
         self._label_of: dict[str, int] = {}
         self._doc_labels: dict[str, set[int]] = {}
@@ -204,6 +210,7 @@ class CollectionIndex:
             labels.tolist(), snapshot.records, strict=True
         ):
             self._set_record(label, chunk_id, doc_id, text, position, metadata)
+        self._metadata_index.compact(force=True)
         if snapshot.bm25 is not None and snapshot.bm25.tokenizer_version == TOKENIZER_VERSION:
             self._bm25 = BM25Index.from_arrays(snapshot.bm25, labels)
             self.bm25_source = "snapshot"
@@ -288,6 +295,7 @@ class CollectionIndex:
         self._texts[label] = text
         self._positions[label] = position
         self._metadata[label] = metadata
+        self._metadata_index.add(label, metadata)
         self._alive[label] = True
         self._label_of[chunk_id] = label
         self._doc_labels.setdefault(doc_id, set()).add(label)
@@ -302,6 +310,9 @@ class CollectionIndex:
                 labels.discard(label)
                 if not labels:
                     del self._doc_labels[doc_id]
+        metadata = self._metadata[label]
+        if metadata is not None:
+            self._metadata_index.remove(label, metadata)
         self._chunk_ids[label] = self._doc_ids[label] = self._texts[label] = None
         self._metadata[label] = None
         self._alive[label] = False
@@ -325,6 +336,7 @@ class CollectionIndex:
         # Re-adding a label updates its vector, and un-deletes it if it was a tombstone.
         threads = (os.cpu_count() or 1) if len(rows) >= 1000 else 1
         self._hnsw.add_items(vectors, labels, num_threads=threads)
+        self._metadata_index.compact()
         self._version += 1
 
     def _apply_delete(self, chunk_ids: list[str]) -> int:
@@ -338,6 +350,7 @@ class CollectionIndex:
             self._hnsw.mark_deleted(label)
             self._free.append(label)
             removed += 1
+        self._metadata_index.compact()
         self._version += 1
         return removed
 
@@ -453,10 +466,10 @@ class CollectionIndex:
     def _filter_mask(self, metadata_filter: MetadataFilter | None) -> np.ndarray | None:
         """A boolean mask by label of the live chunks matching the filter (None: no filter).
 
-        Evaluating a filter is a pass over every chunk's metadata, so masks are cached per
-        (index version, filter) — repeated filtered queries between writes pay it once.
+        The metadata index answers it in lookups (metadata_index.py); the masks are also cached
+        per (index version, filter), which spares repeated filtered queries even those.
         """
-        if metadata_filter is None:
+        if not metadata_filter:  # no condition: every live chunk matches
             return None
         key = (self._version, orjson.dumps(metadata_filter.model_dump(by_alias=True, exclude_none=True)))
         with self._filter_masks_lock:
@@ -464,10 +477,7 @@ class CollectionIndex:
             if mask is not None:
                 self._filter_masks.move_to_end(key)
                 return mask
-        mask = np.zeros(len(self._chunk_ids), dtype=bool)
-        for label, metadata in enumerate(self._metadata):
-            if metadata is not None and metadata_filter.matches(metadata):
-                mask[label] = True
+        mask = self._metadata_index.mask(metadata_filter, len(self._chunk_ids))
         with self._filter_masks_lock:
             self._filter_masks[key] = mask
             while len(self._filter_masks) > self.settings.filter_cache_size:
