@@ -69,7 +69,9 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             versions=versions,
         )
         app.state.redis, app.state.store, app.state.batcher, app.state.cache = redis, store, batcher, cache
-        models = CollectionModels(redis) if settings.embedding_model_check else None
+        # The model that wrote a collection is a record, not a cache: on the state Redis (losing it
+        # would silently stop the 409 check until the next write), beside the collection versions.
+        models = CollectionModels(versions) if settings.embedding_model_check else None
         app.state.models = models
         collection_settings = CollectionSettingsStore(versions)  # what a user set: the state Redis
         app.state.collection_settings = collection_settings
