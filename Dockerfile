@@ -27,7 +27,11 @@ COPY . /src
 RUN find /src -type f ! -name pyproject.toml ! -name uv.lock -delete \
     && find /src -type d -empty -delete
 
-# ---- build: a virtualenv with the dependencies, then the code ----
+# ---- build: every image's virtualenv, in one stage ----
+# One stage for all the images rather than one per image: each wheel is downloaded once and
+# hnswlib compiled once (uv's cache lives through the whole step, whatever an engine does with
+# cache mounts), and the engine commits one build layer instead of one per image. Each image then
+# copies its own virtualenv out of it.
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
 # A compiler for the dependencies that ship no wheel (hnswlib); it stays in this stage. Python's
@@ -46,36 +50,49 @@ ENV HNSWLIB_NO_NATIVE=1 \
     CXXFLAGS="-march=${CPU_TARGET} -mtune=generic" \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=never \
-    UV_PROJECT_ENVIRONMENT=/app/.venv
+    UV_PYTHON_DOWNLOADS=never
 WORKDIR /src
 # Runs a step trusting the optional extra CA bundle (the build secret `ca_bundle`); see the script.
 COPY tools/containers/with-ca-bundle /usr/local/bin/with-ca-bundle
-# The workspace package to install: ragfleet-${SERVICE} (services/<name>, or loadtests). Declared
-# after the shared steps above so that every image reuses them.
-ARG SERVICE=gateway
+# The images to make virtualenvs for: workspace packages ragfleet-<service> (services/<name>, or
+# loadtests). `make images` passes the ones it builds; an image whose service is not in the list
+# fails at its COPY --from=build below.
+ARG SERVICES="gateway retrieval llm-proxy ingestion loadtests"
 
 # 1. Dependencies only: rebuilt when a pyproject.toml or uv.lock changes, not when the code does.
 #    --locked, not --frozen: uv fails the build when the lock does not match the workspace it sees,
-#    which is the check that no workspace member is missing from the build context.
+#    which is the check that no workspace member is missing from the build context. Relocatable
+#    virtualenvs (scripts start through a relative path), because each is built at
+#    /venvs/<service> and lives at /app/.venv in its image.
 COPY --from=manifests /src/ ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=secret,id=ca_bundle \
-    with-ca-bundle uv sync --locked --no-dev --no-install-workspace --package "ragfleet-${SERVICE}"
+    for service in ${SERVICES}; do \
+      uv venv --quiet --relocatable "/venvs/${service}" \
+      && UV_PROJECT_ENVIRONMENT="/venvs/${service}" with-ca-bundle \
+         uv sync --locked --no-dev --no-install-workspace --package "ragfleet-${service}" \
+      || exit 1; \
+    done
 
 # 2. The code, installed as wheels (not editable), so the final image needs no source tree. uv
-#    installs only ${SERVICE}'s package and the workspace packages it depends on.
+#    installs only each service's package and the workspace packages it depends on.
 COPY . ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=secret,id=ca_bundle \
-    with-ca-bundle uv sync --locked --no-dev --no-editable --package "ragfleet-${SERVICE}"
+    for service in ${SERVICES}; do \
+      UV_PROJECT_ENVIRONMENT="/venvs/${service}" with-ca-bundle \
+        uv sync --locked --no-dev --no-editable --package "ragfleet-${service}" \
+      || exit 1; \
+    done
 
 # ---- runtime: the interpreter, the virtualenv, a non-root user; no compiler, no uv ----
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 ragfleet \
     && useradd --system --uid 10001 --gid ragfleet --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin ragfleet
-COPY --from=build /app/.venv /app/.venv
+# The workspace package this image runs: ragfleet-${SERVICE}.
+ARG SERVICE=gateway
+COPY --from=build /venvs/${SERVICE} /app/.venv
 # `python -m ${MODULE}` is the default command (the chart always sets its own).
 ARG MODULE=ragfleet.gateway
 # The port the service listens on (documentation for `docker run -P`).
@@ -92,7 +109,6 @@ USER 10001:10001
 WORKDIR /tmp
 EXPOSE ${PORT}
 # OCI labels, last so that a new revision re-labels without rebuilding anything above.
-ARG SERVICE=gateway
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/ragfleet/ragfleet

@@ -122,11 +122,13 @@ kind-up:  ## a kind cluster with ingress-nginx and metrics-server (needs docker 
 
 # Images and containers (docs/deploy.md, "Images"). CONTAINER_ENGINE=docker|podman (detected when
 # empty); REGISTRY/TAG name the images; EXTRA_CA_BUNDLE=path is trusted by the build steps (default:
-# the file SSL_CERT_FILE names, when set), handed in as a build secret, never kept in an image.
+# the file SSL_CERT_FILE names, when set), handed in as a build secret, never kept in an image;
+# IMAGES="gateway retrieval" builds (and pushes) only those (default: all five).
 CONTAINER_ENGINE ?=
 REGISTRY ?= ragfleet
 TAG ?= dev
 EXTRA_CA_BUNDLE ?=
+IMAGES ?=
 CONTAINERS = $(UV) run python -m ragfleet.containers $(if $(CONTAINER_ENGINE),--engine $(CONTAINER_ENGINE))
 
 container-deps:  ## install podman, buildah, runc, debootstrap where missing (as root) and configure podman
@@ -136,16 +138,16 @@ base-images: container-deps  ## build the base images locally (Debian's Python 3
 	$(CONTAINERS) base-images
 
 images: container-deps  ## build every image from ./Dockerfile (on make base-images' bases when present); sizes reported
-	$(CONTAINERS) images --registry $(REGISTRY) --tag $(TAG) $(if $(EXTRA_CA_BUNDLE),--extra-ca-bundle $(EXTRA_CA_BUNDLE))
+	$(CONTAINERS) images --registry $(REGISTRY) --tag $(TAG) $(if $(EXTRA_CA_BUNDLE),--extra-ca-bundle $(EXTRA_CA_BUNDLE)) $(if $(IMAGES),--only $(IMAGES))
 	@if command -v kind >/dev/null 2>&1 && kind get clusters 2>/dev/null | grep -qx ragfleet; then \
-		for s in gateway retrieval llm-proxy ingestion loadtests; do \
+		for s in $(or $(IMAGES),gateway retrieval llm-proxy ingestion loadtests); do \
 			kind load docker-image --name ragfleet $(REGISTRY)/ragfleet-$$s:$(TAG) || exit 1; done; fi
 
 test-containers: container-deps  ## the rendered chart's workloads as podman containers + end-to-end smoke through NGINX (after make images)
 	$(CONTAINERS) test --registry $(REGISTRY) --tag $(TAG)
 
 push: images  ## build, then push every image: make push REGISTRY=registry.example.com/team TAG=1.0.0
-	$(CONTAINERS) push --registry $(REGISTRY) --tag $(TAG)
+	$(CONTAINERS) push --registry $(REGISTRY) --tag $(TAG) $(if $(IMAGES),--only $(IMAGES))
 
 deploy:  ## helm upgrade --install on kind with your own helm (no root, no bootstrap), then wait for every rollout
 	@for tool in $(HELM) kubectl $(UV); do command -v $$tool >/dev/null || \

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from ragfleet.containers.base import uv_version
-from ragfleet.containers.images import IMAGES
+from ragfleet.containers.engine import Engine, EngineError
+from ragfleet.containers.images import IMAGES, build_images
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -84,3 +88,16 @@ def test_podman_settings_are_added_once_and_keep_the_rest() -> None:
     assert merged["engine"] == {"runtime": "runc"} and merged["network"]["network_backend"] == "netavark"
     chosen = '[engine]\nruntime = "crun"\n'
     assert tomllib.loads(configure(chosen))["engine"]["runtime"] == "crun"  # an admin's choice wins
+
+
+def test_the_dockerfile_builds_a_virtualenv_for_every_image_by_default() -> None:
+    # `docker build --build-arg SERVICE=x .` by hand (no SERVICES) must work for every image.
+    match = re.search(r'^ARG SERVICES="([^"]*)"$', (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert match, "the Dockerfile has no ARG SERVICES default"
+    assert match.group(1).split() == [image.service for image in IMAGES]
+
+
+def test_an_unknown_image_is_refused_before_anything_builds() -> None:
+    engine = Engine("podman", "/nonexistent/podman")  # never called: the name is checked first
+    with pytest.raises(EngineError, match="no such image: gatway"):
+        build_images(engine, registry="r", tag="t", base=None, only=["gatway"])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ragfleet.eval.dataset import load_documents, load_questions
+from ragfleet.eval.dataset import SETS, load_documents, load_questions
 from ragfleet.eval.metrics import documents, first_relevant_rank, ndcg, score
 
 
@@ -39,6 +39,16 @@ def test_the_question_set_judges_only_documents_of_the_corpus_and_holds_out_a_th
     docs = load_documents()
     questions = load_questions(documents=docs)
     assert len(docs) >= 40 and len(questions) >= 60
+    held = [q for q in questions if q.held_out]
+    assert 0.3 <= len(held) / len(questions) <= 0.36
+    assert all(2 in q.relevant.values() for q in questions)
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_every_set_judges_only_its_own_documents_and_holds_out_a_third(name: str) -> None:
+    docs, questions = SETS[name].load()  # load() refuses a judgement of an unknown document
+    assert len(docs) >= 40 and len(questions) >= 50
+    assert len({q.id for q in questions}) == len(questions)
     held = [q for q in questions if q.held_out]
     assert 0.3 <= len(held) / len(questions) <= 0.36
     assert all(2 in q.relevant.values() for q in questions)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -114,6 +115,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         observer=stats.observe,
         public=True,  # clients authenticate with API keys (auth.py); its own calls carry the token
     )
+    # Innermost (appended, where add_middleware prepends): inside the request context, in front
+    # of the framework's exception handling and routing.
+    app.user_middleware.append(Middleware(search_routes.EdgeSearchMiddleware))
     app.add_middleware(InFlightMiddleware, stats=stats)
     if settings.gzip_min_bytes:
         # GZip leaves text/event-stream alone, so streamed events are never held back to compress.

@@ -3,7 +3,7 @@
 Cosine similarity between vectors of different models is noise that looks like an answer: a
 collection embedded with model A and searched with model B's query vectors returns confident,
 wrong results. So the first write to a collection records the model that embedded its chunks
-(in Redis, beside the collection's cache version: ``ragfleet:collection-model:{tenant}:{name}``),
+(in the state Redis, beside the collection's cache version: ``ragfleet:collection-model:{tenant}:{name}``),
 a write with another model's vectors is refused, and a vector or hybrid search whose query
 embedder is another model is refused, both with 409 ``embedding_model_mismatch``.
 

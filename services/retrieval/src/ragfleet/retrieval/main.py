@@ -60,6 +60,7 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             max_batch=settings.embed_max_batch,
             max_wait_ms=settings.embed_max_wait_ms,
             max_queue=settings.embed_max_queue,
+            max_queue_s=settings.embed_max_queue_ms / 1000,
         )
         cache = TwoTierCache(
             redis,
@@ -69,7 +70,9 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             versions=versions,
         )
         app.state.redis, app.state.store, app.state.batcher, app.state.cache = redis, store, batcher, cache
-        models = CollectionModels(redis) if settings.embedding_model_check else None
+        # The model that wrote a collection is a record, not a cache: on the state Redis (losing it
+        # would silently stop the 409 check until the next write), beside the collection versions.
+        models = CollectionModels(versions) if settings.embedding_model_check else None
         app.state.models = models
         collection_settings = CollectionSettingsStore(versions)  # what a user set: the state Redis
         app.state.collection_settings = collection_settings

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     p_push = sub.add_parser("push", help="push the built images")
     p_push.add_argument("--registry", required=True)
     p_push.add_argument("--tag", required=True)
+    p_push.add_argument("--only", nargs="*", default=None, help="images to push (default: all)")
 
     p_test = sub.add_parser("test", help="run the rendered chart's workloads as containers, then the smoke")
     p_test.add_argument("--registry", default="ragfleet")
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(images.report(built))
         elif args.command == "push":
-            images.push_images(eng, registry=args.registry, tag=args.tag)
+            images.push_images(eng, registry=args.registry, tag=args.tag, only=args.only)
         elif args.command == "test":
             from ragfleet.containers import harness
 

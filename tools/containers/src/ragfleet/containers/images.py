@@ -99,15 +99,25 @@ def build_images(
 ) -> list[Built]:
     """Build the images; ``base`` (the local bases of ``make base-images``) replaces the
     Dockerfile's default python and uv images, which need a registry."""
-    common_args = {"REVISION": revision(), "SOURCE": source_url()}
+    unknown = sorted(set(only or ()) - {image.service for image in IMAGES})
+    if unknown:
+        raise EngineError(
+            f"no such image: {', '.join(unknown)} (images: {' '.join(i.service for i in IMAGES)})"
+        )
+    wanted = [image for image in IMAGES if not only or image.service in only]
+    # SERVICES: the virtualenvs the Dockerfile's shared build stage makes, the same for every
+    # image of this run, so the engine builds that stage once and every image reuses it.
+    common_args = {
+        "REVISION": revision(),
+        "SOURCE": source_url(),
+        "SERVICES": " ".join(image.service for image in wanted),
+    }
     if base is not None:
         common_args |= {"PYTHON_IMAGE": base.python, "UV_IMAGE": base.uv}
     bundle = ca_bundle(extra_ca_bundle)
     secrets = {"ca_bundle": bundle} if bundle else {}
     built: list[Built] = []
-    for image in IMAGES:
-        if only and image.service not in only:
-            continue
+    for image in wanted:
         ref = image.ref(registry, tag)
         started = time.monotonic()
         engine.build(
@@ -134,8 +144,10 @@ def report(built: list[Built]) -> str:
     return "\n".join(lines)
 
 
-def push_images(engine: Engine, *, registry: str, tag: str) -> None:
+def push_images(engine: Engine, *, registry: str, tag: str, only: list[str] | None = None) -> None:
     for image in IMAGES:
+        if only and image.service not in only:
+            continue
         ref = image.ref(registry, tag)
         if not engine.image_exists(ref):
             raise EngineError(f"{ref} is not built: run `make images REGISTRY={registry} TAG={tag}` first")
