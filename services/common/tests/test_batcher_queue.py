@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,4 +45,34 @@ async def test_a_full_queue_refuses_fast_and_the_accepted_texts_still_answer() -
         assert all(v.shape == (4,) for v in vectors)
     finally:
         model.gate.set()
+        await batcher.close()
+
+
+class SlowModel:
+    """Each text takes 50 ms: the time bound, not the count, is what refuses."""
+
+    model_name = "slow"
+    dim = 4
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(0.05 * len(texts))
+        return np.ones((len(texts), self.dim), dtype=np.float32)
+
+
+async def test_a_text_expected_to_wait_longer_than_the_bound_is_refused_fast() -> None:
+    batcher = MicroBatcher(SlowModel(), max_batch=1, max_wait_ms=0, max_queue=256)  # type: ignore[arg-type]
+    try:
+        await batcher.embed_one("measures the speed")  # >= 50 ms a text, more on a busy machine
+        # Room for four texts ahead of a new one, not five, at the speed just measured.
+        batcher.max_queue_s = 3.5 * batcher.seconds_per_text
+        accepted = [asyncio.ensure_future(batcher.embed_one(f"t{i}")) for i in range(4)]
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        with pytest.raises(ServiceUnavailable) as refused:
+            await batcher.embed_one("the fifth would wait for four")
+        assert time.perf_counter() - started < 0.05  # refused at once, not after waiting
+        assert refused.value.code == "embedder_busy"
+        assert refused.value.details["expected_wait_s"] > batcher.max_queue_s
+        assert len(await asyncio.wait_for(asyncio.gather(*accepted), 10)) == 4
+    finally:
         await batcher.close()

@@ -12,9 +12,15 @@ from ragfleet.chaos.cli import main
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
+# A stack of its own (about a minute to start on 2 shared cores), the load and the scenario: over
+# the suite's 300 s on a busy machine.
+@pytest.mark.timeout(600)
 @pytest.mark.xfail(
     strict=False,
-    reason="kombu on this Celery: a worker whose broker connection drops while a task is unacknowledged can die with 'Unrecoverable error: NoneType has no attribute hostname' (restore_unacked on a closed connection); kubelet restarts it in a cluster, make run does not yet. Open in #17 (session 3 note).",
+    reason="the worker death it was marked for is fixed (ingestion/broker.py; 'no service was restarted' "
+    "passed in every run), but three runs in session 4 on a machine at load average 10-17 failed other "
+    "checks: 'fully green again within 30 s' (client timeouts) twice, and once searches/chats 404 "
+    "collection_not_found throughout (cause not found). Reported to the lead in #17.",
 )
 def test_a_short_redis_outage_passes_with_nothing_lost(tmp_path: Path) -> None:
     report_dir = tmp_path / "report"

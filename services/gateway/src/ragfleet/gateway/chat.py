@@ -438,6 +438,9 @@ class ChatService:
         finally:
             lease.cancel()
             if not live.ended:  # stopped (no reader, shutdown): whoever still reads it gets an end
+                log.warning(
+                    "stream stopped before its final event", extra={"stream_id": stream_id, "seq": seq}
+                )
                 live.publish(
                     StreamEvent(
                         stream_id, seq + 1, "error",

@@ -45,6 +45,14 @@ class GatewaySettings(ServiceSettings, TwoTierCacheSettings):
     anonymous_rate_limit_burst: int = Field(30, ge=1, description="burst of the per-address limit")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest JSON request body")
     max_upload_bytes: int = Field(26_214_400, ge=1024, description="largest document upload")
+    max_concurrent_uploads_per_key: int = Field(
+        4, ge=1, description="uploads one API key may have in progress at once, across replicas (429 beyond)"
+    )
+    upload_slot_stale_s: float = Field(
+        600.0,
+        gt=0,
+        description="an upload slot older than this no longer counts (its replica died mid-upload)",
+    )
     max_message_chars: int = Field(16_000, ge=1, description="largest chat message")
     max_ws_message_bytes: int = Field(65_536, ge=1024, description="largest WebSocket frame accepted")
     gzip_min_bytes: int = Field(

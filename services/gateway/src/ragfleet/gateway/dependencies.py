@@ -15,6 +15,7 @@ from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.memory import ConversationStore
 from ragfleet.gateway.search_answers import SearchAnswers
 from ragfleet.gateway.stats import GatewayStats, RetrievalCacheStats
+from ragfleet.gateway.upload_slots import UploadSlots
 
 SettingsDep = Annotated[GatewaySettings, from_app_state("settings")]
 RedisDep = Annotated[Redis, from_app_state("redis")]
@@ -25,5 +26,6 @@ ChatDep = Annotated[ChatService, from_app_state("chat")]
 DownstreamDep = Annotated[Downstream, from_app_state("downstream")]
 MemoryDep = Annotated[ConversationStore, from_app_state("memory")]
 SearchAnswersDep = Annotated[SearchAnswers, from_app_state("search_answers")]
+UploadSlotsDep = Annotated[UploadSlots, from_app_state("upload_slots")]
 # None when the benchmark API is off (``benchmark_mode``).
 BenchmarkRunnerDep = Annotated[Runner | None, from_app_state("benchmark_runner")]

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -31,6 +32,7 @@ from ragfleet.gateway.routers.console import mount_console
 from ragfleet.gateway.search_answers import SearchAnswers
 from ragfleet.gateway.stats import GatewayStats, InFlightMiddleware, RetrievalCacheStats
 from ragfleet.gateway.streams import StreamBuffer
+from ragfleet.gateway.upload_slots import UploadSlots
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -83,6 +85,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.memory = memory
         app.state.chat = chat
         app.state.search_answers = search_answers
+        app.state.upload_slots = UploadSlots(
+            redis, settings.max_concurrent_uploads_per_key, settings.upload_slot_stale_s
+        )
         runner = app.state.benchmark_runner = create_runner(settings, http)
         app.state.authenticator = Authenticator(KeyStore(state_redis), RateLimiter(redis), settings)
         app.state.retrieval_cache_stats = RetrievalCacheStats(
@@ -110,6 +115,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         observer=stats.observe,
         public=True,  # clients authenticate with API keys (auth.py); its own calls carry the token
     )
+    # Innermost (appended, where add_middleware prepends): inside the request context, in front
+    # of the framework's exception handling and routing.
+    app.user_middleware.append(Middleware(search_routes.EdgeSearchMiddleware))
     app.add_middleware(InFlightMiddleware, stats=stats)
     if settings.gzip_min_bytes:
         # GZip leaves text/event-stream alone, so streamed events are never held back to compress.

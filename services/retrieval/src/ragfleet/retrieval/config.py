@@ -37,6 +37,11 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProvider
     embed_max_queue: int = Field(
         256, ge=1, description="query texts waiting for the embedder; past it: 503 + Retry-After at once"
     )
+    embed_max_queue_ms: float = Field(
+        500.0,
+        ge=0,
+        description="refuse (503 + Retry-After) a query whose expected wait for the embedder is longer; 0: no time bound",
+    )
     embed_max_wait_ms: float = Field(2.0, ge=0, le=100, description="how long a lone query waits for company")
     embed_threads: int | None = Field(
         None, ge=1, le=64, description="onnxruntime threads; default: the cores"

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from ragfleet.common.contracts import NAME_PATTERN
-from ragfleet.common.errors import BadRequest, NotFound
+from ragfleet.common.errors import NotFound
 from ragfleet.common.responses import OrjsonResponse
 from ragfleet.gateway.auth import Authenticated
 from ragfleet.gateway.body_limits import SizeLimitedRoute
-from ragfleet.gateway.dependencies import DownstreamDep
+from ragfleet.gateway.dependencies import DownstreamDep, UploadSlotsDep
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import Principal
 
@@ -34,7 +35,7 @@ async def to_ingestion(
     path: str,
     collection: str,
     *,
-    content: bytes | None = None,
+    content: bytes | AsyncIterator[bytes] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Relay one call to ingestion for a collection the key may use."""
@@ -56,27 +57,30 @@ async def to_ingestion(
     summary="Upload a document (JSON or multipart); answers 202 with a job id",
 )
 async def upload_document(
-    request: Request, principal: Authenticated, downstream: DownstreamDep, collection: str = CollectionQuery
+    request: Request,
+    principal: Authenticated,
+    downstream: DownstreamDep,
+    slots: UploadSlotsDep,
+    collection: str = CollectionQuery,
 ) -> Response:
+    """The body streams through to ingestion as it arrives (never held whole here); the route's
+    size limit counts it on the way and refuses it with a 413 once it passes max_upload_bytes.
+    The collection is the query parameter's alone (ingestion refuses any other field)."""
     principal.require_collection(collection)
-    body = await request.body()
     content_type = request.headers.get("content-type", "application/json")
-    if content_type.startswith("application/json"):
-        try:
-            document: Any = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-        if isinstance(document, dict) and isinstance(document.get("collection"), str):
-            principal.require_collection(document["collection"])
-    return await to_ingestion(
-        downstream,
-        principal,
-        "POST",
-        "/v1/documents",
-        collection,
-        content=body,
-        headers={"content-type": content_type},
-    )
+    headers = {"content-type": content_type}
+    if declared := request.headers.get("content-length"):
+        headers["content-length"] = declared  # checked against the limit by SizeLimitedRoute
+    async with slots.hold(principal.key_id):
+        return await to_ingestion(
+            downstream,
+            principal,
+            "POST",
+            "/v1/documents",
+            collection,
+            content=request.stream(),
+            headers=headers,
+        )
 
 
 @router.get("/jobs/{job_id}", summary="An ingestion job's status")
