@@ -122,3 +122,39 @@ def test_questions_asked_again_after_their_answers_expired_are_answered(
         again = ask(client, "Which animal purrs?", "expiry")
         assert again.headers["x-cache"] == "miss" and first(again)["document_id"] == "cats"
         assert ask(client, "What animal is it that purrs?", "expiry").headers["x-cache"] == "hit-semantic"
+
+
+def test_a_paraphrase_hits_on_another_replica(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    """Each replica (and worker) has its own semantic index; the questions one answers are shared
+    over the cache Redis, so a paraphrase hits whichever replica it reaches."""
+    replicas = [
+        run_service(
+            f"retrieval-{name}",
+            "ragfleet.retrieval",
+            "RAGFLEET_RETRIEVAL_",
+            {
+                "REDIS_URL": redis_url,
+                "DATA_DIR": str(tmp_path / name),
+                "EMBED_THREADS": "1",
+                "ACCESS_LOG": "false",
+            },
+            ready_path="/readyz",
+        )
+        for name in ("a", "b")
+    ]
+    with (
+        httpx.Client(base_url=replicas[0].url, timeout=60) as a,
+        httpx.Client(base_url=replicas[1].url, timeout=60) as b,
+    ):
+        for client in (a, b):  # two embedded stores (their own data), one Redis
+            upsert(client, DOCS, collection="shared")
+        asked = ask(a, "Which animal purrs?", "shared")
+        assert asked.headers["x-cache"] == "miss"
+        # The share crosses the cache Redis's pub/sub (milliseconds). Asking b before it arrived
+        # would be a miss that files the paraphrase itself, so wait rather than poll.
+        time.sleep(1.0)
+        paraphrase = ask(b, "What animal is it that purrs?", "shared")
+        assert paraphrase.headers["x-cache"] == "hit-semantic"
+        assert paraphrase.json()["results"] == asked.json()["results"]

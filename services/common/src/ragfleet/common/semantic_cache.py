@@ -8,9 +8,12 @@ keeps it correct: ingestion bumps it on every write, so after a document changes
 asked before the change is matched again. Scopes of other tenants or collections are never
 searched, so nothing crosses them.
 
-Each replica keeps its own index (at most `max_entries` vectors per scope, oldest dropped first);
-the answers it points at are in the shared L2 under their exact keys, so a replica's semantic hit
-still serves the answer another replica computed.
+Each replica (and each worker process of one) keeps its own index, at most `max_entries` vectors
+per scope, oldest dropped first. Every answered question is also published on the cache Redis
+(`share` / `add_shared`, over the cache's listener), so every replica learns it: a paraphrase
+hits whichever replica or worker it reaches. The answers are in the shared L2 under their exact
+keys, so a replica's semantic hit serves the answer another replica computed. A share lost while
+Redis is away costs only misses.
 
 False hits — a paraphrase that was not one — cannot be seen from inside a request, so a share
 `verify_rate` of semantic hits is checked after answering: the real answer is computed and
@@ -20,15 +23,21 @@ the one `make eval` measured (docs/eval.md).
 
 from __future__ import annotations
 
+import base64
+import logging
 import random
+import uuid
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ragfleet.common.cache.stats import SEMANTIC_CHECKS, SEMANTIC_REQUESTS
+
+log = logging.getLogger("ragfleet.semantic_cache")
 
 # make eval (docs/eval.md): at 0.80, 14 of 24 paraphrases hit and no distinct question of 64 does;
 # at 0.70 every paraphrase hits but 2 distinct questions do (false hits).
@@ -74,6 +83,9 @@ class SemanticIndex:
         self.max_entries = max_entries
         self.max_scopes = max_scopes
         self.verify_rate = verify_rate
+        # Who shared a question: one id per index, so per worker process (a pod's hostname is
+        # shared by its uvicorn workers, and by every replica when they run on one machine).
+        self.origin = uuid.uuid4().hex
         self._scopes: OrderedDict[Hashable, _Scope] = OrderedDict()
         self._next: dict[Hashable, int] = {}
         self._hit = SEMANTIC_REQUESTS.labels(name, "hit")
@@ -107,6 +119,29 @@ class SemanticIndex:
         index = self._next.get(scope, 0)
         entries.add(unit, request, index)
         self._next[scope] = (index + 1) % self.max_entries
+
+    @property
+    def channel(self) -> str:
+        """Where replicas share the questions they answered (on the cache Redis)."""
+        return f"ragfleet:semantic:{self.name}"
+
+    def share(self, scope: tuple[Any, ...], vector: np.ndarray, request: Any) -> bytes:
+        """The message telling other replicas of a question ``add``-ed here (JSON scope and request;
+        the vector as base64 float32: 2 KB for MiniLM's 384 dimensions)."""
+        raw = base64.b64encode(_unit(vector).tobytes()).decode()
+        return orjson.dumps({"origin": self.origin, "scope": scope, "vector": raw, "request": request})
+
+    def add_shared(self, data: bytes) -> None:
+        """Add a question another process shared (this one's own shares are already in)."""
+        message = orjson.loads(data)
+        if message["origin"] == self.origin:
+            return
+        vector = np.frombuffer(base64.b64decode(message["vector"]), dtype=np.float32)
+        scope = tuple(message["scope"])
+        if self._scopes and vector.shape[0] != next(iter(self._scopes.values())).matrix.shape[1]:
+            log.warning("ignoring a shared question of another dimension (%d)", vector.shape[0])
+            return
+        self.add(scope, vector, message["request"])
 
     def should_verify(self) -> bool:
         return self.verify_rate > 0 and random.random() < self.verify_rate

@@ -86,6 +86,9 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             if settings.semantic_cache_threshold > 0
             else None
         )
+        if semantic is not None:
+            # Every worker and replica learns the questions the others answered (before start()).
+            cache.on_message(semantic.channel, semantic.add_shared)
         reranker = (
             RemoteReranker(
                 settings.rerank_url,

@@ -304,6 +304,8 @@ class Cluster:
                 self.restart(state, "liveness probe failed")
 
     def _probe_finished(self, state: PodState, kind: str, future: Future[bool]) -> None:
+        if future.cancelled():  # the run is ending (the pool cancels what has not started)
+            return
         self._probe_done(state, kind, future.result())
 
     def set_ready(self, state: PodState, ready: bool) -> None:

@@ -84,6 +84,7 @@ class TwoTierCache:
         self.listening = False
         self._ever_listened = False
         self._closing = False
+        self._handlers: dict[str, Callable[[bytes], None]] = {}
 
     @overload
     def namespace(self, kind: str, *, edge: bool = False) -> CacheNamespace[Any]: ...
@@ -115,6 +116,17 @@ class TwoTierCache:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    # -- other replica-to-replica messages --------------------------------------------------------
+
+    def on_message(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Hand every message published on ``channel`` (by any replica, this one included) to
+        ``handler``, on the invalidation listener's connection. Register before ``start()``."""
+        self._handlers[channel] = handler
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        """Best effort, like every L2 write: a message lost while Redis is away is not retried."""
+        await self._redis_call("publish", self.redis.publish, channel, payload)
 
     # -- versions and invalidation --------------------------------------------------------------
 
@@ -199,16 +211,13 @@ class TwoTierCache:
         while not self._closing:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(INVALIDATION_CHANNEL)
+                await pubsub.subscribe(INVALIDATION_CHANNEL, *self._handlers)
                 await self._on_listening()
                 backoff = 0.1
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        try:
-                            await self._on_invalidation(message["data"])
-                        except (ValueError, KeyError, TypeError):
-                            log.warning("ignoring a malformed invalidation message")
+                        await self._dispatch(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -218,6 +227,17 @@ class TwoTierCache:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            if channel == INVALIDATION_CHANNEL:
+                await self._on_invalidation(message["data"])
+            else:
+                self._handlers[channel](message["data"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed message on %s", channel)
 
     async def _on_listening(self) -> None:
         if self._ever_listened:

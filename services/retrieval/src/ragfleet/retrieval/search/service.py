@@ -183,6 +183,7 @@ class SearchService:
             return body, True
         body = await self._search_uncached(tenant, request, text)
         self.semantic.add(scope, vector, key)
+        await self.cache.publish(self.semantic.channel, self.semantic.share(scope, vector, key))
         return body, False
 
     async def _verify(self, tenant: str, request: SearchRequest, text: str, served: bytes) -> None:
