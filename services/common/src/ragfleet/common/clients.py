@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import httpx
 from redis.asyncio import Redis
-from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ragfleet.common.config import RedisRole, ServiceSettings
 from ragfleet.common.context import current_request_id
@@ -12,12 +18,40 @@ from ragfleet.common.contracts import SERVICE_TOKEN_HEADER
 from ragfleet.common.telemetry import inject_context
 
 
+class _LostTransportIsConnectionError:
+    """uvloop raises ``RuntimeError`` ("the handler is closed") when a command is written to a
+    connection the server closed (a Redis restart leaves one in the pool per idle connection);
+    redis-py only turns ``OSError`` into its ``ConnectionError``. Turned into one here, it is
+    retried on a fresh connection like any lost connection, instead of failing the request."""
+
+    async def send_packed_command(
+        self, command: str | bytes | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except RuntimeError as exc:
+            raise RedisConnectionError(f"connection lost: {exc}") from exc
+
+
+class _Connection(_LostTransportIsConnectionError, Connection):
+    pass
+
+
+class _SSLConnection(_LostTransportIsConnectionError, SSLConnection):
+    pass
+
+
+_CONNECTION_CLASSES: dict[Any, Any] = {Connection: _Connection, SSLConnection: _SSLConnection}
+
+
 def create_redis(settings: ServiceSettings, role: RedisRole, *, url: str | None = None) -> Redis:
     """An asyncio client of the ``state`` or ``cache`` Redis (``url`` instead when given), on a
     bounded pool (hiredis parser when installed), with short timeouts.
 
-    Timeouts are short on purpose: every caller treats Redis as something that may be gone and
-    degrades (serves from L1, skips a memory write, answers 503) rather than hanging a request on it.
+    Timeouts are short on purpose and never retried: every caller treats Redis as something that
+    may be gone and degrades (serves from L1, skips a memory write, answers 503) rather than
+    hanging a request on it. A lost connection is retried twice at once on a fresh one: after a
+    Redis restart every pooled connection is stale, and each would otherwise fail one request.
     """
     pool: ConnectionPool = ConnectionPool.from_url(
         url or settings.redis_role_url(role),
@@ -26,7 +60,9 @@ def create_redis(settings: ServiceSettings, role: RedisRole, *, url: str | None 
         socket_connect_timeout=settings.redis_connect_timeout_s,
         health_check_interval=30,
         retry_on_timeout=False,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2, supported_errors=(RedisConnectionError,)),
     )
+    pool.connection_class = _CONNECTION_CLASSES.get(pool.connection_class, pool.connection_class)
     return Redis(connection_pool=pool)
 
 

@@ -47,6 +47,11 @@ def create_celery(settings: IngestionSettings) -> Celery:
         # it instead would throw the work away for the same redelivery.)
         worker_cancel_long_running_tasks_on_connection_loss=False,
         result_expires=24 * 3600,
+        # After a state Redis restart the first result write (the STARTED state) hits a pooled
+        # connection the restart reset; without retries the task failed there and only the
+        # reconciler sent it again, minutes later (seen by make test-containers).
+        result_backend_always_retry=True,
+        result_backend_max_retries=10,
         task_track_started=True,
         task_default_queue=settings.queue_name,
         # Bounded work per document (the ingest engineer's part of this file): the soft limit
