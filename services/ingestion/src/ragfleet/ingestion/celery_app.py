@@ -39,6 +39,12 @@ def create_celery(settings: IngestionSettings) -> Celery:
             # Sweep for tasks of dead workers every interval (not every interval x 10).
             "unacked_restore_interval": settings.unacked_restore_interval_s,
             "unacked_restore_throttle": 1,
+            # The sweep runs under a Redis lock that kombu holds for 5 minutes by default if its
+            # holder dies: a worker SIGKILLed mid-sweep (it sweeps every interval) then kept every
+            # other worker from giving back its tasks for 5 minutes. A sweep of a few messages
+            # takes milliseconds; should two ever overlap, a task runs twice, which is harmless
+            # (tasks are idempotent).
+            "unacked_mutex_expire": 10,
         },
         broker_connection_retry_on_startup=True,
         # A task running when the broker drops goes on: its document's result is written once the
