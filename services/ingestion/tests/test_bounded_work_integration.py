@@ -59,7 +59,9 @@ def final_states(job: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
 
 def assert_every_document_ended_clearly(job: dict[str, Any]) -> None:
     for doc in job["documents"]:
-        assert doc["state"] in ("succeeded", "failed"), doc
+        # unchanged: a redelivered copy found its document already indexed (a killed worker had
+        # written it to retrieval but not yet its job record) — an end state like succeeded.
+        assert doc["state"] in ("succeeded", "unchanged", "failed"), doc
         if doc["state"] == "failed":
             assert doc["code"] and doc["error"], doc
             assert not doc.get("dead_lettered"), doc  # a document error, not a worker crash
@@ -115,7 +117,7 @@ def test_a_worker_restarted_with_hostile_documents_queued_starts_and_finishes_th
     stack.start_worker()
     job = stack.wait_for_job(job_id, timeout_s=90)
     assert_every_document_ended_clearly(job)
-    assert final_states(job)["normal.txt"] == ("succeeded", None)
+    assert final_states(job)["normal.txt"][0] in ("succeeded", "unchanged")
 
 
 def test_collections_are_capped_per_tenant_and_a_deleted_one_is_gone_everywhere(stack: Any) -> None:

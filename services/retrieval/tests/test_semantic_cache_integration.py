@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ragfleet.testkit.pytest_plugin import ServiceStarter
+from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 pytestmark = pytest.mark.integration
 
@@ -47,21 +47,20 @@ def first(response: httpx.Response) -> Any:
     return response.json()["results"][0]
 
 
+def start_retrieval(
+    run_service: ServiceStarter, redis_url: str, data_dir: Path, name: str = "retrieval", **extra: str
+) -> RunningService:
+    """A retrieval process of its own on the test Redis, one embedding thread, no access log."""
+    env = {"REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "EMBED_THREADS": "1", "ACCESS_LOG": "false"}
+    return run_service(
+        name, "ragfleet.retrieval", "RAGFLEET_RETRIEVAL_", {**env, **extra}, ready_path="/readyz"
+    )
+
+
 def test_a_paraphrase_hits_until_the_source_document_changes(
     run_service: ServiceStarter, redis_url: str, tmp_path: Path
 ) -> None:
-    service = run_service(
-        "retrieval",
-        "ragfleet.retrieval",
-        "RAGFLEET_RETRIEVAL_",
-        {
-            "REDIS_URL": redis_url,
-            "DATA_DIR": str(tmp_path / "data"),
-            "EMBED_THREADS": "1",
-            "ACCESS_LOG": "false",
-        },
-        ready_path="/readyz",
-    )
+    service = start_retrieval(run_service, redis_url, tmp_path / "data")
     with httpx.Client(base_url=service.url, timeout=60) as client:
         upsert(client, DOCS)
         asked = ask(client, "Which animal purrs?")
@@ -100,19 +99,13 @@ def test_questions_asked_again_after_their_answers_expired_are_answered(
     # A question stays in the semantic index after its exact answer expired. Asked again, it
     # found itself there and waited for its own key's computation — the one it was running — and
     # hung for good, and so did every question near it (so did two paraphrases asked at once).
-    service = run_service(
+    service = start_retrieval(
+        run_service,
+        redis_url,
+        tmp_path / "data",
         "retrieval-expiry",
-        "ragfleet.retrieval",
-        "RAGFLEET_RETRIEVAL_",
-        {
-            "REDIS_URL": redis_url,
-            "DATA_DIR": str(tmp_path / "data"),
-            "EMBED_THREADS": "1",
-            "ACCESS_LOG": "false",
-            "CACHE_L1_TTL_S": "0.5",
-            "CACHE_L2_TTL_S": "0.5",
-        },
-        ready_path="/readyz",
+        CACHE_L1_TTL_S="0.5",
+        CACHE_L2_TTL_S="0.5",
     )
     with httpx.Client(base_url=service.url, timeout=10) as client:
         upsert(client, DOCS, collection="expiry")
@@ -130,19 +123,7 @@ def test_a_paraphrase_hits_on_another_replica(
     """Each replica (and worker) has its own semantic index; the questions one answers are shared
     over the cache Redis, so a paraphrase hits whichever replica it reaches."""
     replicas = [
-        run_service(
-            f"retrieval-{name}",
-            "ragfleet.retrieval",
-            "RAGFLEET_RETRIEVAL_",
-            {
-                "REDIS_URL": redis_url,
-                "DATA_DIR": str(tmp_path / name),
-                "EMBED_THREADS": "1",
-                "ACCESS_LOG": "false",
-            },
-            ready_path="/readyz",
-        )
-        for name in ("a", "b")
+        start_retrieval(run_service, redis_url, tmp_path / name, f"retrieval-{name}") for name in ("a", "b")
     ]
     with (
         httpx.Client(base_url=replicas[0].url, timeout=60) as a,
