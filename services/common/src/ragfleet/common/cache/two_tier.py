@@ -14,7 +14,6 @@ from typing import Any, ClassVar, TypeVar, overload
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ragfleet.common.cache.codecs import JSON_CODEC, Codec
@@ -308,14 +307,10 @@ class TwoTierCache:
         """A Redis command that may fail: errors are counted and logged once, the caller gets FAILED."""
         if self._redis_ok_at > time.monotonic():
             return self.FAILED
+        # A stale pooled connection after a Redis restart is retried by the client itself
+        # (ragfleet.common.clients.create_redis), so a failure here means Redis is really away.
         try:
-            try:
-                return await call(*args, **kwargs)
-            except RedisConnectionError:
-                # After a Redis restart the pool still holds connections to the old server: the
-                # first command on each fails and drops it. One retry takes a fresh connection,
-                # so a restart does not cost every pooled connection a back-off of its own.
-                return await call(*args, **kwargs)
+            return await call(*args, **kwargs)
         except (RedisError, OSError, TimeoutError) as exc:
             self._redis_failed(operation, exc)
             return self.FAILED
