@@ -58,6 +58,14 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     max_document_bytes: int = Field(20 * 1024 * 1024, ge=1, description="one document, raw bytes")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="one POST /v1/documents body")
     max_documents_per_request: int = Field(500, ge=1)
+    stage_chunk_bytes: int = Field(
+        256 * 1024,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="uploads are staged in the state Redis, and read back by the worker, in pieces of at "
+        "most this size: the API holds about one piece and one network chunk per upload, never a whole "
+        "document (staging.py)",
+    )
     max_metadata_bytes: int = Field(
         8192,
         ge=2,

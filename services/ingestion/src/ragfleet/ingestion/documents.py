@@ -1,41 +1,17 @@
-"""``/v1/documents`` and ``/v1/jobs``: documents are checked, staged in Redis and queued here;
-the worker does the rest. Everything a client can get wrong is refused here with a 4xx that
-names the document; what only parsing can tell (binary in a .txt, a PDF without text) comes back
-as a per-document error in the job."""
+"""``/v1/documents`` and ``/v1/jobs``: the routes; accepting documents is ``intake.py``'s job."""
 
 from __future__ import annotations
 
-import asyncio
-import re
-import time
-import uuid
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import httpx
-import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from redis.exceptions import RedisError
-from starlette.datastructures import UploadFile
 
 from ragfleet.common.contracts import NAME_PATTERN, TENANT_HEADER, downstream_error
-from ragfleet.common.errors import (
-    BadRequest,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Unprocessable,
-    UnsupportedMediaType,
-    describe_validation_errors,
-)
-from ragfleet.ingestion import jobs
-from ragfleet.ingestion.config import IngestionSettings
+from ragfleet.common.errors import BadRequest, NotFound, ServiceUnavailable
+from ragfleet.ingestion import intake, jobs
 from ragfleet.ingestion.dependencies import CeleryDep, RetrievalDep, SettingsDep, StateRedisDep
-from ragfleet.ingestion.metrics import DOCUMENTS_ACCEPTED
-from ragfleet.ingestion.parsers import EXTENSIONS, DocumentFormat, format_for
-
-DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+from ragfleet.ingestion.schemas import JobAccepted
 
 router = APIRouter(tags=["documents"])
 
@@ -43,147 +19,6 @@ Collection = Annotated[str, Query(pattern=NAME_PATTERN, description="the collect
 Tenant = Annotated[
     str, Header(alias=TENANT_HEADER, pattern=NAME_PATTERN, description="set by the gateway from the API key")
 ]
-
-
-class DocumentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str | None = Field(
-        None,
-        pattern=DOCUMENT_ID_PATTERN,
-        description="re-posting an id replaces that document; default: new id",
-    )
-    text: str = Field(description="the document's content, in `format`")
-    format: Literal["text", "markdown", "html"] = "text"
-    metadata: dict[str, Any] = Field(default_factory=dict, description="kept on every chunk")
-
-
-class DocumentsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    documents: list[DocumentIn] = Field(min_length=1)
-
-
-class JobAccepted(BaseModel):
-    job_id: str
-    status_url: str
-    documents: list[str]
-
-
-@dataclass
-class _Staged:
-    document_id: str
-    fmt: DocumentFormat
-    data: bytes
-    metadata: dict[str, Any]
-
-
-def document_id_from_filename(filename: str) -> str:
-    """A stable id from an uploaded file's (relative) name, so re-uploading a folder replaces it."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", filename.replace("\\", "/").strip("/")).strip("-._")
-    return cleaned[:200] or uuid.uuid4().hex
-
-
-def _check_metadata(name: str, metadata: dict[str, Any], settings: IngestionSettings) -> None:
-    """Metadata travels with every chunk into the index: its size is capped per document."""
-    reserved = sorted(key for key in metadata if key.startswith("_"))
-    if reserved:
-        raise Unprocessable(f"{name}: metadata keys starting with '_' are reserved: {reserved}")
-    if len(metadata) > settings.max_metadata_keys:
-        raise Unprocessable(
-            f"{name}: metadata has {len(metadata)} keys; the limit is {settings.max_metadata_keys} "
-            "(max_metadata_keys)",
-            code="too_many_metadata_keys",
-            details={
-                "limit": "max_metadata_keys",
-                "max": settings.max_metadata_keys,
-                "actual": len(metadata),
-            },
-        )
-    size = len(orjson.dumps(metadata))
-    if size > settings.max_metadata_bytes:
-        raise PayloadTooLarge(
-            f"{name}: metadata is {size} bytes of JSON; the limit is {settings.max_metadata_bytes} "
-            "(max_metadata_bytes)",
-            code="metadata_too_large",
-            details={"limit": "max_metadata_bytes", "max": settings.max_metadata_bytes, "actual": size},
-        )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {int(declared)} bytes; the limit is {limit}")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-    return bytes(body)
-
-
-def _from_json(body: bytes, settings: IngestionSettings) -> list[_Staged]:
-    try:
-        parsed = DocumentsIn.model_validate(orjson.loads(body))
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
-    except ValidationError as exc:
-        message, details = describe_validation_errors(list(exc.errors()))  # type: ignore[arg-type]
-        raise Unprocessable(message, details=details) from exc
-    staged = []
-    for index, doc in enumerate(parsed.documents):
-        document_id = doc.id or uuid.uuid4().hex
-        data = doc.text.encode()
-        name = f"document {document_id!r} (documents[{index}])"
-        if not doc.text.strip():
-            raise BadRequest(f"{name} is empty", code="empty_document")
-        if len(data) > settings.max_document_bytes:
-            raise PayloadTooLarge(f"{name} is {len(data)} bytes; the limit is {settings.max_document_bytes}")
-        _check_metadata(name, doc.metadata, settings)
-        staged.append(_Staged(document_id, DocumentFormat(doc.format), data, doc.metadata))
-    return staged
-
-
-async def _from_multipart(request: Request, body: bytes, settings: IngestionSettings) -> list[_Staged]:
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    form = await Request(request.scope, replay).form(
-        max_files=settings.max_documents_per_request, max_fields=100
-    )
-    try:
-        shared_metadata = orjson.loads(str(form.get("metadata") or "{}"))
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"form field 'metadata' is not valid JSON: {exc}") from exc
-    if not isinstance(shared_metadata, dict):
-        raise BadRequest("form field 'metadata' must be a JSON object")
-    staged = []
-    for _, value in form.multi_items():
-        if not isinstance(value, UploadFile):
-            continue
-        filename = value.filename or "upload"
-        document_id = document_id_from_filename(filename)
-        fmt = format_for(filename, value.content_type)
-        if fmt is None:
-            supported = ", ".join(sorted(EXTENSIONS))
-            raise UnsupportedMediaType(
-                f"file {filename!r} ({value.content_type or 'no content type'}) is not a supported type; "
-                f"supported: {supported}"
-            )
-        data = await value.read()
-        if not data.strip():
-            raise BadRequest(f"file {filename!r} is empty", code="empty_document")
-        if len(data) > settings.max_document_bytes:
-            raise PayloadTooLarge(
-                f"file {filename!r} is {len(data)} bytes; the limit is {settings.max_document_bytes}"
-            )
-        metadata = {**shared_metadata, "filename": filename}
-        _check_metadata(f"file {filename!r}", metadata, settings)
-        staged.append(_Staged(document_id, fmt, data, metadata))
-    await form.close()
-    if not staged:
-        raise BadRequest("the multipart body holds no files (send them as form field 'files')")
-    return staged
 
 
 @router.post("/v1/documents", status_code=202, response_model=JobAccepted, summary="Ingest documents")
@@ -196,85 +31,25 @@ async def post_documents(
     tenant: Tenant = "default",
 ) -> JobAccepted:
     """JSON (`{"documents": [{id?, text, format, metadata}]}`) or multipart (`files`, optional
-    `metadata` JSON for all of them). Answers 202 with a job to poll."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ("application/json", "multipart/form-data"):
-        raise UnsupportedMediaType(
-            f"send documents as application/json or multipart/form-data, not {content_type or 'no content type'}"
-        )
-    body = await _read_body(request, settings.max_request_bytes)
-    if content_type == "application/json":
-        staged = _from_json(body, settings)
-    else:
-        staged = await _from_multipart(request, body, settings)
-    if len(staged) > settings.max_documents_per_request:
-        raise PayloadTooLarge(
-            f"{len(staged)} documents in one request; the limit is {settings.max_documents_per_request} "
-            "(max_documents_per_request)",
-            code="too_many_documents",
-        )
-    ids = [doc.document_id for doc in staged]
-    if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
-        raise BadRequest(f"document ids appear more than once in the request: {duplicates}")
-
-    job_id = uuid.uuid4().hex
-    meta = {"tenant": tenant, "collection": collection, "created_at": round(time.time(), 3), "documents": ids}
-    args = {
-        doc.document_id: jobs.task_args(
-            job_id, tenant, collection, doc.document_id, doc.fmt.value, doc.metadata
-        )
-        for doc in staged
-    }
-    try:
-        pipe = redis.pipeline(transaction=True)
-        for doc in staged:
-            pipe.set(jobs.payload_key(job_id, doc.document_id), doc.data, ex=settings.payload_ttl_s)
-        pipe.hset(
-            jobs.job_key(job_id),
-            mapping={
-                "meta": orjson.dumps(meta),
-                **{jobs.doc_field(i): jobs.doc_state("queued") for i in ids},
-                **{field: value for a in args.values() for field, value in jobs.pending_fields(a).items()},
-            },
-        )
-        pipe.expire(jobs.job_key(job_id), settings.job_ttl_s)
-        # Watched by the reconciler until each document is final (a task the broker lost is sent again).
-        pipe.zadd(jobs.PENDING_KEY, {jobs.pending_member(job_id, i): time.time() for i in ids})
-        await pipe.execute()
-    except RedisError as exc:
-        raise ServiceUnavailable(f"cannot stage documents: Redis is unavailable ({exc})") from exc
-
-    def enqueue() -> None:
-        # Through the app object, not the task proxy: Celery's "current app" is per thread.
-        for doc in staged:
-            celery.send_task(
-                jobs.TASK_NAME, args=args[doc.document_id], task_id=jobs.task_id(job_id, doc.document_id)
-            )
-
-    try:
-        await asyncio.to_thread(enqueue)
-    except Exception as exc:
-        raise ServiceUnavailable(f"cannot queue the job: the broker is unavailable ({exc})") from exc
-    DOCUMENTS_ACCEPTED.inc(len(staged))
-    return JobAccepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}", documents=ids)
+    `metadata` JSON for all of them). Answers 202 with a job to poll. The body is read as it
+    arrives, each file staged piece by piece (see uploads.py)."""
+    return await intake.accept_documents(
+        settings=settings,
+        redis=redis,
+        celery=celery,
+        tenant=tenant,
+        collection=collection,
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"),
+        body=request.stream(),
+    )
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's state, with each document's progress and errors")
 async def get_job(
     job_id: str, settings: SettingsDep, redis: StateRedisDep, tenant: Tenant = "default"
 ) -> dict[str, Any]:
-    try:
-        raw = await redis.hgetall(jobs.job_key(job_id))
-    except RedisError as exc:
-        raise ServiceUnavailable(f"job status is unavailable: Redis is unreachable ({exc})") from exc
-    job = jobs.summarise(job_id, raw)
-    # Another tenant's job is reported as missing, never as someone else's.
-    if job is None or job["tenant"] != tenant:
-        raise NotFound(
-            f"job {job_id!r} not found (jobs are kept {settings.job_ttl_s}s)",
-            code="job_not_found",
-        )
-    return job
+    return await jobs.read_job(redis, job_id, tenant, kept_s=settings.job_ttl_s)
 
 
 def _retrieval_path(collection: str, suffix: str) -> str:

@@ -22,6 +22,10 @@ import time
 from typing import Any
 
 import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from ragfleet.common.errors import NotFound, ServiceUnavailable
 
 DOC_STATES_DONE = frozenset({"succeeded", "unchanged", "failed"})
 DEAD_LETTER_KEY = "ingestion:deadletter"
@@ -111,3 +115,16 @@ def summarise(job_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
         "chunks": sum(doc.get("chunks") or 0 for doc in documents if doc["state"] != "failed"),
         "documents": documents,
     }
+
+
+async def read_job(redis: Redis, job_id: str, tenant: str, *, kept_s: int) -> dict[str, Any]:
+    """A job as ``GET /v1/jobs/{id}`` shows it; ``kept_s`` (job_ttl_s) is said when it is missing."""
+    try:
+        raw = await redis.hgetall(job_key(job_id))
+    except RedisError as exc:
+        raise ServiceUnavailable(f"job status is unavailable: Redis is unreachable ({exc})") from exc
+    job = summarise(job_id, raw)
+    # Another tenant's job is reported as missing, never as someone else's.
+    if job is None or job["tenant"] != tenant:
+        raise NotFound(f"job {job_id!r} not found (jobs are kept {kept_s}s)", code="job_not_found")
+    return job

@@ -45,6 +45,7 @@ from ragfleet.ingestion.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, FAIL
 from ragfleet.ingestion.parsers import DocumentError, DocumentFormat
 from ragfleet.ingestion.retrieval_client import RetrievalClient, RetrievalRejected, TransientError
 from ragfleet.ingestion.sandbox import ParseOptions, ParserProcess
+from ragfleet.ingestion.staging import read_staged
 
 log = logging.getLogger("ragfleet.ingestion.tasks")
 
@@ -335,7 +336,7 @@ def _run(
             progress.set("waiting", error="another job is writing this document")
             raise self.retry(countdown=2.0, max_retries=None)
         progress.set("running")
-        data = client.get(jobs.payload_key(job_id, document_id))
+        data = read_staged(client, jobs.payload_key(job_id, document_id), settings.stage_chunk_bytes)
         if data is None:
             raise DocumentError("payload_expired", "the uploaded bytes expired before a worker took the job")
         outcome, chunk_count = _ingest(
