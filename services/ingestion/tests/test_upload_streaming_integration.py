@@ -12,6 +12,7 @@ import hashlib
 import math
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from ragfleet.devstack.processes import free_port
 from ragfleet.ingestion import jobs
 from ragfleet.ingestion.celery_app import create_celery
 from ragfleet.ingestion.config import IngestionSettings
@@ -53,12 +55,11 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings_for(redis_url)
+@asynccontextmanager
+async def api(settings: IngestionSettings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     app.state.settings = settings
-    app.state.redis = Redis.from_url(redis_url)
+    app.state.redis = Redis.from_url(settings.state_redis)
     app.state.celery = create_celery(settings)
     app.state.retrieval = None  # never reached by an upload
     async with httpx.AsyncClient(
@@ -68,6 +69,12 @@ async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     ) as http:
         yield http
     await app.state.redis.aclose()
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with api(settings_for(redis_url)) as http:
+        yield http
 
 
 class Body:
@@ -200,3 +207,13 @@ async def test_a_truncated_or_malformed_body_is_a_400(
     )
     assert no_boundary.status_code == 400 and "boundary" in no_boundary.json()["error"]["message"]
     assert staged_keys(sync_redis) == []
+
+
+async def test_a_job_the_broker_cannot_take_is_withdrawn(redis_url: str, sync_redis: redis.Redis) -> None:
+    # The broker on its own Redis, and that Redis away: staging works, queueing does not.
+    settings = settings_for(redis_url, broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with api(settings) as client:
+        response = await upload(client, Body([("a.txt", 3 * MIB, "text/plain")]))
+    assert response.status_code == 503, response.text
+    assert "broker is unavailable" in response.json()["error"]["message"]
+    assert staged_keys(sync_redis) == [] and sync_redis.zcard(jobs.PENDING_KEY) == 0

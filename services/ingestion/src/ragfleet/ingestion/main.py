@@ -17,10 +17,9 @@ from ragfleet.common.app import create_service_app
 from ragfleet.common.clients import create_http_client, create_redis
 from ragfleet.common.health import ReadinessCheck, redis_check
 from ragfleet.ingestion.config import IngestionSettings
-from ragfleet.ingestion.documents import router as documents_router
 from ragfleet.ingestion.metrics import QUEUE_DEPTH, QUEUE_UNACKED
 from ragfleet.ingestion.reconcile import reconcile_forever
-from ragfleet.ingestion.worker_check import router as worker_check_router
+from ragfleet.ingestion.routers import collections, documents, jobs, worker_check
 
 log = logging.getLogger("ragfleet.ingestion")
 
@@ -75,7 +74,7 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
     )
-    app.include_router(documents_router)
-    app.include_router(worker_check_router)
+    for module in (documents, jobs, collections, worker_check):
+        app.include_router(module.router)
 
     return app

@@ -1,4 +1,4 @@
-"""``POST /v1/worker-check``: is an ingestion worker connected and consuming? (``make run`` waits on it.)"""
+"""Is an ingestion worker connected and consuming? (``POST /v1/worker-check``; ``make run`` waits on it.)"""
 
 from __future__ import annotations
 
@@ -6,21 +6,16 @@ import asyncio
 import time
 from typing import Any
 
+from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
-from fastapi import APIRouter
 
 from ragfleet.common.errors import ServiceUnavailable
-from ragfleet.ingestion.dependencies import CeleryDep, SettingsDep
-
-router = APIRouter(tags=["health"])
+from ragfleet.ingestion.config import IngestionSettings
 
 
-@router.post("/v1/worker-check", summary="Is a worker connected and consuming?")
-async def worker_check(settings: SettingsDep, celery: CeleryDep, run_task: bool = False) -> dict[str, Any]:
-    """A remote-control ping, answered by a worker's main process even while every pool process
-    is busy and the queue is long: start-up (``make run``) never waits behind queued documents.
-    ``run_task=true`` sends a task through the queue instead and waits for a pool process to run
-    it (how long the queue takes, not whether a worker is there)."""
+async def check_workers(settings: IngestionSettings, celery: Celery, *, run_task: bool) -> dict[str, Any]:
+    """Celery's remote-control ping (answered by a worker's main process, however busy its pool), or
+    with ``run_task`` a task through the queue (the route's docstring says when to use which)."""
     started = time.perf_counter()
     timeout_s = settings.worker_check_timeout_s
     if run_task:
