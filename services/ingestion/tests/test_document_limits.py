@@ -51,3 +51,21 @@ async def test_multipart_shared_metadata_is_capped_too(client: httpx.AsyncClient
         data={"metadata": '{"blob": "' + "y" * 2000 + '"}'},
     )
     assert response.status_code == 413 and "max_metadata_bytes" in response.json()["error"]["message"]
+
+
+async def test_multipart_refusals_found_before_anything_is_staged(client: httpx.AsyncClient) -> None:
+    def files(count: int) -> list[tuple[str, tuple[str, bytes, str]]]:
+        return [("files", (f"{i}.txt", b"hello", "text/plain")) for i in range(count)]
+
+    not_json = await client.post("/v1/documents", files=files(1), data={"metadata": "{nope"})
+    assert (
+        not_json.status_code == 400 and "'metadata' is not valid JSON" in not_json.json()["error"]["message"]
+    )
+    not_object = await client.post("/v1/documents", files=files(1), data={"metadata": "[1]"})
+    assert not_object.status_code == 400 and "JSON object" in not_object.json()["error"]["message"]
+    reserved = await client.post("/v1/documents", files=files(1), data={"metadata": '{"_id": 1}'})
+    assert reserved.status_code == 422 and "reserved" in reserved.json()["error"]["message"]
+    exe = await client.post("/v1/documents", files=[("files", ("x.exe", b"MZ", "application/octet-stream"))])
+    assert exe.status_code == 415 and "'x.exe'" in exe.json()["error"]["message"]
+    fields = await client.post("/v1/documents", data={f"f{i}": "v" for i in range(101)}, files=files(1))
+    assert fields.status_code == 400 and "100 form fields" in fields.json()["error"]["message"]

@@ -120,10 +120,10 @@ async def stage_multipart(
     body: AsyncIterator[bytes], content_type: str, settings: IngestionSettings, staged: StagedRequest
 ) -> list[Document]:
     files: list[_File] = []
-    fields: dict[str, str] = {}
     field_count = 0
     staged_ids: set[str] = set()
     part: _File | _Field | None = None
+    shared: dict[str, Any] | None = None  # the ``metadata`` field, once it has been read
     async for event in multipart.parts(limited(body, settings), content_type):
         if isinstance(event, multipart.PartStart) and event.filename is not None:
             if len(files) >= settings.max_documents_per_request:
@@ -136,9 +136,8 @@ async def stage_multipart(
                     f"file {filename!r} ({event.content_type or 'no content type'}) is not a supported "
                     f"type; supported: {supported}"
                 )
-            if "metadata" in fields:  # sent before the files (browsers and httpx do): refused before staging
-                metadata = {**_shared_metadata(fields), "filename": filename}
-                validation.check_metadata(f"file {filename!r}", metadata, settings)
+            if shared is not None:  # sent before the files (browsers and httpx do): refused before staging
+                validation.check_metadata(f"file {filename!r}", {**shared, "filename": filename}, settings)
             document_id = validation.document_id_from_filename(filename)
             writer = None if document_id in staged_ids else staged.document(document_id)
             staged_ids.add(document_id)
@@ -169,9 +168,10 @@ async def stage_multipart(
             files.append(part)
             part = None
         elif isinstance(event, multipart.PartEnd) and isinstance(part, _Field):
-            fields[part.name] = multipart.decode_field(bytes(part.value), content_type)  # the last one wins
+            if part.name == "metadata":  # the last one wins, as in Starlette's form
+                shared = _shared_metadata(multipart.decode_field(bytes(part.value), content_type))
             part = None
-    shared_metadata = _shared_metadata(fields)
+    shared_metadata = shared or {}
     if not files:
         raise BadRequest("the multipart body holds no files (send them as form field 'files')")
     documents = []
@@ -183,10 +183,10 @@ async def stage_multipart(
     return documents
 
 
-def _shared_metadata(fields: dict[str, str]) -> dict[str, Any]:
+def _shared_metadata(field_value: str) -> dict[str, Any]:
     """The ``metadata`` form field: JSON for every file of the request."""
     try:
-        shared = orjson.loads(fields.get("metadata") or "{}")
+        shared = orjson.loads(field_value or "{}")
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"form field 'metadata' is not valid JSON: {exc}") from exc
     if not isinstance(shared, dict):
