@@ -9,6 +9,13 @@ import pytest
 PLUGIN = ("-p", "ragfleet.testkit.pytest_plugin", "-p", "no:cacheprovider", "--continue-on-collection-errors")
 
 
+@pytest.fixture(autouse=True)
+def _no_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inner sessions load only the plugin under test: loading every installed one
+    (hypothesis, schemathesis, locust...) for each of them cost seconds."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
 def test_a_unit_test_that_starts_a_process_or_listens_fails_and_says_why(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_starts="""
