@@ -23,6 +23,7 @@ from locust import FastHttpUser, User, between, constant, tag, task
 from locust.env import Environment
 from websockets.sync.client import ClientConnection, connect
 
+from ragfleet.loadtests.cookies import AffinityCookies
 from ragfleet.loadtests.gates import TTFT_REQUEST_TYPE
 from ragfleet.loadtests.queries import (
     SEARCH_MODES,
@@ -51,35 +52,6 @@ def query_pool(path: str, size: int = 0) -> list[str]:
 def user_rng(environment: Environment) -> random.Random:
     seed = environment.parsed_options.seed if environment.parsed_options else 0
     return random.Random(seed * 100_003 + next(_user_numbers)) if seed else random.Random()
-
-
-class AffinityCookies:
-    """The cookie handling a load-test client needs, and no more: every ``Set-Cookie`` answered is
-    sent back as ``name=value`` (the ingress's affinity cookie keeps a user on one replica).
-
-    It stands in for ``http.cookiejar.CookieJar`` in geventhttpclient's user agent: the jar's
-    domain, path and expiry policy per request was a tenth of Locust's CPU in a 50-user search
-    run (py-spy), which the ratio gate then counted against the search path — the echo app it is
-    compared with sets no cookie. Attributes (Path, Max-Age, ...) are not needed against one host.
-    """
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.header = ""
-
-    def add_cookie_header(self, request: Any) -> None:
-        if self.header:
-            request.headers["Cookie"] = self.header
-
-    def extract_cookies(self, response: Any, _request: Any) -> None:
-        set_cookies = response.headers.get_all("set-cookie")
-        if not set_cookies:
-            return
-        for set_cookie in set_cookies:
-            name, _, value = set_cookie.split(";", 1)[0].partition("=")
-            if name.strip():
-                self.values[name.strip()] = value.strip()
-        self.header = "; ".join(f"{name}={value}" for name, value in self.values.items())
 
 
 class RagfleetUser(FastHttpUser):
