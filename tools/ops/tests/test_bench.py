@@ -132,6 +132,7 @@ def _bench_record(fake_cluster, run_cli, tmp_path: Path, chart: str, **kwargs: A
     )
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_bench_record_keeps_history_in_a_configmap_and_flags_a_regression(
     fake_cluster, run_cli, tmp_path: Path
 ) -> None:
@@ -167,6 +168,7 @@ def test_bench_record_keeps_history_in_a_configmap_and_flags_a_regression(
     assert methods.count("POST") == 1 and methods.count("PUT") == 2
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_bench_record_without_a_summary_is_a_usage_error(fake_cluster, run_cli, tmp_path: Path) -> None:
     code, _, err = run_cli(
         *fake_cluster.args(
@@ -184,6 +186,7 @@ def test_bench_record_without_a_summary_is_a_usage_error(fake_cluster, run_cli, 
     assert not fake_cluster.server.configmaps
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_the_fake_api_refuses_a_stale_configmap_update(fake_cluster) -> None:
     server = fake_cluster.server
     created = server.answer(

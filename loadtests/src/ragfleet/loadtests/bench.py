@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,7 +189,7 @@ def collect(part: str, facts: dict[str, Any], figures: Path, reports: Path) -> d
     return metric_entries(values, facts["references"], facts["foreign_cpu"])
 
 
-def run_measured(part: str, run: Any) -> dict[str, Any]:
+def run_measured(part: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The part's references measured right before it, then the part; other work's share of the CPU
     over both (the references are this run's work too)."""
     meter = calibration.ForeignCpu().start()
@@ -197,7 +198,12 @@ def run_measured(part: str, run: Any) -> dict[str, Any]:
     facts["references"] = references["figures"]
     facts["references_skipped"] = references["skipped"]
     facts["foreign_cpu"] = meter.share()
+    log.info("%s: other work used %s of the CPU meanwhile", part, _share(facts["foreign_cpu"]))
     return facts
+
+
+def _share(value: float | None) -> str:
+    return "?" if value is None else f"{100 * value:.0f} %"
 
 
 # -- output -----------------------------------------------------------------------------------------------
@@ -310,12 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for part in args.only:
             if part == "loadtest":
                 facts = run_measured(
-                    part, lambda: run_loadtest_part(args, profile, reports, figures, timeout_s)
+                    part, functools.partial(run_loadtest_part, args, profile, reports, figures, timeout_s)
                 )
                 facts["report"] = shown_path(reports / LOADTEST_DIR / "summary.md")
             else:
                 facts = run_measured(
-                    part, lambda part=part: run_part(part, commands[part], reports / f"{part}.log", timeout_s)
+                    part,
+                    functools.partial(run_part, part, commands[part], reports / f"{part}.log", timeout_s),
                 )
                 facts["report"] = shown_path(reports / f"{part}.md")
             extra["parts"][part] = facts
