@@ -103,6 +103,7 @@ def test_a_downstream_retry_after_goes_on_with_the_error() -> None:
     unavailable = downstream_error("retrieval", 503, busy, retry_after="2")
     assert unavailable is not None and unavailable.status_code == 503
     assert unavailable.headers == {"Retry-After": "2"}
+    assert unavailable.code == "embedder_busy"  # the downstream's reason goes on too
     limited = downstream_error(
         "llm-proxy", 429, b'{"error":{"code":"rate_limited","message":"slow down"}}', retry_after="5"
     )

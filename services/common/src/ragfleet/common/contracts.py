@@ -175,7 +175,12 @@ def _downstream_error(service: str, status_code: int, body: bytes) -> RagfleetEr
         )
     details = {"service": service}
     if status_code in (502, 503):
-        return ServiceUnavailable(f"{service} is unavailable: {message}", details=details)
+        # The downstream's own code says why (``embedder_busy``: come back shortly; ``redis_unavailable``).
+        return ServiceUnavailable(
+            f"{service} is unavailable: {message}",
+            code=str(error["code"]) if error.get("code") else None,
+            details=details,
+        )
     if status_code == 504:
         return UpstreamTimeout(f"{service} timed out: {message}", details=details)
     return UpstreamError(f"{service} failed: {message}", details=details)
