@@ -1,1 +1,1 @@
-pytest_plugins = ["ragfleet.testkit.pytest_plugin"]
+pytest_plugins = ["ragfleet.testkit.pytest_plugin", "pytester"]

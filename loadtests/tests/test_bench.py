@@ -14,7 +14,7 @@ import pytest
 
 from ragfleet.bench import calibration, history
 from ragfleet.bench.stores import FileStore
-from ragfleet.loadtests import bench
+from ragfleet.loadtests import bench, bench_parts, bench_report
 from ragfleet.loadtests.gates import EndpointStats, RunSummary
 from ragfleet.loadtests.promscrape import HitRate
 
@@ -34,7 +34,7 @@ def test_loadtest_figures_come_from_the_summary_the_run_writes() -> None:
     # gevent monkey-patching must not happen inside pytest).
     written = json.dumps({"summary": dataclasses.asdict(summary)})
 
-    values = bench.loadtest_metrics(json.loads(written))
+    values = bench_parts.loadtest_metrics(json.loads(written))
 
     assert values == {
         "loadtest.vector_search_qps": 300.0,
@@ -42,25 +42,25 @@ def test_loadtest_figures_come_from_the_summary_the_run_writes() -> None:
         "loadtest.failure_ratio": 0.009,
         "loadtest.cache_hit_rate": 0.75,
     }
-    assert set(values) <= set(bench.CATALOG)
+    assert set(values) <= set(bench_parts.CATALOG)
 
 
 def test_the_readme_table_is_replaced_between_its_markers_only(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"# Index\n\nhand-written\n\n{bench.README_START}\nold table\n{bench.README_END}\n\nfooter\n"
+        f"# Index\n\nhand-written\n\n{bench_report.README_START}\nold table\n{bench_report.README_END}\n\nfooter\n"
     )
     record = history.Record(
         started_at="2026-11-21T10:00:00Z",
         label="abc1234+dirty",
-        metrics=bench.metric_entries({"llm_proxy.errors": 0}),
+        metrics=bench_parts.metric_entries({"llm_proxy.errors": 0}),
         machine={"cpu_model": "EPYC", "cores": 2, "memory_gib": 23.5, "cpu_flags": ["avx2"]},
         calibration={"echo_rps": 2000.0},
         profile="quick",
     )
     rows = history.compare(record, [], history.Tolerances())
 
-    bench.update_readme(readme, record, rows, tmp_path / "latest.md")
+    bench_report.update_readme(readme, record, rows, tmp_path / "latest.md")
 
     text = readme.read_text()
     assert "old table" not in text and "hand-written" in text and text.endswith("footer\n")
@@ -84,13 +84,15 @@ def test_bad_options_are_refused_with_the_choices(tmp_path: Path) -> None:
 def test_a_quick_run_is_stored_and_a_regression_exits_with_its_code(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "README.md").write_text(f"# Benchmarks\n\n{bench.README_START}\n{bench.README_END}\n")
+    (docs / "README.md").write_text(
+        f"# Benchmarks\n\n{bench_report.README_START}\n{bench_report.README_END}\n"
+    )
     # A baseline no real proxy can match, from this machine: every CPU figure near zero.
     here = calibration.machine()
     impossible = history.Record(
         started_at="2000-01-01T00:00:00Z",
         label="0000000",
-        metrics=bench.metric_entries({"llm_proxy.json_cpu_ms_per_request": 1e-6}),
+        metrics=bench_parts.metric_entries({"llm_proxy.json_cpu_ms_per_request": 1e-6}),
         machine=here,
         fingerprint=calibration.fingerprint(here),
         profile="quick",
@@ -100,7 +102,8 @@ def test_a_quick_run_is_stored_and_a_regression_exits_with_its_code(tmp_path: Pa
 
     code = bench.main(
         [
-            *("--quick", "--only", "llm-proxy", "--baseline", str(baseline)),
+            # Judged whatever else loads the machine: this test checks the exit code, not the machine.
+            *("--quick", "--only", "llm-proxy", "--baseline", str(baseline), "--max-foreign-cpu", "1"),
             *("--history-dir", str(tmp_path / "history"), "--docs-dir", str(docs)),
             *("--reports-dir", str(tmp_path / "reports")),
         ]
@@ -113,10 +116,14 @@ def test_a_quick_run_is_stored_and_a_regression_exits_with_its_code(tmp_path: Pa
         stored.machine
     )
     assert stored.fingerprint == calibration.fingerprint(here)
-    assert {"echo_rps", "echo_requests_per_cpu_s", "hnsw_qps"} <= set(stored.calibration)
+    # The proxy's reference, measured right before its part, in the record and beside each metric.
+    assert {"echo_rps", "echo_requests_per_cpu_s"} <= set(stored.calibration)
+    cpu = stored.metrics["llm_proxy.json_cpu_ms_per_request"]
+    assert cpu.reference_value == stored.calibration["echo_requests_per_cpu_s"]
+    assert cpu.foreign_cpu is not None and 0 <= cpu.foreign_cpu <= 1
     assert set(stored.extra["git"]) == {"commit", "short", "dirty"}
     assert "--quick" in stored.extra["command"]
-    assert set(stored.metrics) == {name for name in bench.CATALOG if name.startswith("llm_proxy.")}
+    assert set(stored.metrics) == {name for name in bench_parts.CATALOG if name.startswith("llm_proxy.")}
     assert stored.metrics["llm_proxy.errors"].value == 0
     latest = (docs / "latest.md").read_text()
     # Same machine, and the baseline has no calibration: the raw verdict stands.

@@ -18,6 +18,9 @@ from ragfleet.ops.timeline import TimelineRecorder
 from ragfleet.testkit.kube.clusters import load_test
 from ragfleet.testkit.kube.fake_apiserver import FakeKubeApiServer, running_fake_api
 
+# The fake Kubernetes API is a real HTTP server on a loopback port: integration by the marker rule.
+pytestmark = pytest.mark.integration
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

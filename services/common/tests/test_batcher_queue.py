@@ -76,3 +76,25 @@ async def test_a_text_expected_to_wait_longer_than_the_bound_is_refused_fast() -
         assert len(await asyncio.wait_for(asyncio.gather(*accepted), 10)) == 4
     finally:
         await batcher.close()
+
+
+async def test_a_text_that_opens_the_next_batch_is_never_refused_however_slow_the_last_batch() -> None:
+    model = BlockedModel()
+    batcher = MicroBatcher(model, max_batch=2, max_wait_ms=0, max_queue=256, max_queue_s=0.5)  # type: ignore[arg-type]
+    try:
+        running = [asyncio.ensure_future(batcher.embed_one("in flight"))]
+        await asyncio.sleep(0.05)  # that batch is now in the (blocked) model
+        batcher.seconds_per_text = 2.0  # the last batches were slow: one text ahead is "2 s of work"
+        # Nothing waits: this text opens the next batch, and refusing it would shed nothing.
+        running.append(asyncio.ensure_future(batcher.embed_one("opens the next batch")))
+        await asyncio.sleep(0)
+        # Behind it, the same estimate is a queue of 4 s: refused at once.
+        with pytest.raises(ServiceUnavailable) as refused:
+            await batcher.embed_one("would queue behind it")
+        assert refused.value.code == "embedder_busy"
+        model.gate.set()
+        vectors = await asyncio.wait_for(asyncio.gather(*running), 10)
+        assert len(vectors) == 2
+    finally:
+        model.gate.set()
+        await batcher.close()

@@ -96,3 +96,17 @@ def test_took_ms_splice_keeps_valid_json() -> None:
     assert orjson.loads(again)["took_ms"] == 2.0
     assert strip_leading_json_field(again, "took_ms") == body
     assert orjson.loads(prefix_json_field(b"{}", "took_ms", b"1")) == {"took_ms": 1}
+
+
+def test_a_downstream_retry_after_goes_on_with_the_error() -> None:
+    busy = b'{"error":{"code":"embedder_busy","message":"the embedder is saturated","request_id":"r"}}'
+    unavailable = downstream_error("retrieval", 503, busy, retry_after="2")
+    assert unavailable is not None and unavailable.status_code == 503
+    assert unavailable.headers == {"Retry-After": "2"}
+    assert unavailable.code == "embedder_busy"  # the downstream's reason goes on too
+    limited = downstream_error(
+        "llm-proxy", 429, b'{"error":{"code":"rate_limited","message":"slow down"}}', retry_after="5"
+    )
+    assert limited is not None and limited.status_code == 429 and limited.headers == {"Retry-After": "5"}
+    assert downstream_error("retrieval", 503, busy).headers == {}  # type: ignore[union-attr]
+    assert downstream_error("retrieval", 200, b"{}", retry_after="1") is None

@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from ragfleet.bench import calibration
 from ragfleet.devstack.processes import (
     ManagedProcess,
     free_port,
@@ -112,47 +112,9 @@ async def run_load(
         await asyncio.gather(*tasks)
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_ms(pid: int) -> float:
-    """User + system CPU time so far of a process and every live descendant (uvicorn's workers), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = _stat(current)
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
-        todo += children.get(current, [])
-    return total
-
-
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{os.cpu_count()} vCPU ({cpu}){memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    m = calibration.machine()
+    return f"{calibration.describe(m)}, {m['platform']}, Python {m['python']}"
 
 
 def git_commit() -> str:
@@ -253,11 +215,12 @@ async def measure(
             warm = Result(target, mode, [], 0, [])
             await run_load(url, model, stream, args.rate, args.warmup, warm)
             result = Result(target, mode, [], 0, [])
-            before = {name: cpu_ms(pid) for name, pid in pids.items()}
+            before = {name: calibration.process_tree_cpu_ms(pid) for name, pid in pids.items()}
             await run_load(url, model, stream, args.rate, args.duration, result)
             sent = max(1, len(result.latencies_ms) + result.errors)
             result.cpu_ms_per_request = {
-                name: (cpu_ms(pid) - before[name]) / sent for name, pid in pids.items()
+                name: (calibration.process_tree_cpu_ms(pid) - before[name]) / sent
+                for name, pid in pids.items()
             }
             log.info(
                 "%s %s: p50 %.2f ms, p99 %.2f ms, %d errors",

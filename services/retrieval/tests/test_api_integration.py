@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 
@@ -140,6 +141,42 @@ def test_bad_input_is_a_clear_4xx(
     )
     assert response.status_code == status, response.text
     assert says in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "tenant"),
+    [
+        ({"query": "Which animal purrs?", "top_k": 2}, "acme"),
+        ({"query": "capital of France", "mode": "bm25", "filters": {"topic": "geography"}}, "acme"),
+        ({"vector": [0.05] * 384, "top_k": 3}, "acme"),
+        ({"query": "x", "collection": "nope"}, "acme"),  # 404 from the search itself
+        ({"vector": [0.1] * 3}, "acme"),  # 400 from the search itself
+        ({"query": "x", "top_k": 0}, "acme"),  # 422: the body does not validate
+        ({"query": "x"}, "Not A Tenant!"),  # 400: the tenant header does not validate
+    ],
+)
+def test_the_search_fast_path_answers_as_the_ordinary_route_does(
+    retrieval_with_docs: RunningService, body: dict[str, Any], tenant: str
+) -> None:
+    """A body with a Content-Length takes the fast path (search/fast_path.py); the same body sent
+    chunked, without one, takes FastAPI's route. Status, error and results must not differ."""
+    payload = orjson.dumps({"collection": "docs", **body})
+    headers = {"X-Ragfleet-Tenant": tenant, "Content-Type": "application/json"}
+    with httpx.Client(base_url=retrieval_with_docs.url, timeout=30, headers=headers) as client:
+        fast = client.post("/v1/search", content=payload)
+        ordinary = client.post("/v1/search", content=iter([payload]))  # chunked: no Content-Length
+    assert "content-length" not in ordinary.request.headers and "content-length" in fast.request.headers
+    assert fast.status_code == ordinary.status_code, (fast.text, ordinary.text)
+    assert fast.headers["content-type"] == ordinary.headers["content-type"] == "application/json"
+    fast_body, ordinary_body = fast.json(), ordinary.json()
+    if fast.status_code == 200:
+        assert fast.headers["x-cache"] in ("miss", "hit-l1", "hit-l2", "hit-semantic")
+        assert fast_body["results"] == ordinary_body["results"]
+        assert set(fast_body) == set(ordinary_body)
+    else:
+        for answer in (fast_body, ordinary_body):
+            answer["error"].pop("request_id")
+        assert fast_body == ordinary_body
 
 
 @pytest.fixture(scope="module")

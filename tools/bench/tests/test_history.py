@@ -1,11 +1,13 @@
-"""The comparison rule: like with like (portable, same machine, normalised), or no verdict; and the stores' round trip."""
+"""The comparison rule: like with like (portable, same machine, normalised), against the median of the
+last runs, within a noise band from the history's own spread, never on a busy machine; and the
+stores' round trip."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ragfleet.bench.history import Metric, Record, Tolerances, compare, regressions, table
+from ragfleet.bench.history import Metric, Record, Tolerances, compare, noise_band, regressions, table
 from ragfleet.bench.stores import FileStore, record_key
 
 QPS = "loadtest.qps"
@@ -21,14 +23,15 @@ def run(
     recall: float = 0.99,
     echo: float = 2000.0,
     machine: str = "m1",
+    foreign_cpu: float | None = None,
 ) -> Record:
     return Record(
         started_at=f"2026-12-01T{when}:00Z",
         label=when,
         metrics={
-            QPS: Metric(qps, "req/s", "higher", reference="echo_rps"),
-            CPU: Metric(cpu_ms, "ms", "lower", reference="echo_rps"),
-            RECALL: Metric(recall, "ratio", "higher", portable=True),
+            QPS: Metric(qps, "req/s", "higher", reference="echo_rps", foreign_cpu=foreign_cpu),
+            CPU: Metric(cpu_ms, "ms", "lower", reference="echo_rps", foreign_cpu=foreign_cpu),
+            RECALL: Metric(recall, "ratio", "higher", portable=True, foreign_cpu=foreign_cpu),
         },
         fingerprint=machine,
         calibration={"echo_rps": echo},
@@ -116,3 +119,93 @@ def test_the_table_shows_raw_and_normalised_change_and_the_basis() -> None:
 
     line = next(line for line in table(rows).splitlines() if line.startswith(f"| {QPS} |"))
     assert "-40.0 %" in line and "+0.0 %" in line and "same machine" in line and "| ok |" in line
+
+
+# Five quiet runs on machine A, a few percent apart, as two back-to-back runs on one machine are.
+JITTER = (1.00, 0.97, 1.03, 0.98, 1.02)
+
+
+def machine_a_history() -> list[Record]:
+    return [
+        run(f"0{i}:00", qps=1000 * j, cpu_ms=2.0 / j, echo=2000 * j, machine="A")
+        for i, j in enumerate(JITTER)
+    ]
+
+
+def test_machine_b_twice_as_slow_on_every_calibrated_metric_flags_nothing() -> None:
+    slow = run("12:00", qps=500, cpu_ms=4.0, echo=1000, machine="B")
+
+    rows = compare(slow, machine_a_history(), Tolerances(0.15))
+
+    assert {r.name: (r.basis, r.status) for r in rows} == {
+        QPS: ("normalised", "ok"),
+        CPU: ("normalised", "ok"),
+        RECALL: ("portable", "ok"),
+    }
+    qps = next(r for r in rows if r.name == QPS)
+    assert qps.raw_change == -0.5 and qps.baseline_runs == 5  # shown raw, judged normalised
+
+
+def test_a_30_percent_regression_in_one_metric_with_the_calibration_unchanged_is_flagged() -> None:
+    same_machine = run("12:00", qps=700, echo=2000, machine="A")
+    other_machine = run("12:00", qps=350, cpu_ms=4.0, echo=1000, machine="B")  # 2x slower, and 30 % more
+
+    for current, basis in ((same_machine, "same machine"), (other_machine, "normalised")):
+        rows = {r.name: r for r in compare(current, machine_a_history(), Tolerances(0.15))}
+        assert (rows[QPS].basis, rows[QPS].status) == (basis, "regression")
+        assert (rows[CPU].status, rows[RECALL].status) == ("ok", "ok")
+
+
+def test_a_run_on_a_busy_machine_is_not_comparable_rather_than_a_regression() -> None:
+    busy = run("12:00", qps=500, cpu_ms=4.0, recall=0.5, echo=2000, machine="A", foreign_cpu=0.6)
+
+    rows = {r.name: r for r in compare(busy, machine_a_history(), Tolerances(0.15))}
+
+    assert (rows[QPS].basis, rows[QPS].status) == ("busy machine", "not comparable")
+    assert "60 %" in rows[QPS].reason and rows[QPS].raw_change == -0.5  # still shown
+    assert (rows[RECALL].basis, rows[RECALL].status) == ("portable", "regression")  # load cannot explain it
+    assert "busy machine" in table(rows.values())
+    # Judged when asked to be, whatever the load.
+    forced = {
+        r.name: r.status for r in compare(busy, machine_a_history(), Tolerances(0.15, max_foreign_cpu=1))
+    }
+    assert forced[QPS] == "regression"
+
+
+def test_a_run_on_a_busy_machine_is_never_a_baseline() -> None:
+    quiet_history = machine_a_history()
+    busy_and_fast = run("11:00", qps=3000, echo=2000, machine="A", foreign_cpu=0.9)
+
+    rows = {
+        r.name: r
+        for r in compare(run("12:00", qps=1000, machine="A"), [*quiet_history, busy_and_fast], Tolerances())
+    }
+
+    assert rows[QPS].status == "ok" and "11:00" not in rows[QPS].baseline_label
+
+
+def test_the_baseline_is_the_median_of_the_last_like_for_like_runs() -> None:
+    odd_one = run("03:30", qps=400, machine="A")  # one starved run among quiet ones
+    other_profile = Record(**{**run("04:30", qps=5000, machine="A").__dict__, "profile": "quick"})
+    history = [run("00:30", qps=9999, machine="A"), *machine_a_history(), odd_one, other_profile]
+
+    rows = {r.name: r for r in compare(run("12:00", qps=980, machine="A"), history, Tolerances(0.15))}
+
+    # The last five quiet runs of the full profile: 0.97, 1.03, 0.98, (the odd 0.4), 1.02 -> median 980.
+    assert rows[QPS].baseline == 980 and rows[QPS].baseline_runs == 5
+    assert rows[QPS].baseline_label == "median of 5: 01:00 … 04:00" and rows[QPS].status == "ok"
+
+
+def test_the_noise_band_is_the_history_spread_with_the_tolerance_as_floor() -> None:
+    assert noise_band([100.0, 101.0], 0.15) == 0.15  # two runs: no spread known, the floor
+    assert noise_band([100.0, 101.0, 99.0, 100.0], 0.15) == 0.15  # quiet history: the floor
+    wide = noise_band([100.0, 80.0, 120.0, 90.0, 110.0], 0.15)  # a history this machine swings in
+    assert 0.4 < wide < 0.5
+    noisy = [run(f"0{i}:00", qps=q, machine="A") for i, q in enumerate((1000, 800, 1200, 900, 1100))]
+    quiet = machine_a_history()
+    thirty_percent_down = run("12:00", qps=700, machine="A")
+
+    assert {r.name: r.status for r in compare(thirty_percent_down, noisy, Tolerances(0.15))}[QPS] == "ok"
+    assert {r.name: r.status for r in compare(thirty_percent_down, quiet, Tolerances(0.15))}[
+        QPS
+    ] == "regression"

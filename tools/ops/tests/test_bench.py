@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from ragfleet.bench.history import Metric, Record, Row, Tolerances
+from ragfleet.bench.history import EXIT_REGRESSION, Metric, Record, Row, Tolerances
 from ragfleet.bench.stores import record_key
-from ragfleet.ops.bench import EXIT_REGRESSION, judge, metrics_from_summary, new_record
+from ragfleet.ops.bench import judge, metrics_from_summary, new_record
 
 CONFIGMAP = "ragfleet-benchmark-history"
 
@@ -55,7 +55,7 @@ def record(**kwargs: float) -> Record:
 def compare(
     previous: Record | None, current: Record, tolerance: float, per_metric: dict[str, float] | None = None
 ) -> list[Row]:
-    return judge(previous, current, Tolerances(tolerance, per_metric or {}))[1]
+    return judge([previous] if previous else [], current, Tolerances(tolerance, per_metric or {}))[1]
 
 
 def regressed(rows: list[Row]) -> set[str]:
@@ -132,6 +132,7 @@ def _bench_record(fake_cluster, run_cli, tmp_path: Path, chart: str, **kwargs: A
     )
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_bench_record_keeps_history_in_a_configmap_and_flags_a_regression(
     fake_cluster, run_cli, tmp_path: Path
 ) -> None:
@@ -141,12 +142,14 @@ def test_bench_record_keeps_history_in_a_configmap_and_flags_a_regression(
 
     code, out, _ = _bench_record(fake_cluster, run_cli, tmp_path, "0.2.0", p95_ms=80.0)
     assert code == 0, out
-    assert "compared with chart 0.1.0" in out and "No regression" in out
+    assert "compared with chart(s) 0.1.0" in out and "No regression" in out
 
     code, out, _ = _bench_record(fake_cluster, run_cli, tmp_path, "0.3.0", p95_ms=200.0)
     assert code == EXIT_REGRESSION
     line = next(line for line in out.splitlines() if line.startswith("| p95 POST /v1/search |"))
-    assert "80.0 (0.2.0)" in line and "| 200 |" in line and "+150.0 %" in line and "REGRESSION" in line
+    # The median of the two stored runs (120 and 80 ms), not the last one alone.
+    assert "100 (median of 2: 0.1.0 … 0.2.0)" in line and "| 200 |" in line and "+100.0 %" in line
+    assert "REGRESSION" in line
     assert "1 regression(s): p95 POST /v1/search" in out
 
     stored = fake_cluster.server.configmaps[("ragfleet", CONFIGMAP)]
@@ -165,6 +168,7 @@ def test_bench_record_keeps_history_in_a_configmap_and_flags_a_regression(
     assert methods.count("POST") == 1 and methods.count("PUT") == 2
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_bench_record_without_a_summary_is_a_usage_error(fake_cluster, run_cli, tmp_path: Path) -> None:
     code, _, err = run_cli(
         *fake_cluster.args(
@@ -182,6 +186,7 @@ def test_bench_record_without_a_summary_is_a_usage_error(fake_cluster, run_cli, 
     assert not fake_cluster.server.configmaps
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_the_fake_api_refuses_a_stale_configmap_update(fake_cluster) -> None:
     server = fake_cluster.server
     created = server.answer(

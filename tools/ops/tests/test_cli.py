@@ -13,6 +13,9 @@ import pytest
 
 from ragfleet.testkit.kube import clusters
 
+# The fake Kubernetes API is a real HTTP server on a loopback port: integration by the marker rule.
+pytestmark = pytest.mark.integration
+
 
 def test_status_healthy_release_is_a_table_and_exit_0(fake_cluster, run_cli) -> None:
     code, out, _ = run_cli(*fake_cluster.args("status"))

@@ -13,6 +13,7 @@ from ragfleet.ops.cluster import ClusterReader, OpsError, connect, release_selec
 from ragfleet.testkit.kube import clusters
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_namespace_and_context_come_from_the_kubeconfig(fake_cluster) -> None:
     connection = connect(str(fake_cluster.kubeconfig))
     assert connection.default_namespace == "ragfleet"
@@ -43,6 +44,7 @@ def test_selector_matches_labels_and_expressions() -> None:
     assert not selector_matches(None, labels)
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_reader_sees_one_frame_per_poll(fake_cluster) -> None:
     fake_cluster.use(clusters.load_test())
     reader = ClusterReader(connect(str(fake_cluster.kubeconfig)), "ragfleet")
@@ -56,6 +58,7 @@ def test_reader_sees_one_frame_per_poll(fake_cluster) -> None:
     assert desired == [2, 4, 4]
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 def test_fake_api_speaks_status_errors_and_discovery(fake_cluster) -> None:
     fake_cluster.use(clusters.healthy(vpa_crd_installed=False))
     url = fake_cluster.server.url

@@ -7,7 +7,12 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from ragfleet.ops.keys import KEY_PREFIX
+
+# The fake Kubernetes API is a real HTTP server on a loopback port: integration by the marker rule.
+pytestmark = pytest.mark.integration
 
 
 def _secret_value(stored: dict[str, Any], key: str) -> str:

@@ -3,9 +3,14 @@ and the container's named port, retrieval first; exit 1 when a component has no 
 
 from __future__ import annotations
 
+import pytest
+
 from ragfleet.testkit.kube import clusters
 from ragfleet.testkit.kube.clusters import pod, pod_ip
 from ragfleet.testkit.kube.fake_apiserver import Scenario
+
+# The fake Kubernetes API is a real HTTP server on a loopback port: integration by the marker rule.
+pytestmark = pytest.mark.integration
 
 RELEASE_ARGS = ("metrics-urls", "--release", clusters.RELEASE)
 

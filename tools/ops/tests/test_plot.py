@@ -11,6 +11,7 @@ from ragfleet.ops.timeline import load_timeline
 from ragfleet.testkit.kube import clusters
 
 
+@pytest.mark.integration  # the fake Kubernetes API listens on loopback
 @pytest.mark.integration  # runs the CLI as a process
 def test_plot_subcommand_redraws_the_png_from_the_jsonl(fake_cluster, run_cli, tmp_path: Path) -> None:
     fake_cluster.use(clusters.load_test())

@@ -15,20 +15,26 @@ Parts (each a script of its own, run as a child process that writes its figures 
   command starts on free ports (or ``--host`` with a running one), gates off: its numbers are judged
   here, against history, not against the absolute targets of ``make loadtest``.
 
-Every run first measures its calibration (ragfleet.bench.calibration: the bare echo app under an
-aiohttp load, raw hnswlib search, raw ONNX embedding), is stored as
+Right before each part, the reference workloads its figures scale with are measured
+(ragfleet.bench.calibration: the bare echo app under an aiohttp load, raw hnswlib search, raw ONNX
+embedding; the Locust part measures the echo app under its own Locust), and while it runs, the
+share of the machine's CPU that other work used. The run is stored as
 ``benchmarks/history/<UTC time>-<commit>.json`` (commit, dirty flag, machine and its fingerprint,
-calibration, load average, command, profile, per-metric value/unit/direction/reference), compared
-like with like with earlier runs of the same profile (ragfleet.bench.history: raw figures only on
-the same machine fingerprint, figures normalised by the calibration otherwise), and summarised in
-``docs/benchmarks/latest.md`` and the table of ``docs/benchmarks/README.md``. Exit code: 0 fine,
-4 a regression beyond tolerance, 5 a benchmark failed to produce its numbers.
+calibration, load average, command, profile, per-metric value/unit/direction/reference and the
+part's conditions), compared like with like with earlier runs of the same profile
+(ragfleet.bench.history), and summarised in ``docs/benchmarks/latest.md`` and the table of
+``docs/benchmarks/README.md``. Exit code: 0 fine, 4 a regression beyond its noise band, 5 a
+benchmark failed to produce its numbers.
+
+This module runs the suite; ``bench_parts`` says what each part runs and reports, ``bench_report``
+writes the pages.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -39,259 +45,35 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ragfleet.bench import calibration, history
-from ragfleet.bench.history import Better
 from ragfleet.bench.stores import FileStore
+from ragfleet.loadtests.bench_parts import (
+    LOADTEST_DIR,
+    PART_REFERENCES,
+    PARTS,
+    PROFILES,
+    ROOT,
+    Profile,
+    Target,
+    loadtest_command,
+    metric_entries,
+    read_figures,
+    script_commands,
+    tolerances,
+)
+from ragfleet.loadtests.bench_report import baseline_notes, run_page, update_readme
 from ragfleet.loadtests.options import stack_metrics_urls
-from ragfleet.loadtests.promscrape import HitRate
 
 log = logging.getLogger("ragfleet.loadtests.bench")
 
-ROOT = Path(__file__).resolve().parents[4]  # the repository: the benchmark scripts are not packaged
-REGRESSION_EXIT_CODE = 4
+REGRESSION_EXIT_CODE = history.EXIT_REGRESSION
 PART_FAILED_EXIT_CODE = 5
-PARTS = ("retrieval", "llm-proxy", "ingestion", "loadtest")
-README_START = "<!-- latest-bench:start -->"
-README_END = "<!-- latest-bench:end -->"
-
-
-@dataclass(frozen=True)
-class Profile:
-    """Sizes and durations; runs are only compared with runs of the same profile."""
-
-    name: str
-    retrieval_n: int
-    retrieval_queries: int
-    proxy_rate: float
-    proxy_seconds: float
-    proxy_warmup_seconds: float
-    ingest_documents: int
-    loadtest_users: int
-    loadtest_seconds: int
-
-
-PROFILES = {
-    # About 7 minutes on a quiet 2-core machine (estimated from the parts' own timings).
-    "full": Profile("full", 100_000, 1000, 100, 20, 3, 200, 40, 45),
-    # About two minutes: the same code paths, numbers only comparable with other quick runs.
-    "quick": Profile("quick", 5_000, 200, 50, 3, 1, 20, 4, 5),
-}
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    unit: str
-    better: Better
-    reference: str | None = None  # the calibration figure it scales with (ragfleet.bench.calibration)
-    tolerance: float | None = None  # None: the run's default
-    absolute: float = 0.0  # floor, in the metric's unit, for metrics whose baseline may be zero
-    portable: bool = False  # the machine does not change it (recall, hit rate): always compared raw
-
-
-HNSW, ONNX, ECHO, ECHO_CPU = "hnsw_qps", "onnx_texts_per_s", "echo_rps", "echo_requests_per_cpu_s"
-
-
-# Every metric the suite records, with its unit and direction; extractors below must only use these.
-CATALOG: dict[str, MetricSpec] = {
-    "retrieval.recall_at_10": MetricSpec("ratio", "higher", tolerance=0.01, portable=True),
-    "retrieval.vector_qps": MetricSpec("q/s", "higher", reference=HNSW),
-    "retrieval.vector_qps_2_threads": MetricSpec("q/s", "higher", reference=HNSW),
-    "retrieval.vector_filtered_third_qps": MetricSpec("q/s", "higher", reference=HNSW),
-    "retrieval.vector_filtered_rare_qps": MetricSpec("q/s", "higher", reference=HNSW),
-    "retrieval.bm25_qps": MetricSpec("q/s", "higher", reference=HNSW),
-    "retrieval.hybrid_qps": MetricSpec("q/s", "higher", reference=HNSW),
-    "retrieval.hybrid_rrf_qps": MetricSpec("q/s", "higher", reference=HNSW),
-    "retrieval.async_search_qps": MetricSpec("q/s", "higher", reference=HNSW),
-    "retrieval.build_s": MetricSpec("s", "lower", reference=HNSW, tolerance=0.25),
-    "retrieval.load_s": MetricSpec("s", "lower", reference=HNSW, tolerance=0.25),
-    "retrieval.embed_query_single_per_s": MetricSpec("texts/s", "higher", reference=ONNX),
-    "retrieval.embed_query_batched_per_s": MetricSpec("texts/s", "higher", reference=ONNX),
-    "retrieval.embed_passage_batched_per_s": MetricSpec("texts/s", "higher", reference=ONNX),
-    # Sub-millisecond latencies swing by tens of percent on a shared CPU: CPU time per request is
-    # the steadier measure of the proxy's cost, the medians get wide tolerances. The added p99 is
-    # left to the proxy's own report: on a starved CPU the open-loop tail went from 1 s to 38 s.
-    # Three back-to-back runs on a quiet box gave 3.0, 3.7 and 4.1 ms: ±30 % is this figure's noise.
-    "llm_proxy.json_cpu_ms_per_request": MetricSpec("ms", "lower", reference=ECHO_CPU, tolerance=0.4),
-    "llm_proxy.stream_cpu_ms_per_request": MetricSpec("ms", "lower", reference=ECHO_CPU, tolerance=0.4),
-    "llm_proxy.json_overhead_p50_ms": MetricSpec(
-        "ms", "lower", reference=ECHO_CPU, tolerance=0.5, absolute=0.2
-    ),
-    "llm_proxy.stream_overhead_p50_ms": MetricSpec(
-        "ms", "lower", reference=ECHO_CPU, tolerance=0.5, absolute=0.2
-    ),
-    "llm_proxy.errors": MetricSpec("count", "lower", portable=True),
-    "ingestion.end_to_end_chunks_per_s": MetricSpec("chunks/s", "higher", reference=ONNX),
-    "ingestion.raw_embed_chunks_per_s": MetricSpec("chunks/s", "higher", reference=ONNX),
-    "ingestion.share_of_raw": MetricSpec("ratio", "higher", portable=True),
-    "loadtest.vector_search_qps": MetricSpec("req/s", "higher", reference=ECHO),
-    "loadtest.vector_search_p95_ms": MetricSpec("ms", "lower", reference=ECHO, tolerance=0.3),
-    "loadtest.cache_hit_rate": MetricSpec("ratio", "higher", tolerance=0.05, portable=True),
-    "loadtest.failure_ratio": MetricSpec("ratio", "lower", absolute=0.005, portable=True),
-}
-
-
-def metric_entries(values: dict[str, float]) -> dict[str, history.Metric]:
-    """Values as stored in a record: each with its unit, direction and reference from the catalog."""
-    return {
-        name: history.Metric(
-            value,
-            spec.unit,
-            spec.better,
-            reference=spec.reference,
-            portable=spec.portable,
-            noise_floor=spec.absolute,
-        )
-        for name, value in values.items()
-        for spec in (CATALOG[name],)
-    }
-
-
-def tolerances(default: float, overrides: Sequence[tuple[str, float]]) -> history.Tolerances:
-    return history.Tolerances(
-        default=default,
-        per_metric={name: spec.tolerance for name, spec in CATALOG.items() if spec.tolerance is not None},
-        overrides=tuple(overrides),
-    )
-
-
-# -- the parts: how each runs and which figures it reports ------------------------------------------
-
-
-def retrieval_metrics(raw: dict[str, Any]) -> dict[str, float]:
-    store, embeddings = raw["store"], raw["embeddings"]
-    qps = store["qps"]  # query kind -> {"1": q/s on one thread, "2": on two}
-    return {
-        "retrieval.recall_at_10": store["recall@10"],
-        "retrieval.vector_qps": qps["vector"]["1"],
-        "retrieval.vector_qps_2_threads": qps["vector"]["2"],
-        "retrieval.vector_filtered_third_qps": qps["vector + filter (1/3 match)"]["1"],
-        "retrieval.vector_filtered_rare_qps": qps["vector + filter (~1 % match)"]["1"],
-        "retrieval.bm25_qps": qps["bm25"]["1"],
-        "retrieval.hybrid_qps": qps["hybrid (relative_score)"]["1"],
-        "retrieval.hybrid_rrf_qps": qps["hybrid (rrf)"]["1"],
-        "retrieval.async_search_qps": store["async_qps"],
-        "retrieval.build_s": store["build_s"],
-        "retrieval.load_s": store["load_s"],
-        "retrieval.embed_query_single_per_s": embeddings["query_single_per_s"],
-        "retrieval.embed_query_batched_per_s": embeddings["query_batched_per_s"],
-        "retrieval.embed_passage_batched_per_s": embeddings["passage_batched_per_s"],
-    }
-
-
-def llm_proxy_metrics(raw: dict[str, Any]) -> dict[str, float]:
-    rows = {(row["mode"], row["target"]): row for row in raw["rows"]}
-    proxied = rows[("json", "proxy")]
-    return {
-        "llm_proxy.json_cpu_ms_per_request": proxied["cpu_ms_per_request"]["proxy"],
-        "llm_proxy.stream_cpu_ms_per_request": rows[("stream", "proxy")]["cpu_ms_per_request"]["proxy"],
-        "llm_proxy.json_overhead_p50_ms": proxied["overhead_header_p50_ms"],
-        "llm_proxy.stream_overhead_p50_ms": rows[("stream", "proxy")]["overhead_header_p50_ms"],
-        "llm_proxy.errors": float(sum(row["errors"] for row in raw["rows"])),
-    }
-
-
-def ingestion_metrics(raw: dict[str, Any]) -> dict[str, float]:
-    end_to_end, embed_only = raw["end_to_end"]["per_s"], raw["raw"]["per_s"]
-    return {
-        "ingestion.end_to_end_chunks_per_s": end_to_end,
-        "ingestion.raw_embed_chunks_per_s": embed_only,
-        "ingestion.share_of_raw": end_to_end / embed_only,
-    }
-
-
-def loadtest_metrics(raw: dict[str, Any]) -> dict[str, float]:
-    summary = raw["summary"]
-    search = [e for e in summary["endpoints"] if e["name"].startswith("/v1/search")]
-    if not search:
-        raise ValueError("the Locust run made no search request")
-    values = {
-        "loadtest.vector_search_qps": sum(e["rps"] for e in search),
-        "loadtest.vector_search_p95_ms": max(e["p95_ms"] for e in search),
-        "loadtest.failure_ratio": summary["total_failures"] / max(1, summary["total_requests"]),
-    }
-    counts = summary.get("hit_rate")
-    rate = HitRate(**counts).rate if counts else None  # from the services' /metrics, as the gate reads it
-    if rate is not None:
-        values["loadtest.cache_hit_rate"] = rate
-    return values
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the Locust part sends its load: a running stack (--host) or one this command starts."""
-
-    host: str
-    redis_url: str | None  # None: the keys CLI finds make run's state Redis
-    metrics_urls: tuple[str, ...]  # retrieval's and the gateways': where the cache hit rate is counted
-    seed_corpus_url: str | None  # retrieval, to write the corpus a fresh stack lacks
-
-
-def script_commands(profile: Profile, reports: Path, figures: Path) -> dict[str, list[str]]:
-    """The services' benchmark scripts, run from the repository root; figures/<part>.json is their output."""
-    p = profile
-    commands = {
-        "retrieval": [
-            *("services/retrieval/bench/bench_store.py", "--n", str(p.retrieval_n)),
-            *("--queries", str(p.retrieval_queries), "--out", str(reports / "retrieval.md")),
-        ],
-        "llm-proxy": [
-            *("services/llm-proxy/bench/bench_overhead.py", "--rate", f"{p.proxy_rate:g}"),
-            *("--duration", f"{p.proxy_seconds:g}", "--warmup", f"{p.proxy_warmup_seconds:g}"),
-            *("--output", str(reports / "llm-proxy.md")),
-        ],
-        "ingestion": [
-            *("services/ingestion/bench/bench_ingest.py", "--documents", str(p.ingest_documents)),
-            *("--out", str(reports / "ingestion.md")),
-        ],
-    }
-    missing = [argv[0] for argv in commands.values() if not (ROOT / argv[0]).exists()]
-    if missing:
-        raise SystemExit(f"benchmark scripts not found under {ROOT}: {missing} (run from a checkout)")
-    return {
-        part: [sys.executable, *argv, "--json", str(figures / f"{part}.json")]
-        for part, argv in commands.items()
-    }
-
-
-LOADTEST_DIR = "loadtest-search-vector"
-
-
-def loadtest_command(profile: Profile, reports: Path, target: Target) -> list[str]:
-    argv = [
-        *(sys.executable, "-m", "ragfleet.loadtests.run", "--scenario", "search"),
-        *("--search-modes", "vector", "--users", str(profile.loadtest_users)),
-        *("--duration", f"{profile.loadtest_seconds}s", "--host", target.host),
-        *(("--redis-url", target.redis_url) if target.redis_url else ()),
-        *("--report-dir", str(reports / LOADTEST_DIR), "--seed", "1"),
-        # Judged against history here; `make loadtest` holds the absolute targets.
-        *("--gate-qps", "off", "--gate-hit-rate", "off", "--gate-failure-ratio", "off"),
-        *("--gate-p95-ms", "off", "--gate-ttft-p95-ms", "off"),
-    ]
-    for url in target.metrics_urls:
-        argv += ["--metrics-url", url]
-    if target.seed_corpus_url:
-        argv += ["--seed-corpus", target.seed_corpus_url]
-    return argv
-
-
-EXTRACTORS: dict[str, Callable[[dict[str, Any]], dict[str, float]]] = {
-    "retrieval": retrieval_metrics,
-    "llm-proxy": llm_proxy_metrics,
-    "ingestion": ingestion_metrics,
-    "loadtest": loadtest_metrics,
-}
-
-
-def figures_file(part: str, figures: Path, reports: Path) -> Path:
-    # The Locust run writes its own summary.json; the scripts write what --json asked for.
-    if part == "loadtest":
-        return reports / LOADTEST_DIR / "summary.json"
-    return figures / f"{part}.json"
+_PASSWORD_IN_URL = re.compile(r"(redis://)[^@/\s]*@")
 
 
 # -- the machine and the repository -------------------------------------------------------------------
@@ -372,7 +154,8 @@ def run_loadtest_part(
 
 def run_part(part: str, argv: list[str], log_file: Path, timeout_s: float) -> dict[str, Any]:
     """Run one benchmark as a child process; its output goes to log_file. Returns the part's facts."""
-    shown = shlex.join(["python", *argv[1:]])  # the virtualenv's interpreter path says nothing
+    # The virtualenv's interpreter path says nothing; a Redis password must not reach the history.
+    shown = _PASSWORD_IN_URL.sub(r"\1***@", shlex.join(["python", *argv[1:]]))
     facts: dict[str, Any] = {"ok": False, "command": shown, "load_before": load_average()}
     log.info("%s: %s", part, shown)
     started = time.monotonic()
@@ -391,101 +174,39 @@ def run_part(part: str, argv: list[str], log_file: Path, timeout_s: float) -> di
     return facts
 
 
-def collect(part: str, facts: dict[str, Any], figures: Path, reports: Path) -> dict[str, float]:
-    """The part's metrics from its JSON; a part that produced none is marked failed."""
+def collect(part: str, facts: dict[str, Any], figures: Path, reports: Path) -> dict[str, history.Metric]:
+    """The part's metrics from its JSON, with the conditions they were measured under; a part that
+    produced none is marked failed."""
     if not facts["ok"]:
         return {}
     try:
-        raw = json.loads(figures_file(part, figures, reports).read_text())
-        return EXTRACTORS[part](raw)
+        values, own_references = read_figures(part, figures, reports)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         facts["ok"] = False
         facts["error"] = f"no figures: {exc!r}"
         return {}
+    facts["references"] = {**facts["references"], **own_references}
+    return metric_entries(values, facts["references"], facts["foreign_cpu"])
+
+
+def run_measured(part: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The part's references measured right before it, then the part; other work's share of the CPU
+    over both (the references are this run's work too)."""
+    meter = calibration.ForeignCpu().start()
+    references = calibration.measure(PART_REFERENCES[part])
+    facts: dict[str, Any] = run()
+    facts["references"] = references["figures"]
+    facts["references_skipped"] = references["skipped"]
+    facts["foreign_cpu"] = meter.share()
+    log.info("%s: other work used %s of the CPU meanwhile", part, _share(facts["foreign_cpu"]))
+    return facts
+
+
+def _share(value: float | None) -> str:
+    return "?" if value is None else f"{100 * value:.0f} %"
 
 
 # -- output -----------------------------------------------------------------------------------------------
-
-
-def run_page(record: history.Record, rows: list[history.Row], notes: list[str]) -> str:
-    extra, m = record.extra, record.machine
-    flagged = history.regressions(rows)
-    failed = [name for name, facts in extra["parts"].items() if not facts["ok"]]
-    verdict = (
-        f"REGRESSION in {len(flagged)} metric(s)"
-        if flagged
-        else ("a benchmark FAILED" if failed else "no regression beyond tolerance")
-    )
-    # Only the load before the run tells of other work: during it, the benchmarks load the CPU themselves.
-    busy = m["load_before"][0] > 0.5 * (m["cores"] or 1)
-    skipped = extra.get("calibration_skipped") or {}
-    lines = [
-        f"# Benchmarks — {record.profile} run, {record.started_at}: {verdict}",
-        "",
-        f"- commit `{record.label}`",
-        f"- machine: {calibration.describe(m)}, fingerprint `{record.fingerprint}`, Python {m['python']}, {m['platform']}",
-        "- calibration (reference workloads in this run): "
-        + (", ".join(f"{k} {v:,.1f}" for k, v in sorted(record.calibration.items())) or "none")
-        + (f"; skipped: {', '.join(f'{k} ({v})' for k, v in skipped.items())}" if skipped else ""),
-        f"- load average (1, 5, 15 min) before {m['load_before']}, after {m['load_after']}"
-        + (" — **the machine was busy before the run: treat the raw figures as noisy**" if busy else ""),
-        f"- command: `{extra['command']}`",
-        f"- profile: {', '.join(f'{k}={v}' for k, v in extra['profile'].items())}",
-        "",
-        "| part | result | seconds | load before → after | report |",
-        "| --- | --- | ---: | --- | --- |",
-    ]
-    for name, facts in extra["parts"].items():
-        state = "ok" if facts["ok"] else "**FAILED**"
-        lines.append(
-            f"| {name} | {state} | {facts['seconds']} | {facts['load_before'][0]} → "
-            f"{facts['load_after'][0]} | {facts.get('report', '')} |"
-        )
-    lines += ["", *(f"- {note}" for note in notes), "", history.table(rows), ""]
-    for name, facts in extra["parts"].items():
-        if not facts["ok"]:
-            lines += [f"`{name}` failed:", "", "```", str(facts.get("error", "")), "```", ""]
-    lines += [
-        "Basis: *same machine* compares raw figures (same fingerprint) and flags a regression only when",
-        "the figure normalised by its calibration reference regressed too (a busier shared CPU slows",
-        "the reference as much); *normalised* compares figures divided by (times: multiplied by) the",
-        "reference measured in each run, across machines; *portable* figures (recall, hit rate, failure",
-        "ratio) do not depend on the machine. Nothing else is judged.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def baseline_notes(record: history.Record, rows: list[history.Row]) -> list[str]:
-    bases = sorted({r.basis for r in rows if r.baseline is not None})
-    labels = sorted({r.baseline_label for r in rows if r.baseline_label})
-    if not labels:
-        return [f"no earlier run with profile '{record.profile}': this run is the first baseline"]
-    return [f"baseline run(s): {', '.join(labels)}; basis: {', '.join(bases)}"]
-
-
-def update_readme(readme: Path, record: history.Record, rows: list[history.Row], latest: Path) -> None:
-    """Replace the latest-run table between the README's markers (the rest is written by hand)."""
-    if not readme.exists():
-        return
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), flags=re.DOTALL)
-    if not pattern.search(text):
-        log.warning("%s has no %s ... %s markers: its table is not updated", readme, README_START, README_END)
-        return
-    block = "\n".join(
-        [
-            README_START,
-            f"Latest run ({latest.name}): {record.profile} profile, {record.started_at}, "
-            f"commit `{record.label}`, {calibration.describe(record.machine)}; calibration "
-            + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(record.calibration.items()))
-            + ".",
-            "",
-            history.table(rows),
-            README_END,
-        ]
-    )
-    readme.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
 
 
 # -- the command -----------------------------------------------------------------------------------------
@@ -534,7 +255,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", type=Path, default=None, help="compare with this record, not the history")
     p.add_argument(
-        "--tolerance", type=float, default=history.DEFAULT_TOLERANCE, help="default relative tolerance"
+        "--tolerance",
+        type=float,
+        default=history.DEFAULT_TOLERANCE,
+        help="default tolerance floor (relative)",
     )
     p.add_argument(
         "--tolerance-for",
@@ -551,6 +275,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reports-dir", type=Path, default=None, help="the parts' own reports (default reports/bench-<time>)"
     )
+    p.add_argument(
+        "--max-foreign-cpu",
+        type=float,
+        default=history.MAX_FOREIGN_CPU,
+        help="share of the CPU other work may use during a part before its figures are not judged (1: always judged)",
+    )
     p.add_argument("--no-save", action="store_true", help="compare only: keep this run out of the history")
     return p
 
@@ -566,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             explicit = history.Record.from_json(json.loads(args.baseline.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             cli.error(f"--baseline {args.baseline}: not a readable benchmark record ({exc})")
-    profile = PROFILES["quick" if args.quick else "full"]
+    profile: Profile = PROFILES["quick" if args.quick else "full"]
     if args.retrieval_n is not None:
         profile = replace(profile, retrieval_n=args.retrieval_n)
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -576,49 +306,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["python", "-m", "ragfleet.loadtests.bench", *(sys.argv[1:] if argv is None else argv)]
     )
     the_machine = {**calibration.machine(), "load_before": load_average()}
-    log.info("calibration: the reference workloads (echo app, hnswlib, ONNX)...")
-    calibrated = calibration.measure()
     git = git_state()
-    extra: dict[str, Any] = {
-        "git": git,
-        "command": shown,
-        "profile": asdict(profile),
-        "parts": {},
-        "calibration_skipped": calibrated["skipped"],
-    }
-    values: dict[str, float] = {}
+    extra: dict[str, Any] = {"git": git, "command": shown, "profile": asdict(profile), "parts": {}}
+    metrics: dict[str, history.Metric] = {}
     timeout_s = 300 if args.quick else 1200
     with tempfile.TemporaryDirectory(prefix="ragfleet-bench-") as tmp:
         figures = Path(tmp)
         commands = script_commands(profile, reports, figures)
         for part in args.only:
             if part == "loadtest":
-                facts = run_loadtest_part(args, profile, reports, figures, timeout_s)
+                facts = run_measured(
+                    part, functools.partial(run_loadtest_part, args, profile, reports, figures, timeout_s)
+                )
                 facts["report"] = shown_path(reports / LOADTEST_DIR / "summary.md")
             else:
-                facts = run_part(part, commands[part], reports / f"{part}.log", timeout_s)
+                facts = run_measured(
+                    part,
+                    functools.partial(run_part, part, commands[part], reports / f"{part}.log", timeout_s),
+                )
                 facts["report"] = shown_path(reports / f"{part}.md")
             extra["parts"][part] = facts
-            values.update(collect(part, facts, figures, reports))
+            metrics.update(collect(part, facts, figures, reports))
             if not facts["ok"]:
                 log.error("%s failed: %s", part, facts.get("error"))
     the_machine["load_after"] = load_average()
     extra["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The run's calibration, for the pages and for records read without per-metric references: each
+    # reference as first measured in this run.
+    run_calibration: dict[str, float] = {}
+    for facts in extra["parts"].values():
+        for name, value in (facts.get("references") or {}).items():
+            run_calibration.setdefault(name, value)
     record = history.Record(
         started_at=started_at,
         label=git["short"] + ("+dirty" if git["dirty"] else ""),
-        metrics=metric_entries(values),
+        metrics=metrics,
         machine=the_machine,
         fingerprint=calibration.fingerprint(the_machine),
-        calibration=calibrated["figures"],
-        profile=profile.name,
+        calibration=run_calibration,
+        profile=profile.key(own_stack=not args.host),
         extra=extra,
     )
     store = FileStore(args.history_dir)
     earlier = store.records()
     if not args.no_save:
         log.info("stored %s", store.append(record))
-    rows = history.compare(record, earlier, tolerances(args.tolerance, args.tolerance_for), baseline=explicit)
+    rules = tolerances(args.tolerance, args.tolerance_for, args.max_foreign_cpu)
+    rows = history.compare(record, earlier, rules, baseline=explicit)
     notes = baseline_notes(record, rows)
     args.docs_dir.mkdir(parents=True, exist_ok=True)
     latest = args.docs_dir / "latest.md"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+import aiohttp
 import httpx
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
@@ -66,12 +67,17 @@ def create_redis(settings: ServiceSettings, role: RedisRole, *, url: str | None 
     return Redis(connection_pool=pool)
 
 
-def propagate_context(request: httpx.Request) -> None:
-    """Every outgoing call carries the caller's trace context and request id."""
-    inject_context(request.headers)
+def with_trace_context(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """``headers`` plus the caller's trace context and request id: what every outgoing call carries."""
+    inject_context(headers)
     request_id = current_request_id()
-    if request_id and "x-request-id" not in request.headers:
-        request.headers["x-request-id"] = request_id
+    if request_id and "x-request-id" not in headers:
+        headers["x-request-id"] = request_id
+    return headers
+
+
+def propagate_context(request: httpx.Request) -> None:
+    with_trace_context(request.headers)
 
 
 async def _propagate(request: httpx.Request) -> None:
@@ -103,6 +109,29 @@ def create_http_client(
             keepalive_expiry=30,
         ),
         event_hooks={"request": [_propagate]},
+    )
+
+
+def create_http_session(
+    settings: ServiceSettings, *, timeout_s: float | None = None, internal: bool = True
+) -> aiohttp.ClientSession:
+    """The pooled client of the hottest internal hops (the gateway's searches to retrieval): an
+    aiohttp session, as llm-proxy uses for its upstreams, because an httpx request cost ~10x the
+    client CPU of an aiohttp one on this machine kind (docs/benchmarks/llm-proxy.md) — with httpx
+    a search that missed the gateway's edge tier cost the gateway ~5 ms of CPU, 68 % of it httpx
+    (py-spy, session 5). Calls add their trace headers with :func:`with_trace_context`.
+
+    Open it inside the event loop (the app's lifespan); close it there too.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=settings.http_max_connections, keepalive_timeout=30, ttl_dns_cache=300
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers=service_headers(settings, internal=internal),
+        timeout=aiohttp.ClientTimeout(
+            total=timeout_s or settings.http_timeout_s, sock_connect=settings.http_connect_timeout_s
+        ),
     )
 
 

@@ -141,13 +141,24 @@ class DownstreamError(RagfleetError):
         self.status_code = status_code
 
 
-def downstream_error(service: str, status_code: int, body: bytes) -> RagfleetError | None:
+def downstream_error(
+    service: str, status_code: int, body: bytes, *, retry_after: str | None = None
+) -> RagfleetError | None:
     """The error a caller raises for a downstream answer; ``None`` when the answer is a success.
 
     4xx: relayed as is (the error model's code, message and details). 502/503: the service is
     unavailable. 504: it timed out. Any other 5xx: it failed. The one mapping for every caller of
-    another ragfleet service (gateway, ingestion API, ingestion worker).
+    another ragfleet service (gateway, ingestion API, ingestion worker). The downstream answer's
+    ``Retry-After`` (``retry_after``) goes on with the error: a client told 503 or 429 by retrieval
+    learns from the gateway when to come back.
     """
+    error = _downstream_error(service, status_code, body)
+    if error is not None and retry_after:
+        error.headers = {**error.headers, "Retry-After": retry_after}
+    return error
+
+
+def _downstream_error(service: str, status_code: int, body: bytes) -> RagfleetError | None:
     if status_code < 400:
         return None
     error: dict[str, Any] = {}
@@ -164,7 +175,12 @@ def downstream_error(service: str, status_code: int, body: bytes) -> RagfleetErr
         )
     details = {"service": service}
     if status_code in (502, 503):
-        return ServiceUnavailable(f"{service} is unavailable: {message}", details=details)
+        # The downstream's own code says why (``embedder_busy``: come back shortly; ``redis_unavailable``).
+        return ServiceUnavailable(
+            f"{service} is unavailable: {message}",
+            code=str(error["code"]) if error.get("code") else None,
+            details=details,
+        )
     if status_code == 504:
         return UpstreamTimeout(f"{service} timed out: {message}", details=details)
     return UpstreamError(f"{service} failed: {message}", details=details)

@@ -156,12 +156,29 @@ _STATUS_CODES = {
 }
 
 
+def domain_error_response(exc: RagfleetError) -> OrjsonResponse:
+    """The answer to a domain error (also for the fast paths that answer outside the framework)."""
+    if exc.status_code >= 500:
+        log.warning("request failed: %s", exc.message, extra={"error_code": exc.code})
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+def redis_down_response(exc: Exception) -> OrjsonResponse:
+    """A feature whose Redis is gone answers 503 (readiness stays up: see ragfleet.common.health);
+    the server's address stays in the log, not in the answer."""
+    log.warning("redis unavailable: %s", exc, extra={"error_code": "redis_unavailable"})
+    return error_response(
+        503, "redis_unavailable", "a data store this request needs is unavailable; retry shortly"
+    )
+
+
+REDIS_DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagfleetError)
     async def _domain(_: Request, exc: RagfleetError) -> OrjsonResponse:
-        if exc.status_code >= 500:
-            log.warning("request failed: %s", exc.message, extra={"error_code": exc.code})
-        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+        return domain_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> OrjsonResponse:
@@ -180,15 +197,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
     async def _redis_down(_: Request, exc: Exception) -> OrjsonResponse:
-        # A feature whose Redis is gone answers 503 (readiness stays up: see ragfleet.common.health);
-        # the server's address stays in the log, not in the answer.
-        log.warning("redis unavailable: %s", exc, extra={"error_code": "redis_unavailable"})
-        return error_response(
-            503, "redis_unavailable", "a data store this request needs is unavailable; retry shortly"
-        )
+        return redis_down_response(exc)
 
-    app.add_exception_handler(RedisConnectionError, _redis_down)
-    app.add_exception_handler(RedisTimeoutError, _redis_down)
+    for redis_error in REDIS_DOWN_ERRORS:
+        app.add_exception_handler(redis_error, _redis_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:

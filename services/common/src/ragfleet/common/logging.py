@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import time
@@ -12,18 +13,30 @@ from opentelemetry import trace
 
 from ragfleet.common.context import current_request_id
 
-_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_STANDARD = tuple(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+_RESERVED = frozenset(_STANDARD) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
+    """Every record as one JSON object. It formats an access line per request, so it is kept
+    cheap: the second's timestamp is formatted once per second, and only the attributes a record
+    gained after its standard ones (``extra=``) are looked at."""
+
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
+        self._second = -1
+        self._stamp = ""
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
@@ -36,9 +49,13 @@ class JsonFormatter(logging.Formatter):
         if span_context.is_valid:
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")
-        for key, value in record.__dict__.items():
+        attributes = record.__dict__
+        # A LogRecord's standard attributes come first, in __init__'s order; extras after them.
+        for key in (
+            itertools.islice(attributes, len(_STANDARD), None) if len(attributes) > len(_STANDARD) else ()
+        ):
             if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = attributes[key]
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()

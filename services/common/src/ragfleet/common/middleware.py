@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,7 +95,10 @@ class RequestContextMiddleware:
             k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _READ_HEADERS
         }
         incoming_id = headers.get("x-request-id", "")
-        request_id = incoming_id if _VALID_REQUEST_ID.match(incoming_id) else secrets.token_hex(16)
+        # A correlation id, not a secret: the process's PRNG, not a getrandom() call per request.
+        request_id = (
+            incoming_id if _VALID_REQUEST_ID.match(incoming_id) else f"{random.getrandbits(128):032x}"
+        )
         request_id_token = request_id_var.set(request_id)
         traced = "traceparent" in headers or "baggage" in headers
         context_token = otel_context.attach(extract_context(headers)) if traced else None

@@ -26,15 +26,14 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from ragfleet.bench.history import Record, Tolerances, compare, regressions
-from ragfleet.bench.stores import FileStore
+from ragfleet.bench.history import EXIT_REGRESSION, Record, Tolerances, compare, regressions
+from ragfleet.bench.stores import FileStore, records_in
 from ragfleet.common.errors import Conflict, NotFound, ServiceUnavailable
 from ragfleet.gateway.config import GatewaySettings
 
 log = logging.getLogger("ragfleet.gateway.benchmarks")
 
 RunState = Literal["running", "succeeded", "regressed", "failed"]
-REGRESSION_EXIT_CODE = 4  # ragfleet.loadtests.bench's
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -121,7 +120,7 @@ class LocalRunner:
     async def _wait(self, run: Run, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
         run.exit_code, run.finished_at = code, time.time()
-        run.state = "succeeded" if code == 0 else "regressed" if code == REGRESSION_EXIT_CODE else "failed"
+        run.state = "succeeded" if code == 0 else "regressed" if code == EXIT_REGRESSION else "failed"
         log.info("benchmark run %s ended: %s (exit %d)", run.id, run.state, code)
 
     async def current(self) -> Run | None:
@@ -203,14 +202,7 @@ class KubernetesRunner:
         configmap = await self._call(
             "GET", f"/api/v1/namespaces/{self.namespace}/configmaps/{self.configmap}"
         )
-        data = configmap.get("data") or {}
-        found = []
-        for key in sorted(data):
-            try:
-                found.append(Record.from_json(json.loads(data[key])))
-            except (ValueError, KeyError, TypeError):
-                log.warning("skipping %s in ConfigMap %s: not a benchmark record", key, self.configmap)
-        return sorted(found, key=lambda r: r.started_at)
+        return records_in(configmap.get("data") or {})
 
 
 def _read(path: Path) -> str:

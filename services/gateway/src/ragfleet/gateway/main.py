@@ -12,7 +12,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import TwoTierCache
-from ragfleet.common.clients import create_http_client, create_redis
+from ragfleet.common.clients import create_http_client, create_http_session, create_redis
 from ragfleet.gateway.auth import Authenticator
 from ragfleet.gateway.benchmarks import LocalRunner, create_runner
 from ragfleet.gateway.chat import ChatService
@@ -49,7 +49,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         redis = create_redis(settings, "cache")
         state_redis = create_redis(settings, "state")
         http = create_http_client(settings)
-        downstream = Downstream(http, settings)
+        session = create_http_session(settings)
+        downstream = Downstream(http, session, settings)
         memory = ConversationStore(redis, window=settings.memory_window, ttl_s=settings.memory_ttl_s)
         # Tailers block on Redis for less than the socket timeout, so a quiet stream is not an error.
         block_ms = max(50, int(settings.redis_socket_timeout_s * 500))
@@ -102,6 +103,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if edge_cache is not None:
                 await edge_cache.close()
             await http.aclose()
+            await session.close()
             await redis.aclose()  # type: ignore[attr-defined]
             await state_redis.aclose()  # type: ignore[attr-defined]
 

@@ -117,18 +117,16 @@ class SearchAnswers:
         ``raw_body``: the request's bytes as sent, remembered beside the answer for ``recall``.
         """
         if self.edge is None:
-            response = await self.downstream.search(principal, payload)
-            return EdgeAnswer(payload["collection"], strip_took_ms(response.content)), response.headers.get(
-                "x-cache"
-            )
+            reply = await self.downstream.search(principal, payload)
+            return EdgeAnswer(payload["collection"], strip_took_ms(reply.content)), reply.cache
 
         retrieval_tier: str | None = None
 
         async def ask_retrieval() -> EdgeAnswer:
             nonlocal retrieval_tier
-            response = await self.downstream.search(principal, payload)
-            retrieval_tier = response.headers.get("x-cache")
-            return EdgeAnswer(payload["collection"], strip_took_ms(response.content))
+            reply = await self.downstream.search(principal, payload)
+            retrieval_tier = reply.cache
+            return EdgeAnswer(payload["collection"], strip_took_ms(reply.content))
 
         key = (
             payload

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.datastructures import State
+from starlette.middleware import Middleware
 
 from ragfleet.common.app import create_service_app
 from ragfleet.common.cache import TwoTierCache
@@ -23,6 +24,7 @@ from ragfleet.retrieval.collection_settings import CollectionSettingsStore
 from ragfleet.retrieval.config import RetrievalSettings
 from ragfleet.retrieval.internal.router import router as internal_router
 from ragfleet.retrieval.rerank import RemoteReranker
+from ragfleet.retrieval.search.fast_path import SearchFastPath
 from ragfleet.retrieval.search.router import router as search_router
 from ragfleet.retrieval.search.service import SearchService
 from ragfleet.retrieval.store import VectorStore
@@ -146,6 +148,9 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
     )
+    # Innermost (appended, where add_middleware prepends): inside the request context and the
+    # service-token check, in front of the framework's exception handling and routing.
+    app.user_middleware.append(Middleware(SearchFastPath))
     app.include_router(search_router)
     app.include_router(internal_router)
     return app

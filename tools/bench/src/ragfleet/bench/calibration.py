@@ -27,7 +27,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +125,12 @@ def serve_echo(workers: int = 1) -> Iterator[tuple[str, int]]:
 
 
 def process_tree_cpu_ms(pid: int) -> float:
-    """User + system CPU time of a process and its live descendants so far, from /proc."""
+    """User + system CPU time of a process and its live descendants so far (uvicorn's workers), from /proc."""
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
+            with contextlib.suppress(OSError, IndexError, ValueError):  # gone meanwhile
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 stats[int(entry.name)] = fields
                 children.setdefault(int(fields[1]), []).append(int(entry.name))
@@ -206,14 +207,72 @@ def onnx_reference(seconds: float = 3.0) -> dict[str, float]:
     return {"onnx_texts_per_s": done / (time.monotonic() - started)}
 
 
-def measure() -> dict[str, Any]:
-    """Every reference workload that can run here; the ones that cannot are listed with the reason."""
+WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {
+    "echo": echo_reference,
+    "hnsw": hnsw_reference,
+    "onnx": onnx_reference,
+}
+
+
+def measure(names: Sequence[str] = tuple(WORKLOADS)) -> dict[str, Any]:
+    """The named reference workloads that can run here; the ones that cannot are listed with the reason.
+
+    ``make bench`` measures each part's references right before the part: a reference measured
+    minutes earlier, before a neighbour's load test started, does not explain the part's figures."""
     figures: dict[str, float] = {}
     skipped: dict[str, str] = {}
-    for name, workload in (("echo", echo_reference), ("hnsw", hnsw_reference), ("onnx", onnx_reference)):
+    for name in names:
+        workload = WORKLOADS[name]
         try:
             figures.update(workload())
         except Exception as exc:  # a missing model or library: that reference is absent, the run goes on
             skipped[name] = f"{type(exc).__name__}: {exc}"
             log.warning("calibration %s skipped: %s", name, skipped[name])
     return {"figures": {k: round(v, 2) for k, v in figures.items()}, "skipped": skipped}
+
+
+# -- other work on the machine ----------------------------------------------------------------------
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds every process on the machine has used since boot (all cores), from /proc/stat;
+    steal counts as busy: it is another guest's work on our cores."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and of every child it has waited for (their children included,
+    as long as each waited for its own): what the benchmark itself spent."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@dataclass
+class ForeignCpu:
+    """The share of the machine's CPU that other processes used between ``start()`` and ``share()``.
+
+    The load average cannot tell this: it counts the benchmark's own processes and lags a minute.
+    The machine's busy time minus the benchmark's own CPU can, once the benchmark's children have
+    been waited for (``make bench`` runs each part to its end before asking)."""
+
+    started: float = 0.0
+    machine_busy: float = 0.0
+    own: float = 0.0
+
+    def start(self) -> ForeignCpu:
+        self.started, self.machine_busy, self.own = time.monotonic(), _machine_busy_s(), _own_cpu_s()
+        return self
+
+    def share(self) -> float | None:
+        elapsed = time.monotonic() - self.started
+        try:
+            busy = _machine_busy_s() - self.machine_busy
+        except OSError:  # no /proc: not Linux; the share is unknown and nothing is judged busy
+            return None
+        cores = os.cpu_count() or 1
+        if elapsed <= 0:
+            return None
+        foreign = max(0.0, busy - (_own_cpu_s() - self.own))
+        return round(min(1.0, foreign / (elapsed * cores)), 3)

@@ -2,15 +2,28 @@
 
 A record is one run: its metrics (value, unit, direction), the machine it ran on (and that
 machine's fingerprint), and a *calibration* — fixed reference workloads measured in the same run
-(ragfleet.bench.calibration). Two runs are compared metric by metric, on the first basis that holds:
+(ragfleet.bench.calibration). Each metric also carries the conditions it was measured under: the
+value of its reference workload measured right before its part (so the reference sees the machine
+as the metric did, not as it was minutes earlier) and the share of the machine's CPU that *other*
+work used meanwhile.
+
+A metric is compared with the **median of the last** ``BASELINE_RUNS`` **like-for-like runs** (same
+profile; the same machine fingerprint when there are any, else runs with a calibration; runs on a
+busy machine never serve as baselines), on the first basis that holds:
 
 1. ``portable`` metrics (recall, hit rate, failure ratio) do not depend on the machine: raw values;
-2. the same machine fingerprint: raw values — and, when the metric has a calibration reference,
-   the normalised values too; a regression then needs both, because a shared CPU that was busier
-   in one run slows the reference workload as much as the benchmark (the calibration explains it);
-3. another machine: values normalised by the metric's reference (a rate divided by the reference
+2. either run measured it while other work used more than ``MAX_FOREIGN_CPU`` of the machine:
+   shown, not judged ("not comparable", busy) — a shared CPU is not the code's regression;
+3. the same machine fingerprint: raw values — and, when the metric has a calibration reference,
+   the normalised values too; a regression then needs both;
+4. another machine: values normalised by the metric's reference (a rate divided by the reference
    rate, a time multiplied by it), measured in each run;
-4. otherwise: shown, never judged ("not comparable").
+5. otherwise: shown, never judged ("not comparable").
+
+How far a figure may move is its **noise band**: ``SPREAD_FACTOR`` robust standard deviations of
+the baseline runs' own values (1.4826 x their median absolute deviation, relative to their median),
+never narrower than the metric's tolerance (the floor). With fewer than ``SPREAD_MIN_RUNS``
+baseline runs the spread is unknown and the floor alone applies.
 
 Pure logic on plain data: no processes, no clock. Both histories (``make bench``'s files and the
 release's ConfigMap) store these records and judge them with ``compare``.
@@ -19,17 +32,28 @@ release's ConfigMap) store these records and judge them with ``compare``.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-SCHEMA = 2
+SCHEMA = 3
+# The exit code of a run that found a regression (make bench, ragfleet-ops bench-record; the gateway's
+# benchmark API reads it), distinct from the load test's own codes (1 request errors, 2 crash, 3 gates).
+EXIT_REGRESSION = 4
 DEFAULT_TOLERANCE = 0.15
+BASELINE_RUNS = 5  # the median of this many like-for-like runs: one odd run neither flags nor hides
+SPREAD_MIN_RUNS = 3  # a spread from fewer runs says nothing
+SPREAD_FACTOR = 3.0  # beyond three robust standard deviations of the history's own spread
+# Other work using more than this share of the machine while a part ran (the lead's load test on
+# one of two cores is 0.5) makes the part's figures a measure of the neighbour, not of the code.
+MAX_FOREIGN_CPU = 0.25
+_MAD_TO_SIGMA = 1.4826  # the median absolute deviation of a normal distribution times this is sigma
 
 Better = Literal["higher", "lower"]
 Verdict = Literal["ok", "regression", "improvement"]
 Status = Literal["ok", "regression", "improvement", "new", "missing", "not comparable"]
-Basis = Literal["portable", "same machine", "normalised", "none"]
+Basis = Literal["portable", "same machine", "normalised", "busy machine", "none"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,13 @@ class Metric:
     portable: bool = False
     # Moves smaller than this, in the metric's unit, are noise whatever the relative change.
     noise_floor: float = 0.0
+    # The reference figure measured right before this metric's part (None: the run's calibration).
+    reference_value: float | None = None
+    # The share (0-1) of the machine's CPU other processes used while this metric's part ran.
+    foreign_cpu: float | None = None
+
+    def busy(self, max_foreign_cpu: float = MAX_FOREIGN_CPU) -> bool:
+        return not self.portable and self.foreign_cpu is not None and self.foreign_cpu > max_foreign_cpu
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"value": self.value, "unit": self.unit, "better": self.better}
@@ -52,6 +83,10 @@ class Metric:
             data["portable"] = True
         if self.noise_floor:
             data["noise_floor"] = self.noise_floor
+        if self.reference_value is not None:
+            data["reference_value"] = self.reference_value
+        if self.foreign_cpu is not None:
+            data["foreign_cpu"] = self.foreign_cpu
         return data
 
     @classmethod
@@ -59,6 +94,7 @@ class Metric:
         better = data.get("better")
         if better is None:  # ragfleet-ops records before schema 2 said higher_is_better
             better = "higher" if data.get("higher_is_better", True) else "lower"
+        reference_value, foreign_cpu = data.get("reference_value"), data.get("foreign_cpu")
         return cls(
             float(data["value"]),
             str(data.get("unit", "")),
@@ -66,12 +102,19 @@ class Metric:
             reference=data.get("reference"),
             portable=bool(data.get("portable", False)),
             noise_floor=float(data.get("noise_floor", 0.0)),
+            reference_value=None if reference_value is None else float(reference_value),
+            foreign_cpu=None if foreign_cpu is None else float(foreign_cpu),
         )
 
     def normalised(self, calibration: Mapping[str, float]) -> float | None:
-        """The value in units of the reference workload: rate divided by the reference rate, time multiplied by it."""
-        ref = calibration.get(self.reference or "")
-        if not ref:
+        """The value in units of the reference workload: rate divided by the reference rate, time
+        multiplied by it. The reference measured beside the metric wins over the run's calibration."""
+        ref = (
+            self.reference_value
+            if self.reference_value is not None
+            else calibration.get(self.reference or "")
+        )
+        if not self.reference or not ref:
             return None
         return self.value / ref if self.better == "higher" else self.value * ref
 
@@ -152,6 +195,7 @@ class Tolerances:
     default: float = DEFAULT_TOLERANCE
     per_metric: Mapping[str, float] = field(default_factory=dict)
     overrides: tuple[tuple[str, float], ...] = ()
+    max_foreign_cpu: float = MAX_FOREIGN_CPU  # above it a figure is not judged (1.0: always judged)
 
     def of(self, name: str) -> float:
         chosen = self.per_metric.get(name, self.default)
@@ -166,14 +210,16 @@ class Row:
     name: str
     unit: str
     better: Better
-    baseline: float | None
+    baseline: float | None  # the median of the baseline runs' raw values
     current: float | None
     raw_change: float | None  # relative change of the raw values
     normalised_change: float | None  # relative change of the calibrated values
     basis: Basis
     status: Status
-    tolerance: float
+    tolerance: float  # the noise band the verdict used: the spread of the history, at least the floor
     baseline_label: str = ""
+    baseline_runs: int = 0
+    reason: str = ""  # why a metric is not judged
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -185,72 +231,123 @@ def _change(old: float | None, new: float | None) -> float | None:
     return (new - old) / abs(old)
 
 
-def judge(current: Record, name: str, baseline: Record, tolerance: float) -> Row:
-    """One metric of ``current`` against the same metric of ``baseline``, on the first basis that holds."""
-    new, old = current.metrics[name], baseline.metrics[name]
-    new_norm, old_norm = new.normalised(current.calibration), old.normalised(baseline.calibration)
-    raw_change, norm_change = _change(old.value, new.value), _change(old_norm, new_norm)
-    raw = verdict(new.value, old.value, new.better, tolerance, new.noise_floor)
+def noise_band(values: Sequence[float], floor: float) -> float:
+    """How far a figure may move from the median of ``values`` before it counts, relative to that
+    median: ``SPREAD_FACTOR`` robust standard deviations of the values, at least ``floor``."""
+    if len(values) < SPREAD_MIN_RUNS:
+        return floor
+    middle = statistics.median(values)
+    if middle == 0:
+        return floor
+    mad = statistics.median(abs(v - middle) for v in values)
+    return max(floor, SPREAD_FACTOR * _MAD_TO_SIGMA * mad / abs(middle))
+
+
+def _busy_reason(current: Metric) -> str:
+    return f"other work used {100 * (current.foreign_cpu or 0):.0f} % of the machine's CPU during this part"
+
+
+def judge(current: Record, name: str, baselines: Sequence[Record], tolerances: Tolerances) -> Row:
+    """One metric of ``current`` against the median of the same metric in ``baselines`` (like-for-like
+    runs, oldest first), on the first basis that holds."""
+    new, tolerance = current.metrics[name], tolerances.of(name)
+    olds = [(r, r.metrics[name]) for r in baselines]
+    raw_values = [m.value for _, m in olds]
+    old_raw = statistics.median(raw_values)
+    norm_values = [m.normalised(r.calibration) for r, m in olds]
+    new_norm = new.normalised(current.calibration)
+    old_norm = (
+        statistics.median(v for v in norm_values if v is not None)
+        if all(v is not None for v in norm_values)
+        else None
+    )
+    raw_band = noise_band(raw_values, tolerance)
+    raw = verdict(new.value, old_raw, new.better, raw_band, new.noise_floor)
     normalised: Verdict | None = None
+    norm_band = tolerance
     if new_norm is not None and old_norm is not None:
+        norm_band = noise_band([v for v in norm_values if v is not None], tolerance)
         # The floor is in the metric's unit: carry it over at the baseline's scale.
-        floor = new.noise_floor * (old_norm / old.value) if old.value else 0.0
-        normalised = verdict(new_norm, old_norm, new.better, tolerance, floor)
-    same_machine = bool(current.fingerprint) and current.fingerprint == baseline.fingerprint
+        floor = new.noise_floor * (old_norm / old_raw) if old_raw else 0.0
+        normalised = verdict(new_norm, old_norm, new.better, norm_band, floor)
+    same_machine = bool(current.fingerprint) and all(r.fingerprint == current.fingerprint for r in baselines)
     basis: Basis
     status: Status
+    band, reason = raw_band, ""
     if new.portable:
         basis, status = "portable", raw
+    elif new.busy(tolerances.max_foreign_cpu):
+        basis, status, reason = "busy machine", "not comparable", _busy_reason(new)
     elif same_machine:
         basis = "same machine"
         status = raw if normalised is None or normalised == raw else "ok"
     elif normalised is not None:
-        basis, status = "normalised", normalised
+        basis, status, band = "normalised", normalised, norm_band
     else:
         basis, status = "none", "not comparable"
+        reason = "another machine and no calibration reference in both runs"
+    labels = [r.label for r in baselines]
     return Row(
-        name, new.unit, new.better, old.value, new.value, raw_change, norm_change,
-        basis, status, tolerance, baseline.label,
+        name, new.unit, new.better, old_raw, new.value, _change(old_raw, new.value),
+        _change(old_norm, new_norm), basis, status, band,
+        labels[0] if len(labels) == 1 else f"median of {len(labels)}: {labels[0]} … {labels[-1]}",
+        len(labels), reason,
     )  # fmt: skip
 
 
-def pick_baselines(current: Record, history: Iterable[Record]) -> dict[str, Record]:
-    """Per metric, the newest earlier run of the same profile that measured it — one on the same
-    machine when there is one, else one with a calibration (normalised comparison)."""
+def pick_baselines(
+    current: Record, history: Iterable[Record], max_foreign_cpu: float = MAX_FOREIGN_CPU
+) -> dict[str, list[Record]]:
+    """Per metric, the last ``BASELINE_RUNS`` earlier runs of the same profile that measured it on a
+    machine not busy with other work — on the same machine when there are any, else runs with a
+    calibration for it (a normalised comparison), else any (shown, not judged). Oldest first."""
     earlier = sorted(
-        (r for r in history if r.started_at < current.started_at and r.profile == current.profile),
+        # Same-second records count as earlier: callers pass what was stored before this run.
+        (
+            r
+            for r in history
+            if r is not current and r.started_at <= current.started_at and r.profile == current.profile
+        ),
         key=lambda r: r.started_at,
     )
-    chosen: dict[str, Record] = {}
+    chosen: dict[str, list[Record]] = {}
     for name in current.metrics:
-        measured = [r for r in earlier if name in r.metrics]
+        measured = [r for r in earlier if name in r.metrics and not r.metrics[name].busy(max_foreign_cpu)]
         same = [r for r in measured if current.fingerprint and r.fingerprint == current.fingerprint]
-        calibrated = [r for r in measured if r.calibration]
+        calibrated = [r for r in measured if r.metrics[name].normalised(r.calibration) is not None]
         pool = same or calibrated or measured
         if pool:
-            chosen[name] = pool[-1]
+            chosen[name] = pool[-BASELINE_RUNS:]
     return chosen
 
 
 def compare(
     current: Record, history: Iterable[Record], tolerances: Tolerances, baseline: Record | None = None
 ) -> list[Row]:
-    """Every metric of ``current`` against its baseline (``baseline`` if given, else picked from history)."""
+    """Every metric of ``current`` against its baselines (``baseline`` alone if given, else picked from history)."""
     history = list(history)
     baselines = (
-        {n: baseline for n in current.metrics if n in baseline.metrics}
+        {n: [baseline] for n in current.metrics if n in baseline.metrics}
         if baseline is not None
-        else pick_baselines(current, history)
+        else pick_baselines(current, history, tolerances.max_foreign_cpu)
     )
     rows = []
     for name, metric in sorted(current.metrics.items()):
-        tolerance = tolerances.of(name)
         if name in baselines:
-            rows.append(judge(current, name, baselines[name], tolerance))
+            rows.append(judge(current, name, baselines[name], tolerances))
         else:
             rows.append(
                 Row(
-                    name, metric.unit, metric.better, None, metric.value, None, None, "none", "new", tolerance
+                    name,
+                    metric.unit,
+                    metric.better,
+                    None,
+                    metric.value,
+                    None,
+                    None,
+                    "none",
+                    "new",
+                    tolerances.of(name),
                 )
             )
     return rows
@@ -290,7 +387,7 @@ VERDICT_TEXT: dict[Status, str] = {
 def table(rows: Iterable[Row]) -> str:
     """Raw and normalised changes side by side, the basis of the verdict, the verdict."""
     lines = [
-        "| metric | unit | better | baseline | now | raw change | normalised change | basis | tolerance | verdict |",
+        "| metric | unit | better | baseline | now | raw change | normalised change | basis | noise band | verdict |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for r in rows:
@@ -298,6 +395,6 @@ def table(rows: Iterable[Row]) -> str:
         lines.append(
             f"| {r.name} | {r.unit} | {r.better} | {baseline} | {_number(r.current, r.unit)} | "
             f"{_percent(r.raw_change)} | {_percent(r.normalised_change)} | {r.basis} | "
-            f"±{100 * r.tolerance:.0f} % | {VERDICT_TEXT[r.status]} |"
+            f"±{100 * r.tolerance:.0f} % | {VERDICT_TEXT[r.status]}{f' ({r.reason})' if r.reason else ''} |"
         )
     return "\n".join(lines)

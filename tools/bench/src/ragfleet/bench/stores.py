@@ -39,6 +39,13 @@ def _parse(key: str, text: str) -> Record | None:
         return None
 
 
+def records_in(data: Mapping[str, str]) -> list[Record]:
+    """The records in a ConfigMap's data (however it was read), oldest first; other keys and
+    unreadable values are skipped."""
+    found = [_parse(k, data[k]) for k in sorted(data) if RECORD_KEY.match(k)]
+    return sorted((r for r in found if r is not None), key=lambda r: r.started_at)
+
+
 class Store(Protocol):
     def records(self) -> list[Record]: ...
 
@@ -81,9 +88,7 @@ class ConfigMapStore:
         self._core = client.CoreV1Api(api_client)
 
     def records(self) -> list[Record]:
-        data = self._data(self._read())
-        found = [_parse(k, data[k]) for k in sorted(data) if RECORD_KEY.match(k)]
-        return sorted((r for r in found if r is not None), key=lambda r: r.started_at)
+        return records_in(self._data(self._read()))
 
     def append(self, record: Record) -> str:
         from kubernetes.client.exceptions import ApiException

@@ -1,11 +1,12 @@
 """In-cluster benchmark history: each load-test result kept with the chart version that produced it,
-in one ConfigMap of the release, and compared with the previous result.
+in one ConfigMap of the release, and compared with the earlier results.
 
 The chart's benchmark Job runs the Locust suite against its own release, then
 ``ragfleet-ops bench-record``: read the run's ``summary.json`` (written by ``ragfleet.loadtests``),
-turn it into a few metrics with a direction, compare them with the newest stored record, store the
-new record (the oldest ones are dropped past ``keep``), and exit ``EXIT_REGRESSION`` when a metric
-got worse than the tolerance allows. The Job then fails, which kube-state-metrics exports as
+turn it into a few metrics with a direction, compare them with the stored records of the same
+scenario (the median of the last few, within a noise band from their own spread: ragfleet.bench's
+rule), store the new record (the oldest ones are dropped past ``keep``), and exit
+``EXIT_REGRESSION`` when a metric got worse than its band allows. The Job then fails, which kube-state-metrics exports as
 ``kube_job_status_failed`` and the chart's PrometheusRule alerts on.
 
 Records, the comparison rule and the ConfigMap store are ragfleet.bench's, shared with ``make bench``.
@@ -21,8 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ragfleet.bench.history import Metric, Record, Row, Tolerances, compare, regressions, table
-
-EXIT_REGRESSION = 4  # distinct from the load test's own codes (1 request errors, 2 crash, 3 gates)
 
 
 def metrics_from_summary(summary: Mapping[str, Any]) -> dict[str, Metric]:
@@ -80,21 +79,16 @@ def new_record(
     )
 
 
-def judge(previous: Record | None, current: Record, tolerances: Tolerances) -> tuple[Record, list[Row]]:
-    """The rows against the previous record, and the current record carrying its regressions."""
-    rows = (
-        compare(current, [], tolerances, baseline=previous) if previous else compare(current, [], tolerances)
-    )
+def judge(history: list[Record], current: Record, tolerances: Tolerances) -> tuple[Record, list[Row]]:
+    """The rows against the stored history, and the current record carrying its regressions."""
+    rows = compare(current, history, tolerances)
     flagged = [r.name for r in regressions(rows)]
     return replace(current, extra={**current.extra, "regressions": flagged}), rows
 
 
-def report(previous: Record | None, current: Record, rows: list[Row]) -> str:
-    against = (
-        f"chart {previous.label} (app {previous.extra.get('app_version', '?')}) recorded {previous.started_at}"
-        if previous
-        else "nothing: this is the first record"
-    )
+def report(current: Record, rows: list[Row]) -> str:
+    labels = sorted({r.baseline_label for r in rows if r.baseline_label})
+    against = f"chart(s) {'; '.join(labels)}" if labels else "nothing: this is the first record"
     flagged = regressions(rows)
     gates = "passed" if current.extra.get("gates_passed") else "FAILED"
     return "\n".join(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ragfleet.bench.history import Record, Tolerances
+from ragfleet.bench.history import EXIT_REGRESSION, Record, Tolerances
 from ragfleet.bench.stores import ConfigMapStore, StoreError
 from ragfleet.ops import bench, keys
 from ragfleet.ops.cluster import (
@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     record = commands.add_parser(
         "bench-record",
         parents=[common],
-        help="store a load-test result in the release's benchmark history and compare it with the previous one",
+        help="store a load-test result in the release's benchmark history and compare it with the earlier ones",
     )
     record.add_argument(
         "--summary", type=Path, required=True, help="summary.json of the run (ragfleet.loadtests report)"
@@ -266,16 +266,15 @@ def wait(reader: ClusterReader, timeout: float, interval: float) -> int:
 def bench_record(store: ConfigMapStore, record: Record, tolerances: Tolerances) -> int:
     try:
         history = store.records()
-        previous = history[-1] if history else None
-        record, rows = bench.judge(previous, record, tolerances)
+        record, rows = bench.judge(history, record, tolerances)
         key = store.append(record)
     except StoreError as error:
         raise OpsError(str(error)) from None
-    print(bench.report(previous, record, rows))
+    print(bench.report(record, rows))
     print(
         f"Stored as {key} in ConfigMap {store.namespace}/{store.name} ({min(len(history) + 1, store.keep)} records)."
     )
-    return bench.EXIT_REGRESSION if record.extra["regressions"] else EXIT_OK
+    return EXIT_REGRESSION if record.extra["regressions"] else EXIT_OK
 
 
 def metrics_urls(targets: Sequence[ComponentTargets], namespace: str) -> int:

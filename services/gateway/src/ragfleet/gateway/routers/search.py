@@ -17,8 +17,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ragfleet.common.asgi import Replay, RouteTemplate, read_body
 from ragfleet.common.contracts import PublicSearchRequest
 from ragfleet.common.errors import RagfleetError
 from ragfleet.gateway.auth import (
@@ -51,48 +52,10 @@ def encoded_answer(
     return answer.json(took_ms), False
 
 
-class _Replay:
-    """A ``receive`` that first hands back what the fast path already read."""
-
-    def __init__(self, receive: Receive, body: bytes, more_body: bool, pending: Message | None) -> None:
-        self.receive = receive
-        self.messages: list[Message] = [{"type": "http.request", "body": body, "more_body": more_body}]
-        if pending is not None:
-            self.messages.append(pending)
-
-    async def __call__(self) -> Message:
-        if self.messages:
-            return self.messages.pop(0)
-        return await self.receive()
-
-
-async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool, Message | None]:
-    """The body as far as ``limit``: (bytes, more to come, a non-body message that ended it)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False, message
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), False, None
-        if size > limit:
-            return b"".join(chunks), True, None
-
-
 SEARCH_PATH = "/v1/search"
 
 
-class _RouteTemplate:
-    """Stands in for the matched route of an edge answer: ``route_template`` reads only ``path``."""
-
-    path = SEARCH_PATH
-
-
-_EDGE_ROUTE = _RouteTemplate()
+_EDGE_ROUTE = RouteTemplate(SEARCH_PATH)
 
 
 class EdgeSearchMiddleware:
@@ -129,7 +92,7 @@ class EdgeSearchMiddleware:
             # any of it is read: waiting here for a body that never comes would hold the connection.
             return receive
         body, more_body, pending = await read_body(receive, settings.max_body_bytes)
-        replay = _Replay(receive, body, more_body, pending)
+        replay = Replay(receive, body, more_body, pending)
         if more_body or pending is not None:
             return replay
         authenticator = get_authenticator(connection)

@@ -1,0 +1,63 @@
+"""Pieces of the pure-ASGI fast paths that answer a hot route in front of the framework (the
+gateway's edge tier, retrieval's search): read a bounded body, and when the fast path declines,
+hand the request on to the ordinary route with the bytes already read."""
+
+from __future__ import annotations
+
+from starlette.types import Message, Receive, Scope
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length``, or None when it has none (or not a number)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header (``name`` in lower case), decoded; None when absent."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool, Message | None]:
+    """The body as far as ``limit``: (bytes, more to come, a non-body message that ended it)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False, message
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False, None
+        if size > limit:
+            return b"".join(chunks), True, None
+
+
+class Replay:
+    """A ``receive`` that first hands back what the fast path already read."""
+
+    def __init__(self, receive: Receive, body: bytes, more_body: bool, pending: Message | None) -> None:
+        self.receive = receive
+        self.messages: list[Message] = [{"type": "http.request", "body": body, "more_body": more_body}]
+        if pending is not None:
+            self.messages.append(pending)
+
+    async def __call__(self) -> Message:
+        if self.messages:
+            return self.messages.pop(0)
+        return await self.receive()
+
+
+class RouteTemplate:
+    """Stands in for the matched route of a request a fast path answered: the request metrics
+    and access line read only its ``path`` (``ragfleet.common.middleware.route_template``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
