@@ -86,3 +86,32 @@ def test_a_module_marked_integration_is_not_imported_by_a_run_that_cannot_select
     for selecting, light_selected in (("integration", 0), ("not integration or e2e", 1), ("e2e", 0)):
         pytester.runpytest(*PLUGIN, "-m", selecting).assert_outcomes(passed=light_selected, errors=1)
     pytester.runpytest(*PLUGIN).assert_outcomes(passed=1, errors=1)
+
+
+@pytest.mark.integration  # its inner session starts a (sleeping) child process
+def test_a_unit_test_after_a_session_server_was_started_is_not_blamed_for_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """In a whole-suite run an integration test's session fixture (Redis) is a live child when the
+    unit tests run; CI failed every unit test after it until only new children counted."""
+    pytester.makepyfile(
+        """
+        import subprocess, sys
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def server():
+            process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            yield process
+            process.kill()
+            process.wait()
+
+        @pytest.mark.integration
+        def test_starts_the_server(server):
+            assert server.poll() is None
+
+        def test_unit_after_it():
+            assert True
+        """
+    )
+    pytester.runpytest(*PLUGIN).assert_outcomes(passed=2)
