@@ -17,9 +17,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from ragfleet.common.asgi import Replay, RouteTemplate, read_body
+from ragfleet.common.asgi import FastPath, Replay, RouteTemplate, declared_length, read_body
 from ragfleet.common.contracts import PublicSearchRequest
 from ragfleet.common.errors import RagfleetError
 from ragfleet.gateway.auth import (
@@ -58,24 +58,15 @@ SEARCH_PATH = "/v1/search"
 _EDGE_ROUTE = RouteTemplate(SEARCH_PATH)
 
 
-class EdgeSearchMiddleware:
+class EdgeSearchMiddleware(FastPath):
     """Answers repeats of an exact ``POST /v1/search`` body from the edge tier, in front of the
     framework's exception handling and routing (a quarter of an edge hit's CPU went there, py-spy,
     docs/benchmarks/session4-perf.md). It sits just inside the request-context middleware, so
     every answer still gets its request id, ``X-Response-Time``, metrics and access line."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    path = SEARCH_PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != SEARCH_PATH:
-            await self.app(scope, receive, send)
-            return
-        rest = await self._answer_from_edge(scope, receive, send)
-        if rest is not None:
-            await self.app(scope, rest, send)
-
-    async def _answer_from_edge(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """None when answered; else the ``receive`` the ordinary route must read from."""
         started = time.perf_counter()
         connection = HTTPConnection(scope)
@@ -86,8 +77,8 @@ class EdgeSearchMiddleware:
         if answers.edge is None:
             return receive
         settings: GatewaySettings = state.settings
-        declared = connection.headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > settings.max_body_bytes:
+        declared = declared_length(scope)
+        if declared is None or declared > settings.max_body_bytes:
             # An oversized (or undeclared) body is the ordinary route's to refuse at once, before
             # any of it is read: waiting here for a body that never comes would hold the connection.
             return receive

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import orjson
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from ragfleet.common.asgi import Replay, RouteTemplate, declared_length, header, read_body
+from ragfleet.common.asgi import FastPath, Replay, RouteTemplate, declared_length, header, read_body
 from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.common.errors import (
     REDIS_DOWN_ERRORS,
@@ -37,41 +37,34 @@ _ROUTE = RouteTemplate(SEARCH_PATH)
 _TENANT = TENANT_HEADER.lower().encode()
 
 
-class SearchFastPath:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class SearchFastPath(FastPath):
+    path = SEARCH_PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != SEARCH_PATH:
-            await self.app(scope, receive, send)
-            return
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         declared = declared_length(scope)
         content_type = header(scope, b"content-type") or "application/json"
         if declared is None or declared > MAX_FAST_BODY_BYTES or "json" not in content_type.lower():
-            await self.app(scope, receive, send)
-            return
+            return receive
         body, more_body, pending = await read_body(receive, MAX_FAST_BODY_BYTES)
         replay = Replay(receive, body, more_body, pending)
         if more_body or pending is not None:
-            await self.app(scope, replay, send)
-            return
+            return replay
         try:
             # As FastAPI does for a body parameter: parse the JSON, then validate the object.
             request = SearchRequest.model_validate(orjson.loads(body))
             tenant = validate_name("tenant", header(scope, _TENANT) or "default")
         except (ValueError, ValidationError, RagfleetError):  # orjson's JSONDecodeError is a ValueError
-            await self.app(scope, replay, send)
-            return
+            return replay
         service: SearchService = scope["app"].state.search
         scope["route"] = _ROUTE  # what the router would have put there, for the request metrics
         try:
             content, tier = await service.search(tenant, request)
         except RagfleetError as exc:
             await domain_error_response(exc)(scope, replay, send)
-            return
+            return None
         except REDIS_DOWN_ERRORS as exc:
             await redis_down_response(exc)(scope, replay, send)
-            return
+            return None
         await send(
             {
                 "type": "http.response.start",
@@ -84,3 +77,4 @@ class SearchFastPath:
             }
         )
         await send({"type": "http.response.body", "body": content})
+        return None
