@@ -51,9 +51,7 @@ class JsonFormatter(logging.Formatter):
             entry["span_id"] = format(span_context.span_id, "016x")
         attributes = record.__dict__
         # A LogRecord's standard attributes come first, in __init__'s order; extras after them.
-        for key in (
-            itertools.islice(attributes, len(_STANDARD), None) if len(attributes) > len(_STANDARD) else ()
-        ):
+        for key in itertools.islice(attributes, len(_STANDARD), None):
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = attributes[key]
         if record.exc_info:
