@@ -263,6 +263,36 @@ def test_writes_reach_every_replica_cache_before_returning(
             assert updated.json()["results"][0]["text"] == "Paris, capital city of France."
 
 
+def test_a_query_vector_is_cached_per_process_and_a_text_in_redis_too(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    """A text query's results go to L2, so another replica answers them from Redis; a query given
+    only as a vector stays in the process that answered it (L1): the same vector again there is
+    a hit, another replica computes its own, and nothing of it is written to Redis."""
+    a = start_retrieval(run_service, redis_url, tmp_path / "a", "vector-a")
+    b = start_retrieval(run_service, redis_url, tmp_path / "b", "vector-b")
+    with httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(base_url=b.url, timeout=30) as cb:
+        seed(ca)
+        seed(cb)
+        text = {"query": "a pet that barks", "top_k": 3}
+        assert search(ca, **text).headers["x-cache"] == "miss"
+        assert search(cb, **text).headers["x-cache"] == "hit-l2"
+
+        vector = [0.0] * 384
+        vector[7] = 1.0
+        first = search(ca, vector=vector, top_k=3)
+        assert first.status_code == 200 and first.headers["x-cache"] == "miss"
+        again = search(ca, vector=vector, top_k=3)
+        assert again.headers["x-cache"] == "hit-l1"
+        assert again.json()["results"] == first.json()["results"]
+        elsewhere = search(cb, vector=vector, top_k=3)
+        assert elsewhere.headers["x-cache"] == "miss"
+        assert doc_ids(elsewhere) == doc_ids(first)
+        # A vector query for a collection that does not exist is still a clear 404.
+        missing = search(ca, vector=vector, collection="no-such-collection")
+        assert missing.status_code == 404, missing.text
+
+
 def test_searches_answer_while_redis_is_down_and_cache_recovers(
     run_service: ServiceStarter, redis_url: str, redis_server: RedisServer, tmp_path: Path
 ) -> None:

@@ -61,12 +61,16 @@ class CacheNamespace(Generic[T]):
         collection: str | None,
         request: Mapping[str, Any] | str,
         compute: Callable[[], Awaitable[T]],
+        *,
+        shared: bool = True,
     ) -> tuple[T, CacheResult]:
         """The cached value for ``request`` in the tenant's collection, and where it came from.
 
         ``collection=None`` is for values that no write can change (an embedding of a text).
         ``request`` must already be normalised (see ``normalise_text``); it is hashed as canonical
-        JSON, so key order does not matter.
+        JSON, so key order does not matter. ``shared=False`` keeps the value in this process's L1
+        only: for requests that almost never repeat across replicas, where an L2 get and set
+        would be two Redis round trips spent on every request for hits that do not come.
         """
         # The key is built inline (not through ``key()``): this is the hit path, and an extra
         # coroutine is a measurable share of it.
@@ -84,14 +88,14 @@ class CacheNamespace(Generic[T]):
             return value, self._hit_result
         self._l1_miss.inc()
         return await self.cache._single_flight(
-            key, lambda: self._fill(key, (tenant, collection or ""), compute)
+            key, lambda: self._fill(key, (tenant, collection or ""), compute, shared)
         )
 
     async def _fill(
-        self, key: str, scope: tuple[str, str], compute: Callable[[], Awaitable[T]]
+        self, key: str, scope: tuple[str, str], compute: Callable[[], Awaitable[T]], shared: bool
     ) -> tuple[T, CacheResult]:
         cache = self.cache
-        if self.edge:
+        if self.edge or not shared:
             computed = await compute()
             cache._l1_set(key, computed, scope)
             return computed, "miss"
