@@ -19,6 +19,7 @@ from ragfleet.llm_proxy.breaker import BreakerBoard, BreakerConfig
 from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
 from ragfleet.llm_proxy.dispatcher import Dispatcher
+from ragfleet.llm_proxy.fast_path import ChatCompletionsFastPath, EmbeddingsFastPath
 from ragfleet.llm_proxy.providers.openai_compatible import create_upstream_session
 from ragfleet.llm_proxy.quotas import ConcurrencyLimit, Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
@@ -108,6 +109,9 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
         if settings.max_concurrent_per_key
         else [],
     )
+    # Innermost (appended, where add_middleware prepends): inside the request context, the
+    # service-token check and the concurrency limit, in front of the framework's routing.
+    app.user_middleware += [Middleware(ChatCompletionsFastPath), Middleware(EmbeddingsFastPath)]
     app.include_router(router)
     app.add_middleware(ReceivedAt)
     # Outermost: a request refused for lag costs no routing, no parsing, no span.
