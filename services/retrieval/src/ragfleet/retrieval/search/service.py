@@ -28,6 +28,7 @@ from ragfleet.retrieval.rerank import RemoteReranker, RerankUnavailable
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
+from ragfleet.retrieval.store.bm25 import ANALYZER_VERSION
 
 # Candidates per list for document ranking: enough chunks that the top documents' best ones are in.
 CANDIDATES = 50
@@ -104,6 +105,8 @@ class SearchService:
             else "c",
             "f": request.filters,
             "e": self.model if request.mode != "bm25" else None,  # results of another model never match
+            # nor those of another BM25 analyzer (a cached entry outlives an upgrade in Redis)
+            "b": ANALYZER_VERSION if request.mode != "vector" else None,
         }
         if not request.semantic:  # its own entry: the default's may hold another question's results
             key["s"] = False

@@ -29,7 +29,6 @@ import numpy as np
 import orjson
 
 from ragfleet.common.errors import BadRequest
-from ragfleet.common.text import TOKENIZER_VERSION
 from ragfleet.retrieval.store.base import (
     CONTENT_HASH_KEY,
     Chunk,
@@ -40,7 +39,7 @@ from ragfleet.retrieval.store.base import (
     SearchQuery,
     as_vector,
 )
-from ragfleet.retrieval.store.bm25 import BM25Index
+from ragfleet.retrieval.store.bm25 import ANALYZER_VERSION, BM25Index
 from ragfleet.retrieval.store.fusion import fuse
 from ragfleet.retrieval.store.index_settings import IndexSettings
 from ragfleet.retrieval.store.metadata_index import MetadataIndex
@@ -211,7 +210,7 @@ class CollectionIndex:
         ):
             self._set_record(label, chunk_id, doc_id, text, position, metadata)
         self._metadata_index.compact(force=True)
-        if snapshot.bm25 is not None and snapshot.bm25.tokenizer_version == TOKENIZER_VERSION:
+        if snapshot.bm25 is not None and snapshot.bm25.analyzer_version == ANALYZER_VERSION:
             self._bm25 = BM25Index.from_arrays(snapshot.bm25, labels)
             self.bm25_source = "snapshot"
         else:  # tokenizing every text again: the slow part of a load (~10 s per 100k chunks)
