@@ -126,6 +126,7 @@ def test_search_end_to_end(run_service: ServiceStarter, redis_url: str, tmp_path
         ({"query": "x", "filters": {"tag": list(range(257))}}, 422, "at most 256 values in 'in'"),
         ({"query": "x", "filters": {f"f{i}": 1 for i in range(17)}}, 422, "at most 16 fields"),
         ({"query": "x", "mode": "sideways"}, 422, "mode"),
+        ({"query": "x", "centroid_weight": 3}, 422, "centroid_weight"),
         ({"vector": [0.1] * 384, "mode": "bm25"}, 422, "needs a query text"),
         ({}, 422, "give a query text or a vector"),
     ],
@@ -147,6 +148,7 @@ def test_bad_input_is_a_clear_4xx(
     ("body", "tenant"),
     [
         ({"query": "Which animal purrs?", "top_k": 2}, "acme"),
+        ({"query": "Which animal purrs?", "centroid_weight": 1.5}, "acme"),  # the store's centroids
         ({"query": "capital of France", "mode": "bm25", "filters": {"topic": "geography"}}, "acme"),
         ({"vector": [0.05] * 384, "top_k": 3}, "acme"),
         ({"query": "x", "collection": "nope"}, "acme"),  # 404 from the search itself

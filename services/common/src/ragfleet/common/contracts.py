@@ -81,6 +81,13 @@ class SearchRequest(BaseModel):
         le=2.0,
         description="rank=document: weight of the query-title cosine in a document's score",
     )
+    centroid_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=2.0,
+        description="rank=document: weight of the cosine between the query and the document's centroid "
+        "(the mean of its chunks' vectors); the embedded backend only",
+    )
     rerank: bool | None = Field(
         None,
         description="rescore the fused top results with the configured reranker (null: the service default)",

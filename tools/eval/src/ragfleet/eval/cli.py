@@ -47,6 +47,13 @@ def quick_grid() -> list[Setting]:
                 {"mode": "hybrid", "fusion": "relative_score", "alpha": alpha, "title_weight": 0.5},
             )
         )
+    for centroid in (0.5, 1.0):
+        grid.append(
+            Setting(
+                f"hybrid relative_score a=0.7, document rank, title 0.25, centroid {centroid}",
+                {"mode": "hybrid", "alpha": 0.7, "title_weight": 0.25, "centroid_weight": centroid},
+            )
+        )
     grid.append(Setting("vector, chunk rank", {"mode": "vector", "rank": "chunk"}))
     return grid
 
@@ -73,6 +80,17 @@ def settings_grid() -> list[Setting]:
                         {"mode": "hybrid", "fusion": fusion, "alpha": alpha, "title_weight": title},
                     )
                 )
+    # The document's centroid (session 6): the mean of its chunks' vectors, against the query.
+    for alpha in (0.6, 0.7, 0.8):
+        for title in (0.25, 0.5):
+            for centroid in (0.5, 1.0, 1.5):
+                grid.append(
+                    Setting(
+                        f"hybrid relative_score a={alpha}, document rank, title {title}, centroid {centroid}",
+                        {"mode": "hybrid", "fusion": "relative_score", "alpha": alpha,
+                         "title_weight": title, "centroid_weight": centroid},
+                    )
+                )  # fmt: skip
     return grid
 
 

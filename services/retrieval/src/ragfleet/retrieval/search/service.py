@@ -100,7 +100,7 @@ class SearchService:
             "m": request.mode,
             "a": request.alpha if request.mode == "hybrid" else None,
             "fu": request.fusion if request.mode == "hybrid" else None,
-            "r": [request.rank, request.title_weight, request.per_document]
+            "r": [request.rank, request.title_weight, request.per_document, request.centroid_weight]
             if request.rank == "document"
             else "c",
             "f": request.filters,
@@ -253,7 +253,16 @@ class SearchService:
                 lists[mode] = await self.store.search(tenant, request.collection, query)
         alpha = {"vector": 1.0, "bm25": 0.0}.get(request.mode, request.alpha)
         similarity: dict[str, float] = {}
-        if vector is not None and request.title_weight > 0:
+        centroid_similarity: dict[str, float] = {}
+        query_vector = None
+        if vector is not None:
+            query_vector = np.asarray(vector, dtype=np.float32)
+            query_vector = query_vector / max(float(np.linalg.norm(query_vector)), 1e-12)
+        if query_vector is not None and request.centroid_weight > 0:
+            documents = sorted({hit.document_id for hits in lists.values() for hit in hits})
+            centroids = await self.store.document_vectors(tenant, request.collection, documents)
+            centroid_similarity = {d: float(query_vector @ c) for d, c in centroids.items()}
+        if query_vector is not None and request.title_weight > 0:
             titles = sorted(
                 {
                     t
@@ -264,8 +273,6 @@ class SearchService:
             )
             if titles:
                 title_vectors = await asyncio.gather(*(self.embed_query(tenant, title) for title in titles))
-                query_vector = np.asarray(vector, dtype=np.float32)
-                query_vector = query_vector / max(float(np.linalg.norm(query_vector)), 1e-12)
                 similarity = {t: float(query_vector @ v) for t, v in zip(titles, title_vectors, strict=True)}
         return rank_documents(
             lists["vector"],
@@ -276,6 +283,8 @@ class SearchService:
             title_weight=request.title_weight,
             top_k=request.top_k,
             per_document=request.per_document,
+            centroid_similarity=centroid_similarity,
+            centroid_weight=request.centroid_weight,
         )
 
 
