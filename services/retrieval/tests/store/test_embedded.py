@@ -313,7 +313,9 @@ async def test_a_collection_deleted_by_another_process_is_gone_here_too(tmp_path
         await second.close()
 
 
-async def test_document_vectors_are_the_normalised_mean_of_the_chunks_and_follow_writes(tmp_path: Path) -> None:
+async def test_document_vectors_are_the_normalised_mean_of_the_chunks_and_follow_writes(
+    tmp_path: Path,
+) -> None:
     store = EmbeddedVectorStore(tmp_path, dim=DIM)
     data = chunks(6)  # documents d0..d2, two chunks each
     await store.upsert("t", "c", data)

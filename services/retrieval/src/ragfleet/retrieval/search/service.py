@@ -72,6 +72,23 @@ class SearchService:
         )
         return np.frombuffer(raw, dtype=np.float32)
 
+    async def embed_titles(self, tenant: str, titles: list[str]) -> list[np.ndarray]:
+        """The titles' vectors through the same embedding cache as queries, the missing ones
+        embedded as one batch: up to ~50 titles per search were 50 concurrent single-text
+        requests to the micro-batcher, which its load shedding refused as a queue (503
+        embedder_busy) whenever a search met new titles after one slow batch."""
+        scope = (tenant, "")
+        keys = [await self.embeddings.key(tenant, None, {"model": self.model, "text": t}) for t in titles]
+        found = [(await self.embeddings.lookup(key, scope))[0] for key in keys]
+        missing = [i for i, raw in enumerate(found) if raw is None]
+        if missing:
+            vectors = await self.batcher.embed_many([titles[i] for i in missing])
+            for i, vector in zip(missing, vectors, strict=True):
+                raw = np.asarray(vector, dtype=np.float32).tobytes()
+                found[i] = raw
+                await self.embeddings.store(keys[i], scope, raw)
+        return [np.frombuffer(raw, dtype=np.float32) for raw in found if raw is not None]
+
     async def search(self, tenant: str, request: SearchRequest) -> tuple[bytes, CacheResult]:
         """The response body (JSON bytes, ``took_ms`` included) and where it came from."""
         started = time.perf_counter()
@@ -272,7 +289,7 @@ class SearchService:
                 }
             )
             if titles:
-                title_vectors = await asyncio.gather(*(self.embed_query(tenant, title) for title in titles))
+                title_vectors = await self.embed_titles(tenant, titles)
                 similarity = {t: float(query_vector @ v) for t, v in zip(titles, title_vectors, strict=True)}
         return rank_documents(
             lists["vector"],
