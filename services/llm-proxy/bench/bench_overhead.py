@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -41,6 +42,7 @@ from ragfleet.devstack.processes import (
 
 log = logging.getLogger("bench_overhead")
 JSON_HEADERS = {"Content-Type": "application/json"}
+CALLERS = 64  # distinct X-Ragfleet-Key-Id values, round robin
 HERE = Path(__file__).resolve().parent
 
 
@@ -52,6 +54,7 @@ class Result:
     errors: int
     header_overhead_ms: list[float]
     cpu_ms_per_request: dict[str, float] | None = None  # process name -> CPU time per request
+    error_kinds: Counter[str] = field(default_factory=Counter)  # "503", "TimeoutError", ...
 
     def pct(self, values: list[float], q: float) -> float:
         if not values:
@@ -61,8 +64,11 @@ class Result:
 
 
 async def one_request(
-    session: aiohttp.ClientSession, url: str, model: str, stream: bool, result: Result, due: float
+    session: aiohttp.ClientSession, url: str, model: str, stream: bool, result: Result, due: float, key: int
 ) -> None:
+    # Many callers, as behind a gateway: one key alone would meet the proxy's per-key concurrency
+    # limit (max_concurrent_per_key) at the first stall, and the benchmark would measure 429s.
+    headers = {**JSON_HEADERS, "X-Ragfleet-Key-Id": f"bench-{key % CALLERS}"}
     body = orjson.dumps({
         "model": model,
         "messages": [{"role": "user", "content": f"benchmark question {due}"}],
@@ -70,8 +76,11 @@ async def one_request(
         "stream": stream,
     })  # fmt: skip
     try:
-        async with session.post(url, data=body, headers=JSON_HEADERS) as response:
-            response.raise_for_status()
+        async with session.post(url, data=body, headers=headers) as response:
+            if response.status != 200:
+                result.errors += 1
+                result.error_kinds[str(response.status)] += 1
+                return
             if not stream:
                 await response.read()
                 result.latencies_ms.append((time.perf_counter() - due) * 1000)
@@ -87,6 +96,7 @@ async def one_request(
                 result.header_overhead_ms.append(float(response.headers["x-proxy-overhead-ms"]))
     except Exception as exc:
         result.errors += 1
+        result.error_kinds[type(exc).__name__] += 1
         log.debug("request failed: %s", exc)
 
 
@@ -108,7 +118,7 @@ async def run_load(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one_request(session, url, model, stream, result, due)))
+            tasks.append(asyncio.create_task(one_request(session, url, model, stream, result, due, i)))
         await asyncio.gather(*tasks)
 
 
@@ -138,6 +148,12 @@ def figures(r: Result) -> dict[str, object]:
         "overhead_header_p50_ms": r.pct(r.header_overhead_ms, 50) if r.header_overhead_ms else None,
         "cpu_ms_per_request": r.cpu_ms_per_request or {},
     }
+
+
+def _errors(r: Result) -> str:
+    """The count, and what they were (a status such as 503 for a shed request, or an exception)."""
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in r.error_kinds.most_common())
+    return f"{r.errors} ({kinds})" if kinds else str(r.errors)
 
 
 def _cpu_ratio(r: Result) -> str:
@@ -171,7 +187,7 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
     by_key = {(r.mode, r.target): r for r in results}
     for r in results:
         lines.append(
-            f"| {r.mode} | {r.target} | {len(r.latencies_ms)} | {r.errors} | "
+            f"| {r.mode} | {r.target} | {len(r.latencies_ms)} | {_errors(r)} | "
             f"{r.pct(r.latencies_ms, 50):.2f} | {r.pct(r.latencies_ms, 90):.2f} | {r.pct(r.latencies_ms, 99):.2f} | "
             f"{(r.cpu_ms_per_request or {}).get('upstream', 0):.2f} | {(r.cpu_ms_per_request or {}).get('proxy', 0):.2f} |"
         )
@@ -197,8 +213,9 @@ def report(results: list[Result], args: argparse.Namespace, command: str) -> str
         "the response, minus the time spent waiting on the upstream; it excludes the extra network hop",
         "and the load generator's share of the CPU, which the end-to-end difference includes.",
         "CPU ms/request is each server process's user + system CPU time over the row divided by its",
-        "requests (from /proc, the process and its workers): the cost per request, less sensitive to a",
-        "shared CPU than latency is.",
+        "answered requests (from /proc, the process and its workers; errors add CPU, not requests): the",
+        "cost per request, less sensitive to a shared CPU than latency is. Errors: a 503 is a request the",
+        "proxy shed for event-loop lag (shedding.py); an exception name is a client-side failure.",
         "",
     ]
     if args.note:
@@ -217,14 +234,17 @@ async def measure(
             result = Result(target, mode, [], 0, [])
             before = {name: calibration.process_tree_cpu_ms(pid) for name, pid in pids.items()}
             await run_load(url, model, stream, args.rate, args.duration, result)
-            sent = max(1, len(result.latencies_ms) + result.errors)
+            # Per answered request: the CPU spent on refusing or failing the others is charged to
+            # them, so a row with errors never looks cheaper than it was.
+            answered = max(1, len(result.latencies_ms))
             result.cpu_ms_per_request = {
-                name: (calibration.process_tree_cpu_ms(pid) - before[name]) / sent
+                name: (calibration.process_tree_cpu_ms(pid) - before[name]) / answered
                 for name, pid in pids.items()
             }
             log.info(
-                "%s %s: p50 %.2f ms, p99 %.2f ms, %d errors",
+                "%s %s: p50 %.2f ms, p99 %.2f ms, %d errors %s",
                 mode, target, result.pct(result.latencies_ms, 50), result.pct(result.latencies_ms, 99), result.errors,
+                dict(result.error_kinds),
             )  # fmt: skip
             results.append(result)
     return results

@@ -126,6 +126,7 @@ def test_search_end_to_end(run_service: ServiceStarter, redis_url: str, tmp_path
         ({"query": "x", "filters": {"tag": list(range(257))}}, 422, "at most 256 values in 'in'"),
         ({"query": "x", "filters": {f"f{i}": 1 for i in range(17)}}, 422, "at most 16 fields"),
         ({"query": "x", "mode": "sideways"}, 422, "mode"),
+        ({"query": "x", "centroid_weight": 3}, 422, "centroid_weight"),
         ({"vector": [0.1] * 384, "mode": "bm25"}, 422, "needs a query text"),
         ({}, 422, "give a query text or a vector"),
     ],
@@ -147,6 +148,7 @@ def test_bad_input_is_a_clear_4xx(
     ("body", "tenant"),
     [
         ({"query": "Which animal purrs?", "top_k": 2}, "acme"),
+        ({"query": "Which animal purrs?", "centroid_weight": 1.5}, "acme"),  # the store's centroids
         ({"query": "capital of France", "mode": "bm25", "filters": {"topic": "geography"}}, "acme"),
         ({"vector": [0.05] * 384, "top_k": 3}, "acme"),
         ({"query": "x", "collection": "nope"}, "acme"),  # 404 from the search itself
@@ -322,3 +324,27 @@ def test_searches_answer_while_redis_is_down_and_cache_recovers(
         finally:
             r.close()
         assert search(client, query="which river flows through Paris").headers["x-cache"] == "hit-l1"
+
+
+def test_a_search_among_many_new_titles_is_not_shed_as_a_queue(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    """Document ranking embeds the candidates' titles: as one batch, not as many single texts,
+    which the micro-batcher's load shedding (a queue of 1 here) would refuse with a 503."""
+    service = run_service(
+        "r-titles",
+        "ragfleet.retrieval",
+        "RAGFLEET_RETRIEVAL_",
+        {"REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data"), "EMBED_THREADS": "1",
+         "EMBED_MAX_QUEUE": "1", "ACCESS_LOG": "false"},
+    )  # fmt: skip
+    chunks = [
+        {"id": f"d{i}:0", "document_id": f"d{i}", "text": f"Passage {i} about tea and brewing.",
+         "position": 0, "metadata": {"title": f"Tea guide part {i}"}}
+        for i in range(20)
+    ]  # fmt: skip
+    with httpx.Client(base_url=service.url, timeout=30, headers={"X-Ragfleet-Tenant": "acme"}) as client:
+        assert client.post("/internal/v1/collections/docs/upsert", json={"chunks": chunks}).status_code == 200
+        response = client.post("/v1/search", json={"collection": "docs", "query": "how to brew tea"})
+        assert response.status_code == 200, response.text
+        assert len({r["document_id"] for r in response.json()["results"]}) == 10  # one chunk each

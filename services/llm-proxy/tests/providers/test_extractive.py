@@ -69,7 +69,7 @@ def test_it_streams_word_by_word_with_usage_and_matches_the_json_answer() -> Non
 
     async def collect() -> list[dict[str, object]]:
         body = req.upstream_body("extractive", None)
-        return [orjson.loads(chunk.data) async for chunk in provider.stream(req, body)]
+        return [orjson.loads(chunk.data) async for batch in provider.stream(req, body) for chunk in batch]
 
     chunks = asyncio.run(collect())
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}  # type: ignore[index]

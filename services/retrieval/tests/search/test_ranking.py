@@ -58,3 +58,15 @@ def test_rrf_is_scaled_like_relative_scores_and_top_k_is_respected() -> None:
         vector, [], alpha=1.0, fusion="rrf", title_similarity={}, title_weight=0.0, top_k=5, per_document=2
     )
     assert len(results) == 5 and results[0].score == 1.0 and results[1].score < 1.0
+
+
+def test_the_centroid_similarity_lifts_the_page_about_the_question() -> None:
+    # "long" has one close passage; "focused" is about the question as a whole.
+    vector = [hit("long:7", 0.9), hit("focused:0", 0.85), hit("z:0", 0.5)]
+    assert ranked(vector, [], alpha=1.0)[0] == "long:7"
+    centroids = {"long": 0.2, "focused": 0.7, "z": 0.1}
+    lifted = ranked(vector, [], alpha=1.0, centroid_similarity=centroids, centroid_weight=1.0)
+    assert lifted[:2] == ["focused:0", "long:7"]
+    # Weight 0 (or no centroids, as from a backend without them) leaves the ranking alone.
+    assert ranked(vector, [], alpha=1.0, centroid_similarity=centroids, centroid_weight=0.0)[0] == "long:7"
+    assert ranked(vector, [], alpha=1.0, centroid_similarity={}, centroid_weight=1.0)[0] == "long:7"

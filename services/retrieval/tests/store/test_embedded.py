@@ -311,3 +311,30 @@ async def test_a_collection_deleted_by_another_process_is_gone_here_too(tmp_path
     finally:
         await first.close()
         await second.close()
+
+
+async def test_document_vectors_are_the_normalised_mean_of_the_chunks_and_follow_writes(
+    tmp_path: Path,
+) -> None:
+    store = EmbeddedVectorStore(tmp_path, dim=DIM)
+    data = chunks(6)  # documents d0..d2, two chunks each
+    await store.upsert("t", "c", data)
+
+    def expected(*vectors: np.ndarray) -> np.ndarray:
+        mean = np.mean([v / np.linalg.norm(v) for v in vectors], axis=0)
+        return mean / np.linalg.norm(mean)
+
+    got = await store.document_vectors("t", "c", ["d0", "d1", "nope"])
+    assert set(got) == {"d0", "d1"}  # an unknown document has none
+    np.testing.assert_allclose(got["d1"], expected(data[2].vector, data[3].vector), atol=1e-6)
+    # Replacing a chunk, adding one and deleting one: the next answer reflects each write.
+    moved = Chunk(id="c2", document_id="d1", text="new", vector=-np.asarray(data[2].vector))
+    await store.upsert("t", "c", [moved])
+    got = await store.document_vectors("t", "c", ["d1"])
+    np.testing.assert_allclose(got["d1"], expected(moved.vector, data[3].vector), atol=1e-6)
+    await store.delete_chunks("t", "c", ["c3"])
+    got = await store.document_vectors("t", "c", ["d1"])
+    np.testing.assert_allclose(got["d1"], expected(moved.vector), atol=1e-6)
+    await store.delete_documents("t", "c", ["d1"])
+    assert await store.document_vectors("t", "c", ["d1"]) == {}
+    await store.close()

@@ -68,7 +68,7 @@ class SearchRequest(BaseModel):
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)
     # The defaults are what `make eval` measured to rank best (docs/eval.md).
     mode: SearchMode = "hybrid"
-    alpha: float = Field(0.8, ge=0.0, le=1.0, description="hybrid weight of the vector side; 1 = pure vector")
+    alpha: float = Field(0.6, ge=0.0, le=1.0, description="hybrid weight of the vector side; 1 = pure vector")
     fusion: Fusion = "relative_score"
     rank: Literal["document", "chunk"] = Field(
         "document",
@@ -76,10 +76,17 @@ class SearchRequest(BaseModel):
         "then return their best chunks; chunk: rank chunks one by one",
     )
     title_weight: float = Field(
-        0.5,
+        0.25,
         ge=0.0,
         le=2.0,
         description="rank=document: weight of the query-title cosine in a document's score",
+    )
+    centroid_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=2.0,
+        description="rank=document: weight of the cosine between the query and the document's centroid "
+        "(the mean of its chunks' vectors); the embedded backend only",
     )
     rerank: bool | None = Field(
         None,

@@ -4,8 +4,9 @@ way in both places.
 
 NFKC + casefold (so "Ｃａｆé" meets "café" and "STRASSE" meets "straße"), runs of letters and
 digits (an underscore or punctuation splits: "new_feature" -> "new", "feature"), a short
-English stopword list, no stemming: stemming is language-specific and makes exact-term matches
-(identifiers, product names) worse. Pure functions, no imports beyond the standard library.
+English stopword list, no stemming here: stemming is language-specific, and what needs it adds
+it on top (retrieval's BM25 indexes Snowball English stems of these words: `bm25.analyze`,
+measured in docs/eval.md). Pure functions, no imports beyond the standard library.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ upstream's ``Retry-After`` — up to ``retry_max_attempts`` per deployment and n
 past ``retry_budget_s``; then the next deployment, then the next model. A non-retryable failure (a 4xx
 that says the request itself is wrong) ends the request at once with the upstream's status.
 
-A stream counts as "answered" once its first output chunk arrived: up to then it is retried like
+A stream counts as "answered" once its first output chunk arrived (with the chunks that came in
+the same read): up to then it is retried like
 any call; after that nothing can be retried (the client already has tokens), and a failure becomes
 an error event at the end of the stream.
 """
@@ -158,32 +159,33 @@ class Dispatcher:
 
 @dataclass
 class OpenedStream:
-    """A stream whose first output chunk has arrived: ``head`` holds it and anything before it."""
+    """A stream whose first output chunk has arrived: ``head`` holds the batches up to it."""
 
-    head: list[Chunk]
-    rest: AsyncIterator[Chunk]
+    head: list[list[Chunk]]
+    rest: AsyncIterator[list[Chunk]]
     deadline: float  # monotonic: the model's total timeout
     total_timeout_s: float
     ttft_s: float = 0.0
     closed: bool = field(default=False)
 
-    async def chunks(self) -> AsyncIterator[Chunk]:
-        for chunk in self.head:
-            yield chunk
+    async def batches(self) -> AsyncIterator[list[Chunk]]:
+        """The chunks in the batches they arrived in (``ChatProvider.stream``), within the total timeout."""
+        for batch in self.head:
+            yield batch
         while True:
             remaining = self.deadline - time.monotonic()
             try:
                 if remaining <= 0:
                     raise TimeoutError
                 async with asyncio.timeout(remaining):
-                    chunk = await anext(self.rest)
+                    batch = await anext(self.rest)
             except StopAsyncIteration:
                 return
             except TimeoutError:
                 raise UpstreamFailure(
                     "timeout", f"stream exceeded the model's total timeout of {self.total_timeout_s:g}s"
                 ) from None
-            yield chunk
+            yield batch
 
     async def aclose(self) -> None:
         if not self.closed:
@@ -191,17 +193,17 @@ class OpenedStream:
             await self.rest.aclose()  # type: ignore[attr-defined]
 
 
-async def open_stream(deployment: Deployment, stream: AsyncIterator[Chunk]) -> OpenedStream:
+async def open_stream(deployment: Deployment, stream: AsyncIterator[list[Chunk]]) -> OpenedStream:
     """Read until the first output chunk, within the first-token timeout (or the total, if shorter)."""
     config = deployment.config
     started = time.monotonic()
     deadline = started + config.total_timeout_s
-    head: list[Chunk] = []
+    head: list[list[Chunk]] = []
     try:
         async with asyncio.timeout(min(config.first_token_timeout_s, config.total_timeout_s)):
-            async for chunk in stream:
-                head.append(chunk)
-                if chunk.has_output:
+            async for batch in stream:
+                head.append(batch)
+                if any(chunk.has_output for chunk in batch):
                     break
             else:
                 raise UpstreamFailure("malformed", "upstream stream ended before any output")

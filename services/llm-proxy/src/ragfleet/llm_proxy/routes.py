@@ -164,9 +164,7 @@ async def _dispatch(
 
 
 async def _replay(chunks: list[str]) -> AsyncIterator[bytes]:
-    for data in chunks:
-        yield sse_data(data)
-    yield DONE_EVENT
+    yield b"".join(map(sse_data, chunks)) + DONE_EVENT  # the same events, in one write
 
 
 @dataclass(frozen=True)
@@ -211,15 +209,19 @@ async def _relay(
     text: list[str] = []
     usage: dict[str, Any] | None = None
     try:
-        async for chunk in opened.chunks():
-            if chunk.parsed.get("usage"):
-                usage = chunk.parsed["usage"]
-                if chunk.usage_only and not wants_usage:
-                    continue  # we asked for it for accounting; the caller did not
-            for choice in chunk.parsed.get("choices") or ():
-                text.append(str((choice.get("delta") or {}).get("content") or ""))
-            sent.append(chunk.data)
-            yield sse_data(chunk.data)
+        async for batch in opened.batches():
+            out: list[bytes] = []
+            for chunk in batch:
+                if chunk.parsed.get("usage"):
+                    usage = chunk.parsed["usage"]
+                    if chunk.usage_only and not wants_usage:
+                        continue  # we asked for it for accounting; the caller did not
+                for choice in chunk.parsed.get("choices") or ():
+                    text.append(str((choice.get("delta") or {}).get("content") or ""))
+                sent.append(chunk.data)
+                out.append(sse_data(chunk.data))
+            if out:
+                yield b"".join(out)  # the chunks that arrived together: one write to the client
         cache, policy = accounting.cache, accounting.policy
         if policy.write and cache is not None:
             # The upstream finished the stream: store it before the client can ask again.

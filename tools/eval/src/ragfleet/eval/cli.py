@@ -40,13 +40,15 @@ CHUNKINGS = [Chunking(600, 90), Chunking(1000, 150)]
 def quick_grid() -> list[Setting]:
     """The defaults and their nearest neighbours: for comparing chunkings (``--quick``)."""
     grid = [Setting("request defaults")]
-    for alpha in (0.6, 0.7, 0.8):
-        grid.append(
-            Setting(
-                f"hybrid relative_score a={alpha}, document rank, title 0.5",
-                {"mode": "hybrid", "fusion": "relative_score", "alpha": alpha, "title_weight": 0.5},
-            )
-        )
+    for alpha in (0.5, 0.6, 0.7):
+        for centroid in (0.0, 1.0):
+            grid.append(
+                Setting(
+                    f"hybrid relative_score a={alpha}, document rank, title 0.25, centroid {centroid}",
+                    {"mode": "hybrid", "fusion": "relative_score", "alpha": alpha, "title_weight": 0.25,
+                     "centroid_weight": centroid},
+                )
+            )  # fmt: skip
     grid.append(Setting("vector, chunk rank", {"mode": "vector", "rank": "chunk"}))
     return grid
 
@@ -63,16 +65,44 @@ def settings_grid() -> list[Setting]:
                     {"mode": "hybrid", "fusion": fusion, "alpha": alpha, "rank": "chunk"},
                 )
             )
-    grid.append(Setting("vector, document rank, title 0.5", {"mode": "vector", "title_weight": 0.5}))
+    grid.append(
+        Setting(
+            "vector, document rank, title 0.5",
+            {"mode": "vector", "title_weight": 0.5, "centroid_weight": 0.0},
+        )
+    )
+    grid.append(
+        Setting(
+            "vector, document rank, title 0.25, centroid 1.0",
+            {"mode": "vector", "title_weight": 0.25, "centroid_weight": 1.0},
+        )
+    )
     for fusion in ("relative_score", "rrf"):
         for alpha in (0.5, 0.6, 0.7, 0.8):
             for title in (0.0, 0.5, 1.0):
                 grid.append(
                     Setting(
                         f"hybrid {fusion} a={alpha}, document rank, title {title}",
-                        {"mode": "hybrid", "fusion": fusion, "alpha": alpha, "title_weight": title},
+                        {
+                            "mode": "hybrid",
+                            "fusion": fusion,
+                            "alpha": alpha,
+                            "title_weight": title,
+                            "centroid_weight": 0.0,
+                        },
                     )
                 )
+    # The document's centroid (session 6): the mean of its chunks' vectors, against the query.
+    for alpha in (0.5, 0.6, 0.7, 0.8):
+        for title in (0.25, 0.5):
+            for centroid in (0.5, 1.0, 1.5):
+                grid.append(
+                    Setting(
+                        f"hybrid relative_score a={alpha}, document rank, title {title}, centroid {centroid}",
+                        {"mode": "hybrid", "fusion": "relative_score", "alpha": alpha,
+                         "title_weight": title, "centroid_weight": centroid},
+                    )
+                )  # fmt: skip
     return grid
 
 

@@ -68,12 +68,13 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class ChatProvider(Protocol):
-    """``stream`` yields chunks and raises ``UpstreamFailure``; it ends normally only on a complete stream."""
+    """``stream`` yields batches of chunks — those that arrived together, never waiting for more —
+    and raises ``UpstreamFailure``; it ends normally only on a complete stream."""
 
     uses_breaker: bool
 
     async def complete(self, request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]: ...
 
-    def stream(self, request: ChatCompletionRequest, body: dict[str, Any]) -> AsyncIterator[Chunk]: ...
+    def stream(self, request: ChatCompletionRequest, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]: ...
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]: ...

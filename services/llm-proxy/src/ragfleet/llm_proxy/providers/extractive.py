@@ -212,7 +212,9 @@ class ExtractiveProvider:
             "usage": usage,
         }
 
-    async def stream(self, request: ChatCompletionRequest, body: dict[str, Any]) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, request: ChatCompletionRequest, body: dict[str, Any]
+    ) -> AsyncIterator[list[Chunk]]:
         pieces, finish_reason, usage = self._generate(request)
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -225,12 +227,13 @@ class ExtractiveProvider:
             parsed = {**base, "choices": choices, **extra}
             return Chunk(orjson.dumps(parsed).decode(), parsed)
 
-        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        for piece in pieces:
-            yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
-        yield chunk([{"index": 0, "delta": {}, "finish_reason": finish_reason}])
+        # The whole answer is known at once: one batch (one write to the client), word by word.
+        batch = [chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+        batch += [chunk([{"index": 0, "delta": {"content": p}, "finish_reason": None}]) for p in pieces]
+        batch.append(chunk([{"index": 0, "delta": {}, "finish_reason": finish_reason}]))
         if (body.get("stream_options") or {}).get("include_usage"):
-            yield chunk([], usage=usage)
+            batch.append(chunk([], usage=usage))
+        yield batch
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         raise UpstreamFailure(

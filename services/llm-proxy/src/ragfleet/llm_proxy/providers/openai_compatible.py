@@ -22,8 +22,9 @@ from ragfleet.llm_proxy.schemas import ChatCompletionRequest
 
 # Statuses worth another try: the request was fine, the upstream was not (or asked us to slow down).
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
-# aiohttp refuses a line longer than twice its read buffer: an SSE chunk (a long tool call) may be big.
+# The read buffer, and the longest SSE line accepted: a chunk (a long tool call) may be big.
 READ_BUFSIZE = 1 << 20
+MAX_LINE_BYTES = 2 * READ_BUFSIZE
 
 
 def create_upstream_session(max_connections: int) -> aiohttp.ClientSession:
@@ -125,7 +126,9 @@ class OpenAICompatibleProvider:
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._post_json("/embeddings", body)
 
-    async def stream(self, request: ChatCompletionRequest, body: dict[str, Any]) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, request: ChatCompletionRequest, body: dict[str, Any]
+    ) -> AsyncIterator[list[Chunk]]:
         try:
             response = await self.session.post(
                 self.base_url + "/chat/completions",
@@ -140,27 +143,30 @@ class OpenAICompatibleProvider:
         try:
             if response.status != 200:
                 raise failure_from_response(response.status, await response.read(), response.headers)
-            finished = False
-            async for raw in response.content:
-                if not raw.startswith(b"data:"):
-                    continue  # comments, event names, blank separators
-                data = raw[5:].strip()
-                if data == b"[DONE]":
-                    finished = True
-                    break
-                try:
-                    parsed = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamFailure("malformed", "upstream sent a chunk that is not JSON") from None
-                if not isinstance(parsed, dict):
-                    raise UpstreamFailure("malformed", "upstream sent a chunk that is not a JSON object")
-                if parsed.get("error"):
-                    error = parsed["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise UpstreamFailure("stream_error", f"upstream reported an error mid-stream: {message}")
-                yield Chunk(data.decode(), parsed)
-            if not finished:
-                raise UpstreamFailure("dropped", "upstream ended the stream without [DONE]")
+            # Whatever has arrived is parsed and handed on as one batch (``readany`` waits only
+            # when nothing is buffered): a token alone is not delayed, and tokens that arrived
+            # together cost one write to the client instead of one each.
+            partial = b""
+            while True:
+                received = await response.content.readany()
+                if received:
+                    lines = (partial + received).split(b"\n")
+                    partial = lines.pop()  # an incomplete line waits for the rest of it
+                    if len(partial) > MAX_LINE_BYTES:
+                        raise UpstreamFailure(
+                            "malformed", f"upstream sent a line over {MAX_LINE_BYTES} bytes"
+                        )
+                else:  # the end of the body: its last line may have no newline
+                    lines, partial = [partial], b""
+                batch, finished, failure = parse_events(lines)
+                if batch:
+                    yield batch  # what came before a failure still reaches the client, as before
+                if failure is not None:
+                    raise failure
+                if finished:
+                    return
+                if not received:
+                    raise UpstreamFailure("dropped", "upstream ended the stream without [DONE]")
         except TimeoutError:
             raise UpstreamFailure("timeout", "upstream stream stalled") from None
         except aiohttp.ClientError as exc:
@@ -169,3 +175,35 @@ class OpenAICompatibleProvider:
             # Back to the pool when the body was read to its end; closed (which the upstream sees
             # as a disconnect, cancelling its work) when the client left or the stream broke.
             response.release()
+
+
+def parse_events(lines: list[bytes]) -> tuple[list[Chunk], bool, UpstreamFailure | None]:
+    """The chunks in complete SSE lines; whether ``[DONE]`` ended them (what follows is ignored);
+    the failure that ended them early, if one did (the chunks before it still count)."""
+    batch: list[Chunk] = []
+    for raw in lines:
+        if not raw.startswith(b"data:"):
+            continue  # comments, event names, blank separators
+        data = raw[5:].strip()
+        if data == b"[DONE]":
+            return batch, True, None
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return batch, False, UpstreamFailure("malformed", "upstream sent a chunk that is not JSON")
+        if not isinstance(parsed, dict):
+            return (
+                batch,
+                False,
+                UpstreamFailure("malformed", "upstream sent a chunk that is not a JSON object"),
+            )
+        if parsed.get("error"):
+            error = parsed["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            return (
+                batch,
+                False,
+                UpstreamFailure("stream_error", f"upstream reported an error mid-stream: {message}"),
+            )
+        batch.append(Chunk(data.decode(), parsed))
+    return batch, False, None

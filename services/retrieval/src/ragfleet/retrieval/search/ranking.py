@@ -12,6 +12,10 @@ their best chunks:
 3. The cosine between the query and the document's title (chunk metadata ``title``, which
    ingestion fills) is added with weight `title_weight`: a title is the shortest statement of
    what a document is about, and MiniLM's mean pooling dilutes it inside a long chunk.
+   The cosine between the query and the document's centroid (the mean of its chunks' vectors)
+   is added with weight `centroid_weight`: it says what the whole page is about, where the best
+   chunk says only that one passage of it is close — a long page that mentions everything
+   has one close passage for many questions, and a diffuse centroid.
 4. Documents best first, each with up to `per_document` of its chunks (best first), until
    `top_k` chunks. A chunk's reported score is its document's score.
 
@@ -51,8 +55,11 @@ def rank_documents(
     title_weight: float,
     top_k: int,
     per_document: int,
+    centroid_similarity: Mapping[str, float] | None = None,
+    centroid_weight: float = 0.0,
 ) -> list[Hit]:
-    """The fused result list (see the module docstring); `title_similarity` maps a title to its cosine."""
+    """The fused result list (see the module docstring); `title_similarity` maps a title to its
+    cosine, `centroid_similarity` a document id to its centroid's."""
     chunks: dict[str, Hit] = {}
     chunk_score: dict[str, float] = {}
     doc_score: dict[str, float] = {}
@@ -74,6 +81,9 @@ def rank_documents(
             if hit.document_id not in boosted and isinstance(title, str) and title in title_similarity:
                 doc_score[hit.document_id] += title_weight * title_similarity[title]
                 boosted.add(hit.document_id)
+    if centroid_weight and centroid_similarity:
+        for document in doc_score:
+            doc_score[document] += centroid_weight * centroid_similarity.get(document, 0.0)
     by_document: dict[str, list[str]] = {}
     for chunk_id in sorted(chunk_score, key=lambda c: (-chunk_score[c], c)):
         by_document.setdefault(chunks[chunk_id].document_id, []).append(chunk_id)

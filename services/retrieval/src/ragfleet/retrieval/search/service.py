@@ -28,6 +28,7 @@ from ragfleet.retrieval.rerank import RemoteReranker, RerankUnavailable
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
 from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
+from ragfleet.retrieval.store.bm25 import ANALYZER_VERSION
 
 # Candidates per list for document ranking: enough chunks that the top documents' best ones are in.
 CANDIDATES = 50
@@ -71,6 +72,23 @@ class SearchService:
         )
         return np.frombuffer(raw, dtype=np.float32)
 
+    async def embed_titles(self, tenant: str, titles: list[str]) -> list[np.ndarray]:
+        """The titles' vectors through the same embedding cache as queries, the missing ones
+        embedded as one batch: up to ~50 titles per search were 50 concurrent single-text
+        requests to the micro-batcher, which its load shedding refused as a queue (503
+        embedder_busy) whenever a search met new titles after one slow batch."""
+        scope = (tenant, "")
+        keys = [await self.embeddings.key(tenant, None, {"model": self.model, "text": t}) for t in titles]
+        found = [(await self.embeddings.lookup(key, scope))[0] for key in keys]
+        missing = [i for i, raw in enumerate(found) if raw is None]
+        if missing:
+            vectors = await self.batcher.embed_many([titles[i] for i in missing])
+            for i, vector in zip(missing, vectors, strict=True):
+                raw = np.asarray(vector, dtype=np.float32).tobytes()
+                found[i] = raw
+                await self.embeddings.store(keys[i], scope, raw)
+        return [np.frombuffer(raw, dtype=np.float32) for raw in found if raw is not None]
+
     async def search(self, tenant: str, request: SearchRequest) -> tuple[bytes, CacheResult]:
         """The response body (JSON bytes, ``took_ms`` included) and where it came from."""
         started = time.perf_counter()
@@ -99,11 +117,13 @@ class SearchService:
             "m": request.mode,
             "a": request.alpha if request.mode == "hybrid" else None,
             "fu": request.fusion if request.mode == "hybrid" else None,
-            "r": [request.rank, request.title_weight, request.per_document]
+            "r": [request.rank, request.title_weight, request.per_document, request.centroid_weight]
             if request.rank == "document"
             else "c",
             "f": request.filters,
             "e": self.model if request.mode != "bm25" else None,  # results of another model never match
+            # nor those of another BM25 analyzer (a cached entry outlives an upgrade in Redis)
+            "b": ANALYZER_VERSION if request.mode != "vector" else None,
         }
         if not request.semantic:  # its own entry: the default's may hold another question's results
             key["s"] = False
@@ -257,7 +277,16 @@ class SearchService:
                 lists[mode] = await self.store.search(tenant, request.collection, query)
         alpha = {"vector": 1.0, "bm25": 0.0}.get(request.mode, request.alpha)
         similarity: dict[str, float] = {}
-        if vector is not None and request.title_weight > 0:
+        centroid_similarity: dict[str, float] = {}
+        query_vector = None
+        if vector is not None:
+            query_vector = np.asarray(vector, dtype=np.float32)
+            query_vector = query_vector / max(float(np.linalg.norm(query_vector)), 1e-12)
+        if query_vector is not None and request.centroid_weight > 0:
+            documents = sorted({hit.document_id for hits in lists.values() for hit in hits})
+            centroids = await self.store.document_vectors(tenant, request.collection, documents)
+            centroid_similarity = {d: float(query_vector @ c) for d, c in centroids.items()}
+        if query_vector is not None and request.title_weight > 0:
             titles = sorted(
                 {
                     t
@@ -267,9 +296,7 @@ class SearchService:
                 }
             )
             if titles:
-                title_vectors = await asyncio.gather(*(self.embed_query(tenant, title) for title in titles))
-                query_vector = np.asarray(vector, dtype=np.float32)
-                query_vector = query_vector / max(float(np.linalg.norm(query_vector)), 1e-12)
+                title_vectors = await self.embed_titles(tenant, titles)
                 similarity = {t: float(query_vector @ v) for t, v in zip(titles, title_vectors, strict=True)}
         return rank_documents(
             lists["vector"],
@@ -280,6 +307,8 @@ class SearchService:
             title_weight=request.title_weight,
             top_k=request.top_k,
             per_document=request.per_document,
+            centroid_similarity=centroid_similarity,
+            centroid_weight=request.centroid_weight,
         )
 
 

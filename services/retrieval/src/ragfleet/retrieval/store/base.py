@@ -348,6 +348,14 @@ class VectorStore(abc.ABC):
     async def search(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
         """Up to `top_k` hits, best first, all matching the query's filters."""
 
+    async def document_vectors(
+        self, tenant: str, collection: str, document_ids: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Each document's centroid (the mean of its chunks' vectors, L2-normalised), for document
+        ranking's `centroid_weight`. A backend that cannot give it cheaply returns {} and the
+        signal is left out: Weaviate would have to fetch every chunk vector of every candidate."""
+        return {}
+
     @abc.abstractmethod
     async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:
         """What the index holds for a document, or None when it holds nothing."""

@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ import numpy as np
 import orjson
 
 from ragfleet.common.errors import BadRequest
-from ragfleet.common.text import TOKENIZER_VERSION
 from ragfleet.retrieval.store.base import (
     CONTENT_HASH_KEY,
     Chunk,
@@ -40,7 +39,7 @@ from ragfleet.retrieval.store.base import (
     SearchQuery,
     as_vector,
 )
-from ragfleet.retrieval.store.bm25 import BM25Index
+from ragfleet.retrieval.store.bm25 import ANALYZER_VERSION, BM25Index
 from ragfleet.retrieval.store.fusion import fuse
 from ragfleet.retrieval.store.index_settings import IndexSettings
 from ragfleet.retrieval.store.metadata_index import MetadataIndex
@@ -85,6 +84,9 @@ class CollectionIndex:
         self._alive = np.zeros(self._capacity, dtype=bool)
         self._label_of: dict[str, int] = {}
         self._doc_labels: dict[str, set[int]] = {}
+        # Document id -> the normalised mean of its chunks' vectors: computed when a search first
+        # asks for it (`document_vectors`), dropped when a write touches one of its chunks.
+        self._centroids: dict[str, np.ndarray] = {}
         self._free: list[int] = []
         self._bm25 = BM25Index()
         self._hnsw = self._new_hnsw(self._capacity)
@@ -211,7 +213,7 @@ class CollectionIndex:
         ):
             self._set_record(label, chunk_id, doc_id, text, position, metadata)
         self._metadata_index.compact(force=True)
-        if snapshot.bm25 is not None and snapshot.bm25.tokenizer_version == TOKENIZER_VERSION:
+        if snapshot.bm25 is not None and snapshot.bm25.analyzer_version == ANALYZER_VERSION:
             self._bm25 = BM25Index.from_arrays(snapshot.bm25, labels)
             self.bm25_source = "snapshot"
         else:  # tokenizing every text again: the slow part of a load (~10 s per 100k chunks)
@@ -299,12 +301,14 @@ class CollectionIndex:
         self._alive[label] = True
         self._label_of[chunk_id] = label
         self._doc_labels.setdefault(doc_id, set()).add(label)
+        self._centroids.pop(doc_id, None)
 
     def _clear_record(self, label: int) -> None:
         chunk_id, doc_id = self._chunk_ids[label], self._doc_ids[label]
         if chunk_id is not None:
             self._label_of.pop(chunk_id, None)
         if doc_id is not None:
+            self._centroids.pop(doc_id, None)
             labels = self._doc_labels.get(doc_id)
             if labels is not None:
                 labels.discard(label)
@@ -411,6 +415,27 @@ class CollectionIndex:
         self.refresh()
         with self.lock.read():
             return CollectionInfo(name=name, chunks=len(self._label_of), documents=len(self._doc_labels))
+
+    def document_vectors(self, document_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """Each known document's centroid: the mean of its chunks' unit vectors, L2-normalised."""
+        self.refresh()
+        with self.lock.read():
+            out: dict[str, np.ndarray] = {}
+            for document_id in document_ids:
+                centroid = self._centroids.get(document_id)
+                if centroid is None:
+                    labels = self._doc_labels.get(document_id)
+                    if not labels:
+                        continue
+                    rows = self._vectors[np.fromiter(labels, dtype=np.int64, count=len(labels))]
+                    rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
+                    mean = rows.mean(axis=0)
+                    centroid = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+                    # Under the read lock, from several threads at once: a dict item assignment
+                    # is atomic, and two threads computing the same centroid agree.
+                    self._centroids[document_id] = centroid
+                out[document_id] = centroid
+            return out
 
     def get_document(self, document_id: str) -> DocumentInfo | None:
         self.refresh()

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ragfleet.retrieval.store.base import (
@@ -153,6 +154,11 @@ class EmbeddedVectorStore(VectorStore):
     def search_sync(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
         """`search` in the calling thread (benchmarks, or callers already off the event loop)."""
         return self._require(tenant, collection).search(query)
+
+    async def document_vectors(
+        self, tenant: str, collection: str, document_ids: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        return await self._run(lambda: self._require(tenant, collection).document_vectors(document_ids))
 
     async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:
         def work() -> DocumentInfo | None:

@@ -156,7 +156,7 @@ class CollectionFiles:
                 indptr=np.load(path / "bm25-indptr.npy"),
                 labels=np.load(path / "bm25-labels.npy"),
                 tfs=np.load(path / "bm25-tfs.npy"),
-                tokenizer_version=int(meta["bm25_tokenizer"]),
+                analyzer_version=int(meta["bm25_tokenizer"]),
             )
         return Snapshot(labels, records, vectors, meta, index_path if index_path.exists() else None, bm25)
 
@@ -182,7 +182,7 @@ class CollectionFiles:
                 "bm25-labels.npy": snapshot.bm25.labels,
                 "bm25-tfs.npy": snapshot.bm25.tfs,
             }
-            meta["bm25_tokenizer"] = snapshot.bm25.tokenizer_version
+            meta["bm25_tokenizer"] = snapshot.bm25.analyzer_version
         for name, array in arrays.items():
             with open(tmp / name, "wb") as f:
                 np.save(f, array)
