@@ -1,10 +1,17 @@
 """Pieces of the pure-ASGI fast paths that answer a hot route in front of the framework (the
-gateway's edge tier, retrieval's search): read a bounded body, and when the fast path declines,
-hand the request on to the ordinary route with the bytes already read."""
+gateway's edge tier, retrieval's search, llm-proxy's two routes): read a bounded body and
+validate it, and when the fast path declines, hand the request on to the ordinary route with the
+bytes already read."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -53,6 +60,25 @@ class Replay:
         if self.messages:
             return self.messages.pop(0)
         return await self.receive()
+
+
+async def read_model(scope: Scope, receive: Receive, model: type[M], limit: int) -> tuple[M | None, Receive]:
+    """The JSON body validated as ``model`` (as FastAPI does for a body parameter), and the
+    ``receive`` the ordinary route must read from if the fast path declines. None — decline —
+    for what the fast path is not sure of: no ``Content-Length``, a body over ``limit``, a
+    non-JSON content type, a body that does not parse or validate (the route answers those)."""
+    declared = declared_length(scope)
+    content_type = header(scope, b"content-type") or "application/json"
+    if declared is None or declared > limit or "json" not in content_type.lower():
+        return None, receive
+    body, more_body, pending = await read_body(receive, limit)
+    replay = Replay(receive, body, more_body, pending)
+    if more_body or pending is not None:
+        return None, replay
+    try:
+        return model.model_validate(orjson.loads(body)), replay
+    except (ValueError, ValidationError):  # orjson's JSONDecodeError is a ValueError
+        return None, replay
 
 
 class RouteTemplate:

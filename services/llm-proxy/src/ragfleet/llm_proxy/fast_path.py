@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ragfleet.common.asgi import FastPath, Replay, RouteTemplate, declared_length, header, read_body
+from ragfleet.common.asgi import FastPath, RouteTemplate, read_model
 from ragfleet.common.errors import (
     REDIS_DOWN_ERRORS,
     RagfleetError,
@@ -52,17 +51,9 @@ class _RouteFastPath(FastPath):
         raise NotImplementedError
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        declared = declared_length(scope)
-        content_type = header(scope, b"content-type") or "application/json"
-        if declared is None or declared > MAX_FAST_BODY_BYTES or "json" not in content_type.lower():
-            return receive
-        raw, more_body, pending = await read_body(receive, MAX_FAST_BODY_BYTES)
-        if more_body or pending is not None:
-            return Replay(receive, raw, more_body, pending)
-        try:
-            body = self.body_model.model_validate(orjson.loads(raw))
-        except (ValueError, ValidationError):  # orjson's JSONDecodeError is a ValueError
-            return Replay(receive, raw, more_body, pending)
+        body, replay = await read_model(scope, receive, self.body_model, MAX_FAST_BODY_BYTES)
+        if body is None:
+            return replay
         scope["route"] = self.route
         # The body is read: what ``receive`` gives from now on is the client's disconnect, which
         # the route watches for to cancel the upstream call.

@@ -14,11 +14,9 @@ It sits inside the request context (ids, metrics, access line) and the service-t
 
 from __future__ import annotations
 
-import orjson
-from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
-from ragfleet.common.asgi import FastPath, Replay, RouteTemplate, declared_length, header, read_body
+from ragfleet.common.asgi import FastPath, RouteTemplate, header, read_model
 from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.common.errors import (
     REDIS_DOWN_ERRORS,
@@ -41,19 +39,12 @@ class SearchFastPath(FastPath):
     path = SEARCH_PATH
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        declared = declared_length(scope)
-        content_type = header(scope, b"content-type") or "application/json"
-        if declared is None or declared > MAX_FAST_BODY_BYTES or "json" not in content_type.lower():
-            return receive
-        body, more_body, pending = await read_body(receive, MAX_FAST_BODY_BYTES)
-        replay = Replay(receive, body, more_body, pending)
-        if more_body or pending is not None:
+        request, replay = await read_model(scope, receive, SearchRequest, MAX_FAST_BODY_BYTES)
+        if request is None:
             return replay
         try:
-            # As FastAPI does for a body parameter: parse the JSON, then validate the object.
-            request = SearchRequest.model_validate(orjson.loads(body))
             tenant = validate_name("tenant", header(scope, _TENANT) or "default")
-        except (ValueError, ValidationError, RagfleetError):  # orjson's JSONDecodeError is a ValueError
+        except RagfleetError:
             return replay
         service: SearchService = scope["app"].state.search
         scope["route"] = _ROUTE  # what the router would have put there, for the request metrics
