@@ -218,3 +218,33 @@ async def test_a_job_the_broker_cannot_take_is_withdrawn(redis_url: str, sync_re
     assert response.status_code == 503, response.text
     assert "broker is unavailable" in response.json()["error"]["message"]
     assert staged_keys(sync_redis) == [] and sync_redis.zcard(jobs.PENDING_KEY) == 0
+
+
+async def test_a_json_body_is_held_whole_so_it_has_its_own_lower_limit(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    # A JSON value cannot be validated before its end: the API holds the body whole while parsing,
+    # so a JSON body gets max_json_request_bytes (far below the streamed multipart limit).
+    async with api(settings_for(redis_url, max_json_request_bytes=1 * MIB)) as client:
+        document = {"documents": [{"id": "doc", "text": "x" * (2 * MIB)}]}
+        declared = await client.post("/v1/documents", json=document)
+        assert declared.status_code == 413, declared.text
+        error = declared.json()["error"]
+        assert "max_json_request_bytes" in error["message"] and "multipart" in error["message"]
+        assert error["details"] == {"limit": "max_json_request_bytes", "max": 1 * MIB}
+
+        async def undeclared() -> AsyncIterator[bytes]:  # no Content-Length: refused while reading
+            yield b'{"documents": [{"id": "doc", "text": "'
+            for _ in range(32):
+                yield b"x" * NETWORK_CHUNK
+            yield b'"}]}'
+
+        streamed = await client.post(
+            "/v1/documents", content=undeclared(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413 and "max_json_request_bytes" in streamed.text, streamed.text
+        assert staged_keys(sync_redis) == []
+
+        # The same document as a multipart file is under every limit that applies to it.
+        accepted = await upload(client, Body([("doc.txt", 2 * MIB, "text/plain")]))
+        assert accepted.status_code == 202, accepted.text

@@ -57,6 +57,14 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     # Limits (checked by the API before anything is queued)
     max_document_bytes: int = Field(20 * 1024 * 1024, ge=1, description="one document, raw bytes")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="one POST /v1/documents body")
+    max_json_request_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1,
+        description="one JSON POST /v1/documents body: one JSON value cannot be validated before its end, "
+        "so it is held whole while it is parsed (with its parsed copy, about 3x this per upload); larger "
+        "uploads go as multipart, which is streamed to staging (the lower of this and max_request_bytes "
+        "applies)",
+    )
     max_documents_per_request: int = Field(500, ge=1)
     stage_chunk_bytes: int = Field(
         256 * 1024,

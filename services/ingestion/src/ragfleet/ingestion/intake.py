@@ -48,8 +48,15 @@ async def accept_documents(
         raise UnsupportedMediaType(
             f"send documents as application/json or multipart/form-data, not {media_type or 'no content type'}"
         )
-    if content_length and content_length.isdigit() and int(content_length) > settings.max_request_bytes:
-        raise validation.request_too_large(settings, int(content_length))
+    declared = int(content_length) if content_length and content_length.isdigit() else None
+    if declared is not None and declared > settings.max_request_bytes:
+        raise validation.request_too_large(settings, declared)
+    if (
+        media_type == "application/json"
+        and declared is not None
+        and declared > validation.json_request_limit(settings)
+    ):
+        raise validation.json_request_too_large(settings, declared)
 
     job_id = uuid.uuid4().hex
     staged = StagedRequest(redis, job_id, settings.stage_chunk_bytes)

@@ -4,9 +4,9 @@ Multipart (files): each file's bytes go to the staging store as they arrive (``s
 the API holds a network chunk and at most a staging piece per upload, never a whole document; the
 request and per-document byte limits and the document count are checked at every chunk, and the
 request is refused at the byte or the part that crosses one. JSON: one JSON value cannot be
-validated before its end, so the body is read whole — bounded by ``max_request_bytes`` on the way
-— and its documents are then staged piece by piece like files (send large files as multipart:
-the CLI and the console do).
+validated before its end, so the body is read whole — bounded by ``max_json_request_bytes``
+(8 MiB), far below the multipart limit, on the way — and its documents are then staged piece by
+piece like files (send large files as multipart: the CLI and the console do).
 
 Whatever is refused here has staged nothing that survives: the caller discards the request's
 staged keys on any exception (``intake.py``).
@@ -60,12 +60,21 @@ async def limited(body: AsyncIterator[bytes], settings: IngestionSettings) -> As
         yield chunk
 
 
+async def read_json_body(body: AsyncIterator[bytes], settings: IngestionSettings) -> bytearray:
+    """The whole body, refused with a 413 at the chunk that takes it over the JSON limit."""
+    limit = validation.json_request_limit(settings)
+    raw = bytearray()
+    async for chunk in body:
+        raw += chunk
+        if len(raw) > limit:
+            raise validation.json_request_too_large(settings)
+    return raw
+
+
 async def stage_json(
     body: AsyncIterator[bytes], settings: IngestionSettings, staged: StagedRequest
 ) -> list[Document]:
-    raw = bytearray()
-    async for chunk in limited(body, settings):
-        raw += chunk
+    raw = await read_json_body(body, settings)
     try:
         parsed = DocumentsIn.model_validate(orjson.loads(raw))
     except orjson.JSONDecodeError as exc:

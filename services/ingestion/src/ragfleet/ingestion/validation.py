@@ -69,6 +69,19 @@ def request_too_large(settings: IngestionSettings, size: int | None = None) -> P
     )
 
 
+def json_request_too_large(settings: IngestionSettings, size: int | None = None) -> PayloadTooLarge:
+    limit = json_request_limit(settings)
+    return PayloadTooLarge(
+        f"JSON request body {_over(limit, size)} (max_json_request_bytes): send large documents as "
+        "multipart/form-data files, which are streamed",
+        details={"limit": "max_json_request_bytes", "max": limit},
+    )
+
+
+def json_request_limit(settings: IngestionSettings) -> int:
+    return min(settings.max_json_request_bytes, settings.max_request_bytes)
+
+
 def too_many_documents(settings: IngestionSettings, count: int | None = None) -> PayloadTooLarge:
     limit = settings.max_documents_per_request
     what = f"{count} documents" if count is not None else f"more than {limit} documents"
