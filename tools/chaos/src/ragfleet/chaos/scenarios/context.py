@@ -119,8 +119,11 @@ async def seed(ctx: Context) -> None:
         job_id = response.json()["job_id"]
         for _ in range(600):
             job = await client.job(job_id, "default")
-            if job is not None and job["state"] in ("succeeded", "failed"):
+            if job is not None and job["state"] == "succeeded":
                 return
+            if job is not None and job["state"] == "failed":
+                # Said here, not discovered later as every search answering 404 collection_not_found.
+                raise RuntimeError(f"seeding the corpus failed: {job.get('error') or job}")
             await asyncio.sleep(0.2)
         raise RuntimeError("seeding the corpus did not finish in 120 s")
     finally:
