@@ -46,8 +46,8 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     )
     worker_lane: Literal["bulk", "small"] = Field(
         "bulk",
-        description="which lane this worker process serves: set by the worker itself for its small-lane "
-        "child (``--lane small``), never needed in the environment",
+        description="which lane this worker process serves: the bulk worker sets `small` in the "
+        "environment of the small-lane worker it starts; never set by hand",
     )
     worker_max_tasks_per_child: int = Field(200, ge=1, description="recycle a worker child after N tasks")
     worker_max_memory_per_child_kb: int = Field(

@@ -18,6 +18,7 @@ from ragfleet.ingestion.config import IngestionSettings
 log = logging.getLogger("ragfleet.ingestion.worker")
 
 _PR_SET_PDEATHSIG = 1
+LANE_ENV = "RAGFLEET_INGESTION_WORKER_LANE"
 
 
 def start_metrics_server(settings: IngestionSettings) -> None:
@@ -70,7 +71,7 @@ class SmallLane:
     def __init__(self, settings: IngestionSettings) -> None:
         self._settings = settings
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # terminate() runs in a signal handler too
         self._process: subprocess.Popen[bytes] | None = None
         self._thread = threading.Thread(target=self._watch, name="small-lane", daemon=True)
 
@@ -85,8 +86,10 @@ class SmallLane:
                 if self._stopping.is_set():
                     return
                 started = time.monotonic()
-                argv = [sys.executable, "-m", "ragfleet.ingestion.worker", "--lane", "small"]
-                self._process = subprocess.Popen([*argv, "--parent-pid", str(os.getpid())])
+                argv = [sys.executable, "-m", "ragfleet.ingestion.worker", "--parent-pid", str(os.getpid())]
+                # A setting of the child's whole process tree: its pool processes read their
+                # settings from the environment when they boot.
+                self._process = subprocess.Popen(argv, env={**os.environ, LANE_ENV: "small"})
             code = self._process.wait()
             if self._stopping.is_set():
                 return
@@ -123,10 +126,9 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ragfleet.ingestion.worker")
-    parser.add_argument("--lane", choices=("bulk", "small"), default="bulk")
     parser.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    settings = IngestionSettings(worker_lane=args.lane)
+    settings = IngestionSettings()
     lane: SmallLane | None = None
     if settings.worker_lane == "small":
         _die_with_parent(args.parent_pid)
