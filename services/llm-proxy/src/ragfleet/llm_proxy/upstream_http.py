@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +34,10 @@ import httptools
 
 MAX_HEADER_BYTES = 64 * 1024  # status line and headers: far above any real answer's
 STREAM_HIGH_WATER = 1 << 20  # a stream's unread bytes at which the upstream socket stops being read
+# After a stream's last event an upstream still ends its body (the last chunk of a chunked body
+# often comes in a later write): the connection waits this long, ignoring this much, to be reused.
+DRAIN_S = 1.0
+DRAIN_MAX_BYTES = 64 * 1024
 USER_AGENT = b"ragfleet-llm-proxy"
 
 
@@ -71,9 +76,7 @@ class Origin:
         host = parts.hostname
         shown = f"[{host}]" if ":" in host else host
         host_header = shown if port == default else f"{shown}:{port}"
-        return cls(
-            parts.scheme, host, port, parts.path.rstrip("/"), parts.query, host_header.encode("idna")
-        )
+        return cls(parts.scheme, host, port, parts.path.rstrip("/"), parts.query, host_header.encode("idna"))
 
     def target(self, path: str) -> bytes:
         target = self.path + path + ("?" + self.query if self.query else "")
@@ -109,6 +112,8 @@ class _Connection(asyncio.Protocol):
         self.body_bytes = 0
         self.paused = False
         self.waiter: asyncio.Future[None] | None = None
+        self.on_drained: Callable[[], None] | None = None
+        self.drain_timer: asyncio.TimerHandle | None = None
 
     def start(self, request: bytes, *, stream: bool, max_body_bytes: int) -> None:
         assert self.transport is not None
@@ -145,6 +150,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
         if self.active and not self.complete and self.error is None:
             if self.headers_done and self.until_eof:
                 self.complete = True  # a body delimited by the end of the connection
@@ -185,6 +192,12 @@ class _Connection(asyncio.Protocol):
             self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.on_drained is not None:  # read to its end only to reuse the connection
+            self.body_bytes += len(body)
+            if self.body_bytes > DRAIN_MAX_BYTES:
+                self._fail(UpstreamProtocolError("upstream kept sending after the stream's end"))
+                raise UpstreamProtocolError
+            return
         self.body.append(body)
         if not self.stream:  # held whole: bounded as a whole
             self.body_bytes += len(body)
@@ -205,6 +218,19 @@ class _Connection(asyncio.Protocol):
             return
         self.complete = True
         self._wake()
+        on_drained = self.on_drained
+        if on_drained is not None:
+            self.on_drained = None
+            if self.drain_timer is not None:
+                self.drain_timer.cancel()
+            on_drained()
+
+    def drain(self, on_drained: Callable[[], None]) -> None:
+        """Read what is left of the body, discarding it; ``on_drained`` at its end, or closed."""
+        self.take()
+        self.body_bytes = 0
+        self.on_drained = on_drained
+        self.drain_timer = self.loop.call_later(DRAIN_S, self.close)
 
     # --- for the client ---
 
@@ -226,12 +252,15 @@ class _Connection(asyncio.Protocol):
         if not waiter.done():
             waiter.set_exception(TimeoutError())
 
-    async def wait(self, timeout: float) -> None:
-        """Until something happens (an error, the headers, body, the end), at most ``timeout`` s."""
-        if timeout <= 0:
+    async def wait(self, within_s: float) -> None:
+        """Until something happens (an error, the headers, body, the end), at most ``within_s``.
+
+        A timer handle on the loop, not ``asyncio.timeout``: this wait runs once or more per
+        proxied request, and a bare handle is the cheapest bound asyncio has."""
+        if within_s <= 0:
             raise TimeoutError
         waiter = self.waiter = self.loop.create_future()
-        handle = self.loop.call_later(timeout, self._time_out, waiter)
+        handle = self.loop.call_later(within_s, self._time_out, waiter)
         try:
             await waiter
         finally:
@@ -268,7 +297,9 @@ class Response:
 class StreamingResponse:
     """An answer whose headers have arrived; its body is read as it comes. ``release`` exactly once."""
 
-    def __init__(self, client: UpstreamClient, origin: Origin, conn: _Connection, read_timeout_s: float) -> None:
+    def __init__(
+        self, client: UpstreamClient, origin: Origin, conn: _Connection, read_timeout_s: float
+    ) -> None:
         self._client = client
         self._origin = origin
         self._conn = conn
@@ -300,12 +331,13 @@ class StreamingResponse:
             parts.append(chunk)
         return b"".join(parts)
 
-    def release(self) -> None:
-        """Back to the pool if the body was read to its end, else closed (the upstream sees a
-        disconnect and can stop generating)."""
+    def release(self, *, finished: bool = False) -> None:
+        """Back to the pool if the body was read to its end — or, when the caller ``finished``
+        (the stream's last event came), once the rest of it arrives; else closed (the upstream
+        sees a disconnect and can stop generating)."""
         if not self._released:
             self._released = True
-            self._client._release(self._origin, self._conn)
+            self._client._release(self._origin, self._conn, finished=finished)
 
 
 class UpstreamClient:
@@ -477,9 +509,12 @@ class UpstreamClient:
         while idle and (len(idle) > self._max_idle or now - idle[0].idle_since > self._keepalive_s):
             idle.popleft().close()
 
-    def _release(self, origin: Origin, conn: _Connection) -> None:
+    def _release(self, origin: Origin, conn: _Connection, *, finished: bool) -> None:
         try:
-            self._put_back(origin, conn)
+            if finished and not conn.complete and conn.error is None and not conn.closed:
+                conn.drain(lambda: self._put_back(origin, conn))
+            else:
+                self._put_back(origin, conn)
         finally:
             self._slots.release()
 

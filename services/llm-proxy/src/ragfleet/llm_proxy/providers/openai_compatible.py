@@ -137,6 +137,7 @@ class OpenAICompatibleProvider:
             raise UpstreamFailure("timeout", "upstream timed out before answering") from None
         except (UpstreamConnectError, UpstreamProtocolError) as exc:
             raise _transport_failure(exc, streaming=False) from exc
+        finished = False
         try:
             if response.status != 200:
                 raise failure_from_response(response.status, await response.read(), response.headers)
@@ -169,9 +170,9 @@ class OpenAICompatibleProvider:
         except UpstreamProtocolError as exc:
             raise _transport_failure(exc, streaming=True) from exc
         finally:
-            # Back to the pool when the body was read to its end; closed (which the upstream sees
-            # as a disconnect, cancelling its work) when the client left or the stream broke.
-            response.release()
+            # Back to the pool when the stream ended ([DONE]); closed (which the upstream sees as
+            # a disconnect, cancelling its work) when the client left or the stream broke.
+            response.release(finished=finished)
 
 
 def parse_events(lines: list[bytes]) -> tuple[list[Chunk], bool, UpstreamFailure | None]:
