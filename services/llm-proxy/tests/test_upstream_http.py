@@ -182,22 +182,27 @@ async def test_a_body_delimited_by_close_and_connection_close_are_not_reused() -
 
 async def test_a_reused_connection_the_upstream_closed_unanswered_is_retried_once_on_a_new_one() -> None:
     async def handler(reader: Reader, writer: Writer, upstream: Upstream) -> None:
-        # The first connection answers once, then closes at the next request (its idle timeout
-        # firing as the request arrives); later connections answer.
-        first = upstream.connections == 1
+        # The first two connections answer once, then close at their next request (an idle
+        # timeout firing as the request arrives); later connections answer everything.
+        first = upstream.connections <= 2
+        answered = 0
         while await upstream.read_request(reader) is not None:
-            if first and len(upstream.requests) > 1:
+            if first and answered:
                 return
+            answered += 1
+            await asyncio.sleep(0.02)  # so that the first two requests need two connections
             writer.write(answer(200, COMPLETION))
             await writer.drain()
 
     upstream = Upstream(handler)
     client = UpstreamClient(4, max_response_bytes=1 << 20)
     async with upstream.running() as url:
+        assert await asyncio.gather(post(client, url), post(client, url)) == [(200, COMPLETION)] * 2
+        # Both idle connections are stale: the retry must not take the other one.
         assert await post(client, url) == (200, COMPLETION)
         assert await post(client, url) == (200, COMPLETION)
     await client.close()
-    assert upstream.connections == 2 and len(upstream.requests) == 3
+    assert upstream.connections == 3 and len(upstream.requests) == 5
 
 
 async def test_an_upstream_that_closes_before_answering_on_a_new_connection_fails() -> None:

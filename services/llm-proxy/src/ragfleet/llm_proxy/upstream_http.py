@@ -396,8 +396,11 @@ class UpstreamClient:
         request = self.request_head(origin, path, headers, len(body)) + body
         await self._acquire_slot(total_timeout_s)
         try:
-            for _attempt in range(2):
-                conn = await self._connection(origin, min(connect_timeout_s, deadline - loop.time()))
+            for attempt in range(2):
+                # The second attempt is on a new connection: another idle one could be stale too.
+                conn = await self._connection(
+                    origin, min(connect_timeout_s, deadline - loop.time()), fresh=attempt > 0
+                )
                 reused = conn.idle_since > 0
                 conn.start(request, stream=False, max_body_bytes=self.max_response_bytes)
                 try:
@@ -436,8 +439,8 @@ class UpstreamClient:
         await self._acquire_slot(read_timeout_s)
         conn: _Connection | None = None
         try:
-            for _attempt in range(2):
-                conn = await self._connection(origin, connect_timeout_s)
+            for attempt in range(2):
+                conn = await self._connection(origin, connect_timeout_s, fresh=attempt > 0)
                 reused = conn.idle_since > 0
                 conn.start(request, stream=True, max_body_bytes=0)
                 try:
@@ -465,8 +468,8 @@ class UpstreamClient:
         else:
             await self._slots.acquire()  # does not suspend
 
-    async def _connection(self, origin: Origin, connect_timeout_s: float) -> _Connection:
-        idle = self._idle.get(origin)
+    async def _connection(self, origin: Origin, connect_timeout_s: float, *, fresh: bool) -> _Connection:
+        idle = None if fresh else self._idle.get(origin)
         if idle:
             now = asyncio.get_running_loop().time()
             while idle:
