@@ -21,5 +21,7 @@ def test_each_echo_app_answers_a_json_post_with_the_same_small_answer(framework:
 
 def test_the_fastapi_echo_app_validates_the_body_it_is_sent() -> None:
     with serve_echo(framework="fastapi") as (url, _):
-        response = httpx.post(f"{url}/v1/search", content=b"[1, 2]", headers={"content-type": "application/json"})
+        response = httpx.post(
+            f"{url}/v1/search", content=b"[1, 2]", headers={"content-type": "application/json"}
+        )
     assert response.status_code == 422
