@@ -356,6 +356,20 @@ class VectorStore(abc.ABC):
         signal is left out: Weaviate would have to fetch every chunk vector of every candidate."""
         return {}
 
+    async def document_candidates(
+        self, tenant: str, collection: str, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
+        """Document ranking's inputs in one call: each query's hits and, with `centroids`, the
+        `document_vectors` of every document among them. The hits are read-only (a backend may
+        share its own data with them). A backend that can answer it in one step overrides this:
+        the embedded store's two steps were two trips to its thread pool per search."""
+        lists = [await self.search(tenant, collection, query) for query in queries]
+        found: dict[str, np.ndarray] = {}
+        if centroids:
+            documents = sorted({hit.document_id for hits in lists for hit in hits})
+            found = await self.document_vectors(tenant, collection, documents)
+        return lists, found
+
     @abc.abstractmethod
     async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:
         """What the index holds for a document, or None when it holds nothing."""

@@ -420,22 +420,26 @@ class CollectionIndex:
         """Each known document's centroid: the mean of its chunks' unit vectors, L2-normalised."""
         self.refresh()
         with self.lock.read():
-            out: dict[str, np.ndarray] = {}
-            for document_id in document_ids:
-                centroid = self._centroids.get(document_id)
-                if centroid is None:
-                    labels = self._doc_labels.get(document_id)
-                    if not labels:
-                        continue
-                    rows = self._vectors[np.fromiter(labels, dtype=np.int64, count=len(labels))]
-                    rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
-                    mean = rows.mean(axis=0)
-                    centroid = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-                    # Under the read lock, from several threads at once: a dict item assignment
-                    # is atomic, and two threads computing the same centroid agree.
-                    self._centroids[document_id] = centroid
-                out[document_id] = centroid
-            return out
+            return self._document_vectors(document_ids)
+
+    def _document_vectors(self, document_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """`document_vectors` for a caller holding the read lock."""
+        out: dict[str, np.ndarray] = {}
+        for document_id in document_ids:
+            centroid = self._centroids.get(document_id)
+            if centroid is None:
+                labels = self._doc_labels.get(document_id)
+                if not labels:
+                    continue
+                rows = self._vectors[np.fromiter(labels, dtype=np.int64, count=len(labels))]
+                rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
+                mean = rows.mean(axis=0)
+                centroid = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+                # Under the read lock, from several threads at once: a dict item assignment
+                # is atomic, and two threads computing the same centroid agree.
+                self._centroids[document_id] = centroid
+            out[document_id] = centroid
+        return out
 
     def get_document(self, document_id: str) -> DocumentInfo | None:
         self.refresh()
@@ -455,36 +459,62 @@ class CollectionIndex:
         vector = as_vector(query.vector, self.dim, "query vector") if query.vector is not None else None
         self.refresh()
         with self.lock.read():
-            live = len(self._label_of)
-            if live == 0:
-                return []
-            mask = self._filter_mask(query.metadata_filter)
-            if mask is not None and not mask.any():
-                return []
-            if query.mode == "vector":
-                assert vector is not None
-                ranked = self._vector_search(vector, query.top_k, mask)
-            elif query.mode == "bm25":
-                assert query.text is not None
-                ranked = self._bm25.search(query.text, query.top_k, mask)
-            else:
-                assert vector is not None and query.text is not None
-                candidates = max(query.top_k, self.settings.hybrid_candidates)
-                ranked = fuse(
-                    self._vector_search(vector, candidates, mask),
-                    self._bm25.search(query.text, candidates, mask),
-                    alpha=query.alpha,
-                    fusion=query.fusion,
-                )[: query.top_k]
-            return [self._hit(label, score) for label, score in ranked]
+            return [self._hit(label, score) for label, score in self._ranked(query, vector)]
 
-    def _hit(self, label: int, score: float) -> Hit:
+    def document_candidates(
+        self, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
+        """Each query's hits and, with `centroids`, the centroid of every document among them,
+        under one refresh and one read lock: what document ranking reads. The hits share the
+        index's metadata mappings instead of copying them (document ranking reads ~50
+        candidates to answer ~10; a mapping is replaced on a write, never changed in place), so
+        a caller must not change them."""
+        vectors = [
+            as_vector(q.vector, self.dim, "query vector") if q.vector is not None else None for q in queries
+        ]
+        self.refresh()
+        with self.lock.read():
+            lists = [
+                [self._hit(label, score, copy=False) for label, score in self._ranked(query, vector)]
+                for query, vector in zip(queries, vectors, strict=True)
+            ]
+            found = (
+                self._document_vectors(sorted({hit.document_id for hits in lists for hit in hits}))
+                if centroids
+                else {}
+            )
+        return lists, found
+
+    def _ranked(self, query: SearchQuery, vector: np.ndarray | None) -> list[tuple[int, float]]:
+        """(label, score) pairs, best first, for a caller holding the read lock."""
+        if not self._label_of:
+            return []
+        mask = self._filter_mask(query.metadata_filter)
+        if mask is not None and not mask.any():
+            return []
+        if query.mode == "vector":
+            assert vector is not None
+            return self._vector_search(vector, query.top_k, mask)
+        if query.mode == "bm25":
+            assert query.text is not None
+            return self._bm25.search(query.text, query.top_k, mask)
+        assert vector is not None and query.text is not None
+        candidates = max(query.top_k, self.settings.hybrid_candidates)
+        return fuse(
+            self._vector_search(vector, candidates, mask),
+            self._bm25.search(query.text, candidates, mask),
+            alpha=query.alpha,
+            fusion=query.fusion,
+        )[: query.top_k]
+
+    def _hit(self, label: int, score: float, *, copy: bool = True) -> Hit:
+        metadata = self._metadata[label]
         return Hit(
             id=self._chunk_ids[label] or "",
             document_id=self._doc_ids[label] or "",
             text=self._texts[label] or "",
             score=score,
-            metadata=dict(self._metadata[label] or {}),
+            metadata=({} if metadata is None else dict(metadata) if copy else metadata),
             position=self._positions[label],
         )
 

@@ -160,6 +160,13 @@ class EmbeddedVectorStore(VectorStore):
     ) -> dict[str, np.ndarray]:
         return await self._run(lambda: self._require(tenant, collection).document_vectors(document_ids))
 
+    async def document_candidates(
+        self, tenant: str, collection: str, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
+        return await self._run(
+            lambda: self._require(tenant, collection).document_candidates(queries, centroids=centroids)
+        )
+
     async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:
         def work() -> DocumentInfo | None:
             index = self._index(tenant, collection, create=False)
