@@ -27,7 +27,14 @@ from ragfleet.retrieval.metrics import SEARCH_DURATION
 from ragfleet.retrieval.rerank import RemoteReranker, RerankUnavailable
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
-from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
+from ragfleet.retrieval.store import (
+    CollectionNotFound,
+    Hit,
+    SearchMode,
+    SearchQuery,
+    VectorStore,
+    parse_filters,
+)
 from ragfleet.retrieval.store.bm25 import ANALYZER_VERSION
 
 # Candidates per list for document ranking: enough chunks that the top documents' best ones are in.
@@ -270,7 +277,7 @@ class SearchService:
     ) -> list[Hit]:
         """Vector and BM25 candidates ranked by document (see `ranking`)."""
         depth = max(CANDIDATES, request.top_k * 2)
-        modes = [mode for mode in ("vector", "bm25") if request.mode in (mode, "hybrid")]
+        modes: list[SearchMode] = [mode for mode in ("vector", "bm25") if request.mode in (mode, "hybrid")]
         queries = [
             SearchQuery(text=text, vector=vector, mode=mode, top_k=depth, filters=filters) for mode in modes
         ]
