@@ -69,7 +69,7 @@ class MetricSpec:
 
 
 HNSW, ONNX, ECHO, ECHO_CPU = "hnsw_qps", "onnx_texts_per_s", "echo_rps", "echo_requests_per_cpu_s"
-# The bare echo app under the load test's own Locust, users and headers, right before its search
+# The echo app (the ratio gate's, FastAPI) under the load test's own Locust, users and headers, right before its search
 # run (ragfleet.loadtests.run): the reference that sees what the search run sees, Locust included.
 LOCUST_ECHO = "locust_echo_rps"
 

@@ -78,7 +78,12 @@ def add_options(parser: Any) -> None:
         "--echo-rps",
         type=float,
         default=0.0,
-        help=f"{group}: the bare echo app's req/s under this Locust, measured in this run (the runner sets it)",
+        help=f"{group}: the echo app's req/s under this Locust, measured in this run (the runner sets it)",
+    )
+    option(
+        "--echo-app",
+        default="fastapi",
+        help=f"{group}: which echo app --echo-rps was measured on (fastapi or bare; the runner sets it)",
     )
     option("--gate-failure-ratio", default="0.01", help=f"{group}: maximum failed/total, or 'off'")
     option(
@@ -121,4 +126,5 @@ def gate_config(options: Any) -> GateConfig:
         max_ttft_p95_ms=parse_target(options.gate_ttft_p95_ms),
         min_echo_ratio=parse_target(options.gate_echo_ratio),
         echo_rps=options.echo_rps or None,
+        echo_app=options.echo_app,
     )

@@ -91,8 +91,15 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=15.0,
         metavar="SECONDS",
-        help="search scenario: first load the bare echo app this long with the same Locust and users, "
-        "for the ratio gate (--gate-echo-ratio); 0 turns it off",
+        help="search scenario: first load the echo app (--echo-app) this long with the same Locust and "
+        "users, for the ratio gate (--gate-echo-ratio); 0 turns it off",
+    )
+    p.add_argument(
+        "--echo-app",
+        choices=("fastapi", "bare"),
+        default="fastapi",
+        help="the ratio gate's reference: fastapi (the issue's: a FastAPI app validating the JSON it is "
+        "sent, on the services' server stack) or bare (no framework: the server stack's floor)",
     )
     cluster = p.add_argument_group("cluster timeline (Kubernetes targets)")
     cluster.add_argument(
@@ -268,18 +275,19 @@ def successful_rps(report_dir: Path, endpoint: str = "/v1/search") -> float:
 def measure_echo(
     args: argparse.Namespace, metrics_urls: list[str], passthrough: Sequence[str], env: dict[str, str]
 ) -> float:
-    """The bare echo app's req/s under this Locust, with the scenario's users, bodies and headers."""
+    """The echo app's req/s under this Locust, with the scenario's users, bodies and headers."""
     from ragfleet.bench.calibration import serve_echo
 
     report_dir = args.report_dir / "echo"
-    with serve_echo(workers=ECHO_WORKERS) as (url, _):
+    with serve_echo(workers=ECHO_WORKERS, framework=args.echo_app) as (url, _):
         command = locust_argv(
             args, url, metrics_urls, passthrough, duration=f"{args.echo_seconds:g}s",
             report_dir=report_dir, users=[ECHO_USER], extra=GATES_OFF,
         )  # fmt: skip
         log.info(
-            "echo reference (%g s, %d workers): %s", args.echo_seconds, ECHO_WORKERS, shlex.join(command)
-        )
+            "echo reference (%s echo app, %g s, %d workers): %s",
+            args.echo_app, args.echo_seconds, ECHO_WORKERS, shlex.join(command),
+        )  # fmt: skip
         subprocess.run(command, env=env)
     rps = successful_rps(report_dir)
     if rps <= 0:
@@ -316,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.scenario == "search" and args.echo_seconds > 0 and not args.ramp:
             # Right before the measured run, so both see the machine in the same state.
             extra = ["--echo-rps", f"{measure_echo(args, metrics_urls, passthrough, env):.1f}"]
+            extra += ["--echo-app", args.echo_app]
         command = locust_argv(args, host, metrics_urls, passthrough, extra=extra)
         log.info("running: %s", shlex.join(command))
         if args.watch:

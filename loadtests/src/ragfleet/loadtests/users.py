@@ -112,7 +112,7 @@ class SearchUser(RagfleetUser):
 
 
 class EchoUser(SearchUser):
-    """The search user's very requests, sent to the bare echo app (ragfleet.bench.echo): the
+    """The search user's very requests, sent to an echo app (ragfleet.bench.echo): the
     reference of the ratio gate. Same Locust, same bodies and headers, so what the ratio leaves
     out is exactly the load generator's own cost and the server stack's floor."""
 

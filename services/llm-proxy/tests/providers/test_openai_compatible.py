@@ -12,8 +12,9 @@ from aiohttp import web
 from ragfleet.devstack.processes import free_port
 from ragfleet.llm_proxy.config import ModelDeployment
 from ragfleet.llm_proxy.providers.base import UpstreamFailure
-from ragfleet.llm_proxy.providers.openai_compatible import OpenAICompatibleProvider, create_upstream_session
+from ragfleet.llm_proxy.providers.openai_compatible import OpenAICompatibleProvider
 from ragfleet.llm_proxy.schemas import ChatCompletionRequest
+from ragfleet.llm_proxy.upstream_http import UpstreamClient
 
 pytestmark = pytest.mark.integration  # a real HTTP server, in this process
 
@@ -45,7 +46,7 @@ async def batches_of(script: Script) -> tuple[list[list[str]], Exception | None]
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    session = create_upstream_session(4)
+    session = UpstreamClient(4, max_response_bytes=1 << 20)
     provider = OpenAICompatibleProvider(
         ModelDeployment(name="m", base_url=f"http://127.0.0.1:{port}/v1"), session
     )

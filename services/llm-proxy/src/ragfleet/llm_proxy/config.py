@@ -107,6 +107,12 @@ class LlmProxySettings(ServiceSettings):
     key_limits: dict[str, KeyLimits] = Field(default_factory=dict, description="per-key overrides")
     usage_retention_days: int = Field(35, ge=1, description="how long daily usage counters are kept")
     usage_flush_interval_s: float = Field(1.0, gt=0, description="token usage is written to Redis this often")
+    upstream_max_response_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="largest upstream answer held whole (JSON, errors); 64 MiB holds 2,048 embeddings "
+        "of 1,536 floats as JSON (~63 MB). Streams are bounded by unread bytes and line length instead",
+    )
     max_loop_lag_s: float = Field(
         0.5, ge=0, description="new requests get 503 overloaded while the event loop lags more (0: never)"
     )

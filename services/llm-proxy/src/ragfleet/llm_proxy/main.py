@@ -21,12 +21,12 @@ from ragfleet.llm_proxy.builtin_embeddings import BuiltinEmbeddings
 from ragfleet.llm_proxy.config import BUILTIN_EMBEDDING_MODEL, LlmProxySettings
 from ragfleet.llm_proxy.dispatcher import Dispatcher
 from ragfleet.llm_proxy.fast_path import ChatCompletionsFastPath, EmbeddingsFastPath
-from ragfleet.llm_proxy.providers.openai_compatible import create_upstream_session
 from ragfleet.llm_proxy.quotas import ConcurrencyLimit, Limiter
 from ragfleet.llm_proxy.registry import ModelRegistry
 from ragfleet.llm_proxy.response_cache import ResponseCache
 from ragfleet.llm_proxy.routes import router
 from ragfleet.llm_proxy.shedding import LoadShedder, LoopLag
+from ragfleet.llm_proxy.upstream_http import UpstreamClient
 
 
 class ReceivedAt:
@@ -51,7 +51,9 @@ def create_app(settings: LlmProxySettings | None = None) -> FastAPI:
         # Breaker state, usage counters and cached responses: all rebuildable, so the cache Redis.
         redis = app.state.redis = create_redis(settings, "cache")
         # Its calls go to model upstreams outside the platform: never with the service token.
-        http = app.state.http = create_upstream_session(settings.http_max_connections)
+        http = app.state.http = UpstreamClient(
+            settings.http_max_connections, max_response_bytes=settings.upstream_max_response_bytes
+        )
         registry = ModelRegistry(deployments, http)
         breakers = BreakerBoard(
             redis,

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from ragfleet.common.errors import NotFound
 from ragfleet.llm_proxy.config import ModelDeployment
 from ragfleet.llm_proxy.providers.base import ChatProvider
 from ragfleet.llm_proxy.providers.extractive import ExtractiveProvider
 from ragfleet.llm_proxy.providers.openai_compatible import OpenAICompatibleProvider
+from ragfleet.llm_proxy.upstream_http import UpstreamClient
 
 
 @dataclass(frozen=True)
@@ -41,14 +40,14 @@ def upstream_id(config: ModelDeployment) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, configs: Sequence[ModelDeployment], session: aiohttp.ClientSession) -> None:
+    def __init__(self, configs: Sequence[ModelDeployment], client: UpstreamClient) -> None:
         self.groups: dict[str, list[Deployment]] = {}
         for config in configs:
             provider: ChatProvider
             if config.provider == "extractive":
                 provider = ExtractiveProvider(config.name)
             else:
-                provider = OpenAICompatibleProvider(config, session)
+                provider = OpenAICompatibleProvider(config, client)
             self.groups.setdefault(config.name, []).append(Deployment(config, provider, upstream_id(config)))
 
     def names(self) -> list[str]:

@@ -106,11 +106,13 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: floa
 
 
 @contextlib.contextmanager
-def serve_echo(workers: int = 1) -> Iterator[tuple[str, int]]:
-    """The bare echo app in a process of its own: yields (URL, pid). The Locust ratio gate loads it
-    with the same Locust as the search path; the calibration below loads it with aiohttp."""
+def serve_echo(workers: int = 1, framework: str = "bare") -> Iterator[tuple[str, int]]:
+    """An echo app (``bare`` or ``fastapi``, ragfleet.bench.echo) in a process of its own: yields
+    (URL, pid). The Locust ratio gate loads the FastAPI one with the same Locust as the search path;
+    the calibration below loads the bare one with aiohttp."""
     port = _free_port()
     argv = [sys.executable, "-m", "ragfleet.bench.echo", "--port", str(port), "--workers", str(workers)]
+    argv += ["--framework", framework]
     process = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

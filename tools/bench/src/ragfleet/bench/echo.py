@@ -1,15 +1,21 @@
-"""The bare echo app: the calibration's reference HTTP workload, on the services' own server stack.
+"""The echo apps: the reference HTTP workloads, on the services' own server stack.
 
-No framework, no middleware: what any request to a ragfleet service costs at least on this machine
-(uvicorn, uvloop, httptools). ``make bench`` measures it in every run; the load test's ratio gate
-loads it with the same Locust as the search path (``calibration.serve_echo``).
+- ``bare``: no framework, no middleware — what any request to a ragfleet service costs at least on
+  this machine (uvicorn, uvloop, httptools). ``make bench`` calibrates with it in every run.
+- ``fastapi``: a FastAPI app that validates the posted JSON object and answers a small JSON — the
+  reference issue #18 measured its ratio against ("a FastAPI echo app does 2,144 req/s here under
+  one Locust process"), and what the services are built on. The load test's ratio gate loads it
+  with the same Locust as the search path (``calibration.serve_echo``).
 
-    python -m ragfleet.bench.echo --port 8099 [--workers 2]
+Both answer ``{"echo":"ok"}`` to any POST.
+
+    python -m ragfleet.bench.echo --port 8099 [--workers 2] [--framework fastapi]
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -31,16 +37,34 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": _BODY})
 
 
+def fastapi_app() -> Any:
+    """The FastAPI echo app (a factory: FastAPI is imported only by the process that serves it)."""
+    from fastapi import Body, FastAPI
+
+    echo = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @echo.post("/{path:path}")
+    async def answer(path: str, body: dict[str, Any] = Body(...)) -> dict[str, str]:
+        return {"echo": "ok"}
+
+    return echo
+
+
+FRAMEWORKS = {"bare": "ragfleet.bench.echo:app", "fastapi": "ragfleet.bench.echo:fastapi_app"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--framework", choices=sorted(FRAMEWORKS), default="bare")
     args = parser.parse_args()
     uvicorn.run(
-        "ragfleet.bench.echo:app", host="127.0.0.1", port=args.port, workers=args.workers,
-        loop="uvloop", http="httptools", log_level="warning", access_log=False,
+        FRAMEWORKS[args.framework], factory=args.framework == "fastapi", host="127.0.0.1",
+        port=args.port, workers=args.workers, loop="uvloop", http="httptools", log_level="warning",
+        access_log=False,
     )  # fmt: skip
 
 

@@ -1,9 +1,9 @@
 """Any OpenAI-compatible upstream: OpenAI, vLLM, Ollama, llama.cpp server, another proxy.
 
-The upstream client is aiohttp, not httpx: measured on the same 2-vCPU machine in one run
-(services/llm-proxy/bench/bench_stack.py, docs/benchmarks/llm-proxy.md), an httpx.AsyncClient
-request costs ~4 ms of CPU against ~0.4 ms for aiohttp, and httpx was 60 % of the proxy's
-profile — the same finding that made LiteLLM move its hot path to aiohttp.
+The upstream client is the proxy's own (``upstream_http``: an asyncio protocol with httptools),
+not httpx nor aiohttp: measured on the 2-vCPU benchmark machine, an httpx request cost ~4 ms of
+CPU, an aiohttp one ~1 ms at 200 req/s open loop, the lean client a fraction of that
+(docs/benchmarks/llm-proxy.md) — the client was the largest share of a proxied request each time.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from ragfleet.common.context import current_request_id
@@ -19,21 +18,18 @@ from ragfleet.common.telemetry import inject_context
 from ragfleet.llm_proxy.config import ModelDeployment
 from ragfleet.llm_proxy.providers.base import Chunk, UpstreamFailure, parse_retry_after
 from ragfleet.llm_proxy.schemas import ChatCompletionRequest
+from ragfleet.llm_proxy.upstream_http import (
+    Origin,
+    ResponseTooLarge,
+    UpstreamClient,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+)
 
 # Statuses worth another try: the request was fine, the upstream was not (or asked us to slow down).
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
-# The read buffer, and the longest SSE line accepted: a chunk (a long tool call) may be big.
-READ_BUFSIZE = 1 << 20
-MAX_LINE_BYTES = 2 * READ_BUFSIZE
-
-
-def create_upstream_session(max_connections: int) -> aiohttp.ClientSession:
-    """The pooled client for every upstream call, created in the app's lifespan."""
-    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30, ttl_dns_cache=300)
-    # Timeouts are per call (each deployment has its own); the body is sent as bytes we encode.
-    return aiohttp.ClientSession(
-        connector=connector, read_bufsize=READ_BUFSIZE, timeout=aiohttp.ClientTimeout()
-    )
+# The longest SSE line accepted: a chunk (a long tool call) may be big.
+MAX_LINE_BYTES = 2 << 20
 
 
 def failure_from_response(status: int, content: bytes, headers: Mapping[str, str]) -> UpstreamFailure:
@@ -54,33 +50,27 @@ def failure_from_response(status: int, content: bytes, headers: Mapping[str, str
     return UpstreamFailure(f"http_{status}", message, retryable=False, status=status)
 
 
-def _transport_failure(exc: aiohttp.ClientError, *, streaming: bool) -> UpstreamFailure:
-    if isinstance(exc, aiohttp.ClientConnectorError):
+def _transport_failure(exc: Exception, *, streaming: bool) -> UpstreamFailure:
+    if isinstance(exc, UpstreamConnectError):
         return UpstreamFailure("connect", f"cannot connect to upstream: {exc}")
+    if isinstance(exc, ResponseTooLarge):
+        return UpstreamFailure("malformed", str(exc))
     reason = "dropped" if streaming else "connect"
-    return UpstreamFailure(reason, f"upstream connection failed: {type(exc).__name__}: {exc}")
+    return UpstreamFailure(reason, f"upstream connection failed: {exc}")
 
 
 class OpenAICompatibleProvider:
     uses_breaker = True
 
-    def __init__(self, deployment: ModelDeployment, session: aiohttp.ClientSession) -> None:
+    def __init__(self, deployment: ModelDeployment, client: UpstreamClient) -> None:
         assert deployment.base_url is not None
         self.deployment = deployment
-        self.session = session
-        self.base_url = deployment.base_url.rstrip("/")
+        self.client = client
+        self.origin = Origin.parse(deployment.base_url)
         key = deployment.read_api_key()
         self.headers = {"Content-Type": "application/json"}
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
-        # A JSON answer is bounded as a whole; a stream's total and first-token bounds are the
-        # dispatcher's (OpenedStream), so here only the connect and between-reads bounds apply.
-        self.timeout = aiohttp.ClientTimeout(
-            total=deployment.total_timeout_s, sock_connect=deployment.connect_timeout_s
-        )
-        self.stream_timeout = aiohttp.ClientTimeout(
-            sock_connect=deployment.connect_timeout_s, sock_read=deployment.total_timeout_s
-        )
 
     def _request_headers(self) -> dict[str, str]:
         """Every outgoing call carries the caller's trace context and request id."""
@@ -92,25 +82,27 @@ class OpenAICompatibleProvider:
         return headers
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        deployment = self.deployment
         try:
-            async with self.session.post(
-                self.base_url + path,
-                data=orjson.dumps(body),
-                headers=self._request_headers(),
-                timeout=self.timeout,
-            ) as response:
-                content = await response.read()
-                status, headers = response.status, response.headers
+            # A JSON answer is bounded as a whole, the pool wait and the connect included.
+            response = await self.client.post(
+                self.origin,
+                path,
+                self._request_headers(),
+                orjson.dumps(body),
+                connect_timeout_s=deployment.connect_timeout_s,
+                total_timeout_s=deployment.total_timeout_s,
+            )
         except TimeoutError:
             raise UpstreamFailure(
-                "timeout", f"upstream gave no answer within {self.deployment.total_timeout_s:g}s"
+                "timeout", f"upstream gave no answer within {deployment.total_timeout_s:g}s"
             ) from None
-        except aiohttp.ClientError as exc:
+        except (UpstreamConnectError, UpstreamProtocolError) as exc:
             raise _transport_failure(exc, streaming=False) from exc
-        if status != 200:
-            raise failure_from_response(status, content, headers)
+        if response.status != 200:
+            raise failure_from_response(response.status, response.body, response.headers)
         try:
-            payload = orjson.loads(content)
+            payload = orjson.loads(response.body)
         except orjson.JSONDecodeError:
             raise UpstreamFailure("malformed", "upstream answered with invalid JSON") from None
         if not isinstance(payload, dict):
@@ -129,17 +121,23 @@ class OpenAICompatibleProvider:
     async def stream(
         self, request: ChatCompletionRequest, body: dict[str, Any]
     ) -> AsyncIterator[list[Chunk]]:
+        deployment = self.deployment
         try:
-            response = await self.session.post(
-                self.base_url + "/chat/completions",
-                data=orjson.dumps(body),
-                headers=self._request_headers(),
-                timeout=self.stream_timeout,
+            # A stream's total and first-token bounds are the dispatcher's (OpenedStream): here
+            # only the connect and the between-reads bounds apply.
+            response = await self.client.open_stream(
+                self.origin,
+                "/chat/completions",
+                self._request_headers(),
+                orjson.dumps(body),
+                connect_timeout_s=deployment.connect_timeout_s,
+                read_timeout_s=deployment.total_timeout_s,
             )
         except TimeoutError:
             raise UpstreamFailure("timeout", "upstream timed out before answering") from None
-        except aiohttp.ClientError as exc:
+        except (UpstreamConnectError, UpstreamProtocolError) as exc:
             raise _transport_failure(exc, streaming=False) from exc
+        finished = False
         try:
             if response.status != 200:
                 raise failure_from_response(response.status, await response.read(), response.headers)
@@ -148,7 +146,7 @@ class OpenAICompatibleProvider:
             # together cost one write to the client instead of one each.
             partial = b""
             while True:
-                received = await response.content.readany()
+                received = await response.readany()
                 if received:
                     lines = (partial + received).split(b"\n")
                     partial = lines.pop()  # an incomplete line waits for the rest of it
@@ -169,12 +167,12 @@ class OpenAICompatibleProvider:
                     raise UpstreamFailure("dropped", "upstream ended the stream without [DONE]")
         except TimeoutError:
             raise UpstreamFailure("timeout", "upstream stream stalled") from None
-        except aiohttp.ClientError as exc:
+        except UpstreamProtocolError as exc:
             raise _transport_failure(exc, streaming=True) from exc
         finally:
-            # Back to the pool when the body was read to its end; closed (which the upstream sees
-            # as a disconnect, cancelling its work) when the client left or the stream broke.
-            response.release()
+            # Back to the pool when the stream ended ([DONE]); closed (which the upstream sees as
+            # a disconnect, cancelling its work) when the client left or the stream broke.
+            response.release(finished=finished)
 
 
 def parse_events(lines: list[bytes]) -> tuple[list[Chunk], bool, UpstreamFailure | None]:
