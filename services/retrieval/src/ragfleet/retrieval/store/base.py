@@ -318,7 +318,9 @@ def as_vector(value: np.ndarray | Sequence[float], dim: int, what: str = "vector
 
 
 class VectorStore(abc.ABC):
-    """Every method is async and safe to call concurrently; blocking work runs off the event loop.
+    """Every method is async and safe to call concurrently; blocking work runs off the event loop
+    (what would cost less than the trip to a thread, such as an unfiltered HNSW query that waits
+    for no lock, may run on it).
 
     Collections are created by their first upsert. Searching a collection that does not exist
     raises `CollectionNotFound`; deleting from one removes nothing and returns 0.

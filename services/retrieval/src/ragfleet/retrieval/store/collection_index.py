@@ -19,10 +19,10 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hnswlib
 import numpy as np
@@ -47,13 +47,15 @@ from ragfleet.retrieval.store.persistence import CollectionFiles, Snapshot, Writ
 from ragfleet.retrieval.store.rwlock import RWLock
 
 log = logging.getLogger("ragfleet.retrieval.store")
+T = TypeVar("T")
 
 
 class CollectionIndex:
     """One tenant's collection: vectors (HNSW + a dense copy), BM25, and the chunk records.
 
     Chunks live at integer labels; a deleted chunk's label is reused by a later insert.
-    Methods are synchronous and do their own locking; call them from worker threads.
+    Methods are synchronous and do their own locking; call them from worker threads (the
+    ``*_now`` ones never wait, and may be called from the event loop).
 
     Several processes (replicas, uvicorn workers) may open the same directory: a write takes
     an exclusive file lock, first replays what other processes appended to the log, then
@@ -179,14 +181,18 @@ class CollectionIndex:
 
     def refresh(self) -> None:
         """Apply other processes' writes, if any: the common case costs one stat()."""
+        if self._caught_up():
+            return
+        with self._write_mutex, self.lock.write():
+            self._catch_up(truncate=False)
+
+    def _caught_up(self) -> bool:
+        """Whether this process holds every write in the files (one stat of the log)."""
         try:
             size = os.stat(self._files.wal_path(self._generation)).st_size
         except FileNotFoundError:
             size = -1  # the log rolled over to a new generation
-        if size == self._wal_offset:
-            return
-        with self._write_mutex, self.lock.write():
-            self._catch_up(truncate=False)
+        return size == self._wal_offset
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -456,10 +462,10 @@ class CollectionIndex:
             )
 
     def search(self, query: SearchQuery) -> list[Hit]:
-        vector = as_vector(query.vector, self.dim, "query vector") if query.vector is not None else None
+        read = self._search_reader(query)
         self.refresh()
         with self.lock.read():
-            return [self._hit(label, score) for label, score in self._ranked(query, vector)]
+            return read()
 
     def document_candidates(
         self, queries: Sequence[SearchQuery], *, centroids: bool
@@ -469,21 +475,52 @@ class CollectionIndex:
         index's metadata mappings instead of copying them (document ranking reads ~50
         candidates to answer ~10; a mapping is replaced on a write, never changed in place), so
         a caller must not change them."""
+        read = self._candidates_reader(queries, centroids=centroids)
+        self.refresh()
+        with self.lock.read():
+            return read()
+
+    def search_now(self, query: SearchQuery) -> list[Hit] | None:
+        """`search`, or None at once where it would wait (see `_read_now`)."""
+        return self._read_now(self._search_reader(query))
+
+    def document_candidates_now(
+        self, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]] | None:
+        """`document_candidates`, or None at once where it would wait (see `_read_now`)."""
+        return self._read_now(self._candidates_reader(queries, centroids=centroids))
+
+    def _read_now(self, read: Callable[[], T]) -> T | None:
+        """`read()` under the read lock if that needs no wait, else None at once: when other
+        processes' writes must be replayed first (unbounded work), or a write holds or awaits
+        the lock. For a caller that must not block: the store answers its cheapest searches on
+        the event loop with it."""
+        if not self._caught_up():
+            return None
+        with self.lock.read_now() as held:
+            return read() if held else None
+
+    def _search_reader(self, query: SearchQuery) -> Callable[[], list[Hit]]:
+        """`search`'s work under the read lock; the query vector is checked before (no lock)."""
+        vector = as_vector(query.vector, self.dim, "query vector") if query.vector is not None else None
+        return lambda: [self._hit(label, score) for label, score in self._ranked(query, vector)]
+
+    def _candidates_reader(
+        self, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> Callable[[], tuple[list[list[Hit]], dict[str, np.ndarray]]]:
         vectors = [
             as_vector(q.vector, self.dim, "query vector") if q.vector is not None else None for q in queries
         ]
-        self.refresh()
-        with self.lock.read():
+
+        def read() -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
             lists = [
                 [self._hit(label, score, copy=False) for label, score in self._ranked(query, vector)]
                 for query, vector in zip(queries, vectors, strict=True)
             ]
-            found = (
-                self._document_vectors(sorted({hit.document_id for hits in lists for hit in hits}))
-                if centroids
-                else {}
-            )
-        return lists, found
+            documents = sorted({hit.document_id for hits in lists for hit in hits})
+            return lists, self._document_vectors(documents) if centroids else {}
+
+        return read
 
     def _ranked(self, query: SearchQuery, vector: np.ndarray | None) -> list[tuple[int, float]]:
         """(label, score) pairs, best first, for a caller holding the read lock."""
