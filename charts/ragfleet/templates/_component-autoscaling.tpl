@@ -102,16 +102,19 @@ spec:
       metadata:
         value: {{ $a.targetCPUUtilizationPercentage | quote }}
     {{- if $queue }}
-    # Tasks waiting in the Celery queue (a Redis list on the state Redis), per worker.
+    {{- /* Both lanes: a backlog of small documents needs more workers as much as one of long ones. */}}
+    {{- range $list := list $a.keda.queueName (printf "%s.small" $a.keda.queueName) }}
+    # Tasks waiting in a Celery queue (a Redis list on the state Redis), per worker.
     - type: redis
       metadata:
         address: {{ include "ragfleet.stateRedisAddress" $root | quote }}
-        listName: {{ $a.keda.queueName | quote }}
+        listName: {{ $list | quote }}
         listLength: {{ $a.keda.target | quote }}
       {{- if $redisAuth.name }}
       authenticationRef:
         name: {{ $objName }}
       {{- end }}
+    {{- end }}
     {{- else if eq .name "gateway" }}
     # Requests being served, summed over the gateway pods, per pod.
     - type: prometheus

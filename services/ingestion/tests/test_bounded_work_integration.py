@@ -98,7 +98,7 @@ def test_a_document_over_its_parse_budget_fails_once_with_a_clear_error(stack: A
     # Once: acknowledged, nothing left for the broker to deliver again, the worker still serving.
     client = redis.Redis.from_url(redis_url)
     time.sleep(3)
-    assert client.llen("ingestion") == 0 and client.hlen("unacked") == 0
+    assert client.llen("ingestion") == client.llen("ingestion.small") == client.hlen("unacked") == 0
     with stack.client() as api:
         again = api.get(f"/v1/jobs/{job_id}").json()
     assert next(d for d in again["documents"] if d["document_id"] == "slow.html")["attempt"] == 1

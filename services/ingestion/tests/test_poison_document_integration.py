@@ -57,7 +57,7 @@ def test_a_document_that_kills_its_worker_process_fails_once_and_is_not_redelive
     # Once: nothing left in the broker to deliver it again, and the worker serves what comes next.
     broker = redis.Redis.from_url(redis_url)
     time.sleep(3)
-    assert broker.llen("ingestion") == 0 and broker.hlen("unacked") == 0
+    assert broker.llen("ingestion") == broker.llen("ingestion.small") == broker.hlen("unacked") == 0
     assert document(stack, job_id) == doc
     assert stack.worker.alive()
     assert httpx.post(f"{stack.api.url}/v1/worker-check", timeout=15).status_code == 200

@@ -38,7 +38,7 @@ def test_a_lost_task_is_sent_again_and_the_document_ends_indexed(
     broker = redis.Redis.from_url(redis_url)
     stack.worker.stop()
     job_id = accept(api, "resent")
-    broker.delete("ingestion")  # the queue: the broker no longer has the task
+    broker.delete("ingestion", "ingestion.small")  # the queues: the broker no longer has the task
     time.sleep(3)  # silent longer than reconcile_after_s, with nothing to run it
     stack.start_worker()
 
@@ -59,7 +59,7 @@ def test_a_task_lost_every_time_ends_failed_with_a_reason(
     deadline = time.monotonic() + 60
     with stack.client() as client:
         while time.monotonic() < deadline:
-            broker.delete("ingestion")  # every copy sent is lost too
+            broker.delete("ingestion", "ingestion.small")  # every copy sent is lost too
             job = client.get(f"/v1/jobs/{job_id}").json()
             if job["state"] == "failed":
                 break

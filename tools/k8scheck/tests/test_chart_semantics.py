@@ -55,9 +55,10 @@ def test_hpas_scale_on_cpu_alone_and_keda_replaces_them(tools: Toolchain) -> Non
         assert ("ScaledObject", name) in keda and ("HorizontalPodAutoscaler", name) not in keda
         assert "replicas" not in keda[("Deployment", name)]["spec"]
     worker = keda[("ScaledObject", "ragfleet-ingestion-worker")]["spec"]["triggers"]
-    assert [t["type"] for t in worker] == ["cpu", "redis"]
+    assert [t["type"] for t in worker] == ["cpu", "redis", "redis"]
     assert worker[1]["metadata"]["address"] == "ragfleet-redis-state.ragfleet.svc:6379"
-    assert worker[1]["metadata"]["listName"] == "ingestion"
+    # Both lanes' queues: the bulk one and the small-document lane's.
+    assert [t["metadata"]["listName"] for t in worker[1:]] == ["ingestion", "ingestion.small"]
     auth = keda[("TriggerAuthentication", "ragfleet-ingestion-worker")]["spec"]["secretTargetRef"]
     assert auth == [{"parameter": "password", "name": "ragfleet-credentials", "key": "state-redis-password"}]
     gateway = keda[("ScaledObject", "ragfleet-gateway")]["spec"]["triggers"]

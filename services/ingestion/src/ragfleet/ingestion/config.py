@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -23,8 +24,31 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
     result_backend_url: str | None = Field(
         None, description="Celery result backend; the state Redis when unset"
     )
-    queue_name: str = Field("ingestion", description="the Celery queue (and Redis list) tasks go through")
-    worker_concurrency: int = Field(2, ge=1, le=64)
+    queue_name: str = Field(
+        "ingestion",
+        description="the Celery queue (and Redis list) of the bulk lane; the small-document lane's is "
+        "`{queue_name}.small`, the worker check's `{queue_name}.control`",
+    )
+    worker_concurrency: int = Field(2, ge=1, le=64, description="pool processes of the bulk lane")
+    small_lane_max_chunks: int = Field(
+        64,
+        ge=0,
+        description="a document estimated at this many chunks or fewer (its bytes / (chunk_size_chars - "
+        "chunk_overlap_chars)) goes through the small-document lane, which long documents cannot fill; "
+        "0: one lane for every document",
+    )
+    small_lane_concurrency: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="pool processes each worker keeps for the small-document lane only (a second Celery "
+        "worker, a child of the first); 0: none, small documents then wait with the others",
+    )
+    worker_lane: Literal["bulk", "small"] = Field(
+        "bulk",
+        description="which lane this worker process serves: the bulk worker sets `small` in the "
+        "environment of the small-lane worker it starts; never set by hand",
+    )
     worker_max_tasks_per_child: int = Field(200, ge=1, description="recycle a worker child after N tasks")
     worker_max_memory_per_child_kb: int = Field(
         1_500_000, ge=10_000, description="recycle a worker child above this resident memory"
@@ -187,6 +211,27 @@ class IngestionSettings(ServiceSettings, EmbeddingProviderSettings):
 
     def parse_budget_s(self, size_bytes: int) -> float:
         return self.parse_time_base_s + self.parse_time_per_mb_s * size_bytes / (1024 * 1024)
+
+    @property
+    def small_queue(self) -> str:
+        """The small-document lane's queue: consumed by every worker, and alone by its reserved processes."""
+        return f"{self.queue_name}.small"
+
+    @property
+    def document_queues(self) -> tuple[str, str]:
+        """Every queue a document's task can wait in (queue depth, reconciliation)."""
+        return (self.queue_name, self.small_queue)
+
+    def estimated_chunks(self, size_bytes: int) -> int:
+        return math.ceil(size_bytes / (self.chunk_size_chars - self.chunk_overlap_chars))
+
+    def queue_for(self, size_bytes: int) -> str:
+        """The lane a document of this size goes to: by its bytes, an estimate the worker checks once
+        the document is parsed (a small-lane process moves a document that makes more texts to embed
+        than the lane takes to the bulk queue)."""
+        if self.estimated_chunks(size_bytes) <= self.small_lane_max_chunks:
+            return self.small_queue
+        return self.queue_name
 
     @property
     def control_queue(self) -> str:

@@ -71,7 +71,8 @@ async def accept_documents(
             )
             for doc in documents
         }
-        await _record_job(redis, settings, staged, job_id, tenant, collection, args)
+        queues = {doc.document_id: settings.queue_for(doc.size) for doc in documents}
+        await _record_job(redis, settings, staged, job_id, tenant, collection, args, queues)
     except RedisError as exc:
         await staged.discard()
         raise ServiceUnavailable(f"cannot stage documents: Redis is unavailable ({exc})") from exc
@@ -82,7 +83,12 @@ async def accept_documents(
     def enqueue() -> None:
         # Through the app object, not the task proxy: Celery's "current app" is per thread.
         for document_id, task_args in args.items():
-            celery.send_task(jobs.TASK_NAME, args=task_args, task_id=jobs.task_id(job_id, document_id))
+            celery.send_task(
+                jobs.TASK_NAME,
+                args=task_args,
+                task_id=jobs.task_id(job_id, document_id),
+                queue=queues[document_id],
+            )
 
     try:
         await asyncio.to_thread(enqueue)
@@ -103,6 +109,7 @@ async def _record_job(
     tenant: str,
     collection: str,
     args: dict[str, list[Any]],
+    queues: dict[str, str],
 ) -> None:
     ids = list(args)
     meta = {"tenant": tenant, "collection": collection, "created_at": round(time.time(), 3), "documents": ids}
@@ -113,7 +120,11 @@ async def _record_job(
         mapping={
             "meta": orjson.dumps(meta),
             **{jobs.doc_field(i): jobs.doc_state("queued") for i in ids},
-            **{field: value for a in args.values() for field, value in jobs.pending_fields(a).items()},
+            **{
+                field: value
+                for document_id, a in args.items()
+                for field, value in jobs.pending_fields(a, queues[document_id]).items()
+            },
         },
     )
     pipe.expire(jobs.job_key(job_id), settings.job_ttl_s)

@@ -13,7 +13,8 @@ Layout (every key expires; nothing here is the record of what is indexed — the
 - ``ingestion:deadletter`` — the newest dead-letter records, a capped list.
 - ``ingestion:pending`` — a sorted set of ``{job_id}:{document_id}`` accepted and not yet final,
   scored by when last seen moving; with the task's arguments in the job hash (``task:{document_id}``)
-  it lets ``reconcile.py`` send again a task the broker lost, so every 202 ends indexed or failed.
+  it lets ``reconcile.py`` send again a task the broker lost, so every 202 ends indexed or failed;
+  ``queue:{document_id}`` names the lane's queue it was sent to (the bulk queue when missing).
 """
 
 from __future__ import annotations
@@ -72,9 +73,14 @@ def task_args(
     return [job_id, tenant, collection, document_id, fmt, metadata]
 
 
-def pending_fields(args: list[Any]) -> dict[str, bytes]:
-    """What the API writes into the job hash, beside the document's state, when it accepts one."""
-    return {task_field(args[3]): orjson.dumps(args)}
+def queue_field(document_id: str) -> str:
+    return f"queue:{document_id}"
+
+
+def pending_fields(args: list[Any], queue: str) -> dict[str, bytes | str]:
+    """What the API writes into the job hash, beside the document's state, when it accepts one: the
+    task's arguments and its lane's queue, for the reconciler to send it again the same way."""
+    return {task_field(args[3]): orjson.dumps(args), queue_field(args[3]): queue}
 
 
 def doc_state(state: str, **fields: Any) -> bytes:

@@ -25,13 +25,15 @@ log = logging.getLogger("ragfleet.ingestion")
 
 
 async def sample_queue_depth(redis: Redis, settings: IngestionSettings) -> None:
-    """Export the broker's queue length as a gauge, so an HPA or KEDA can scale workers on it."""
+    """Export the broker's queue lengths (both lanes) as gauges, so an HPA or KEDA can scale workers on them."""
     while True:
         try:
             # Kombu's Redis transport keeps a queue as a list named after it, and tasks taken
             # but not yet acknowledged in the ``unacked`` hash.
-            waiting, unacked = await asyncio.gather(redis.llen(settings.queue_name), redis.hlen("unacked"))
-            QUEUE_DEPTH.labels(settings.queue_name).set(waiting)
+            queues = settings.document_queues
+            *waiting, unacked = await asyncio.gather(*(redis.llen(q) for q in queues), redis.hlen("unacked"))
+            for queue, depth in zip(queues, waiting, strict=True):
+                QUEUE_DEPTH.labels(queue).set(depth)
             QUEUE_UNACKED.set(unacked)
         except RedisError as exc:
             log.warning("cannot sample the queue depth: %s", exc)

@@ -10,6 +10,11 @@ DOCUMENTS_INGESTED = Counter(
     ["outcome"],
 )
 CHUNKS_INGESTED = Counter("ragfleet_ingestion_chunks_total", "Chunks embedded and upserted into the index.")
+TEXTS_EMBEDDED = Counter(
+    "ragfleet_ingestion_texts_embedded_total",
+    "Texts sent to the embedding model: a document's identical chunk texts are embedded once, so "
+    "this stays below ragfleet_ingestion_chunks_total by the repeats.",
+)
 FAILURES = Counter(
     "ragfleet_ingestion_failures_total",
     "Ingestion failures by reason (a document error code, or a transient cause that was retried).",

@@ -10,7 +10,7 @@ then say ``queued`` or ``running`` for ever. The job record knows: every accepte
 ``reconcile_after_s`` (longer than any redelivery takes) is sent again under its own task id.
 Sending a task twice is safe — a copy that finds its document final, or its content unchanged in
 the index, does nothing — so the reconciler only has to be sure not to flood: a document still
-``queued`` behind a non-empty queue is waiting its turn, not lost.
+``queued`` behind a non-empty queue (either lane's) is waiting its turn, not lost.
 
 One API replica sweeps at a time (a lock in Redis); the sweep is a bounded read of a sorted set.
 """
@@ -50,13 +50,19 @@ async def reconcile_once(redis: Redis, celery: Celery, settings: IngestionSettin
     members = await redis.zrangebyscore(jobs.PENDING_KEY, "-inf", stale_before, start=0, num=BATCH)
     if not members:
         return counts
-    waiting = int(await redis.llen(settings.queue_name))
+    waiting = sum([int(await redis.llen(queue)) for queue in settings.document_queues])
     for raw in members:
         member = raw.decode()
         job_id, _, document_id = member.partition(":")
         key = jobs.job_key(job_id)
-        entry, task, resubmits = await redis.hmget(
-            key, [jobs.doc_field(document_id), jobs.task_field(document_id), resubmits_field(document_id)]
+        entry, task, resubmits, queue = await redis.hmget(
+            key,
+            [
+                jobs.doc_field(document_id),
+                jobs.task_field(document_id),
+                resubmits_field(document_id),
+                jobs.queue_field(document_id),
+            ],
         )
         if entry is None or task is None:  # the job expired, or predates the reconciler
             await redis.zrem(jobs.PENDING_KEY, member)
@@ -108,7 +114,12 @@ async def reconcile_once(redis: Redis, celery: Celery, settings: IngestionSettin
         await pipe.execute()
         args = orjson.loads(task)
         await asyncio.to_thread(
-            celery.send_task, jobs.TASK_NAME, args=args, task_id=jobs.task_id(job_id, document_id)
+            celery.send_task,
+            jobs.TASK_NAME,
+            args=args,
+            task_id=jobs.task_id(job_id, document_id),
+            # Its own lane again (recorded by the API, or by the small lane when it moved it).
+            queue=queue.decode() if queue else settings.queue_name,
         )
         log.warning(
             "document sent again: its task was lost",

@@ -41,7 +41,13 @@ from redis.retry import Retry as RedisRetry
 from ragfleet.ingestion import jobs
 from ragfleet.ingestion.chunking import document_title, embedding_text
 from ragfleet.ingestion.config import IngestionSettings
-from ragfleet.ingestion.metrics import CHUNKS_INGESTED, DOCUMENTS_INGESTED, FAILURES, TASK_DURATION
+from ragfleet.ingestion.metrics import (
+    CHUNKS_INGESTED,
+    DOCUMENTS_INGESTED,
+    FAILURES,
+    TASK_DURATION,
+    TEXTS_EMBEDDED,
+)
 from ragfleet.ingestion.parsers import DocumentError, DocumentFormat
 from ragfleet.ingestion.retrieval_client import RetrievalClient, RetrievalRejected, TransientError
 from ragfleet.ingestion.sandbox import ParseOptions, ParserProcess
@@ -104,8 +110,10 @@ def _embedder() -> Any:
     from ragfleet.common.embedding_providers import create_provider
 
     settings = _settings()
-    # Worker children run side by side: split the cores between them rather than oversubscribe.
-    threads = max(1, (os.cpu_count() or 1) // settings.worker_concurrency)
+    # Worker children (of both lanes) run side by side: split the cores between them rather than
+    # oversubscribe.
+    processes = settings.worker_concurrency + settings.small_lane_concurrency
+    threads = max(1, (os.cpu_count() or 1) // processes)
     return create_provider(settings, threads=threads)
 
 
@@ -173,6 +181,15 @@ def _dead_letter(
     log.error("document dead-lettered", extra=record)
 
 
+class _TooBigForSmallLane(Exception):
+    """The document makes more texts to embed than the small lane takes (its size said otherwise:
+    a compressed PDF, many short sections): it is moved to the bulk queue instead of holding the lane."""
+
+    def __init__(self, texts: int) -> None:
+        super().__init__(texts)
+        self.texts = texts
+
+
 def _ingest(
     progress: _Progress,
     tenant: str,
@@ -207,18 +224,19 @@ def _ingest(
                 "(max_chunks_per_document): split it, or raise the limit",
             )
         title = document_title(sections, metadata, document_id)
+        texts = [embedding_text(chunk, title) for chunk in chunks]
+        distinct = len(set(texts))
+        if settings.worker_lane == "small" and distinct > settings.small_lane_max_chunks:
+            raise _TooBigForSmallLane(distinct)
 
     existing = retrieval.get_document(tenant, collection, document_id)
     if existing and existing.get("content_hash") == digest and existing.get("chunks") == len(chunks):
         return "unchanged", len(chunks)
 
     progress.set("embedding", chunks_total=len(chunks), chunks_done=0)
-    vectors: list[list[float]] = []
     with _stage("embed"):
         embedder = _embedder()
-        for start in range(0, len(chunks), settings.embed_batch_size):
-            batch = chunks[start : start + settings.embed_batch_size]
-            vectors.extend(embedder.embed([embedding_text(chunk, title) for chunk in batch]).tolist())
+        vectors = _embed_distinct(embedder, texts, settings)
 
     with _stage("upsert"):
         if existing:
@@ -252,6 +270,23 @@ def _ingest(
             progress.set("upserting", chunks_total=len(chunks), chunks_done=written)
     CHUNKS_INGESTED.inc(len(chunks))
     return "succeeded", len(chunks)
+
+
+def _embed_distinct(embedder: Any, texts: list[str], settings: IngestionSettings) -> list[list[float]]:
+    """One vector per text, each distinct text embedded once.
+
+    Embedding is nearly all of a document's cost, and a repetitive document ("[" * 500_000: 834
+    chunks of one text) used to pay it per chunk, holding a worker process for about a minute for
+    one distinct vector. The same text always gets the same vector, so the chunks keep their own
+    ids, positions and metadata and share it.
+    """
+    distinct = list(dict.fromkeys(texts))
+    vector_of: dict[str, list[float]] = {}
+    for start in range(0, len(distinct), settings.embed_batch_size):
+        batch = distinct[start : start + settings.embed_batch_size]
+        vector_of.update(zip(batch, embedder.embed(batch).tolist(), strict=True))
+    TEXTS_EMBEDDED.inc(len(distinct))
+    return [vector_of[text] for text in texts]
 
 
 class DocumentTask(Task):
@@ -348,6 +383,23 @@ def _run(
         return {"document_id": document_id, "state": outcome, "chunks": chunk_count}
     except CeleryRetry:
         raise
+    except _TooBigForSmallLane as moved:
+        # Recorded, then sent, then this delivery acknowledged: a crash in between delivers it to
+        # the small lane again, which moves it again (a second copy in the bulk queue finds the
+        # document done, or its content unchanged).
+        client.hset(jobs.job_key(job_id), jobs.queue_field(document_id), settings.queue_name)
+        progress.set(
+            "queued",
+            error=f"moved to the bulk lane: {moved.texts} texts to embed, the small lane takes "
+            f"{settings.small_lane_max_chunks} (small_lane_max_chunks)",
+        )
+        self.app.send_task(
+            jobs.TASK_NAME,
+            args=jobs.task_args(job_id, tenant, collection, document_id, fmt, metadata),
+            task_id=task_id,
+            queue=settings.queue_name,
+        )
+        return {"document_id": document_id, "state": "queued", "queue": settings.queue_name}
     except SoftTimeLimitExceeded:
         limit = settings.soft_time_limit_s
         message = f"the document took longer than {limit}s (task_time_limit_s); not retried"

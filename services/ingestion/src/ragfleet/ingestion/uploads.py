@@ -48,6 +48,7 @@ class Document:
     document_id: str
     fmt: DocumentFormat
     metadata: dict[str, Any]
+    size: int  # bytes: which lane it goes to (IngestionSettings.queue_for)
 
 
 async def limited(body: AsyncIterator[bytes], settings: IngestionSettings) -> AsyncIterator[bytes]:
@@ -93,7 +94,7 @@ async def stage_json(
         if len(data) > settings.max_document_bytes:
             raise validation.document_too_large(name, settings, len(data))
         validation.check_metadata(name, doc.metadata, settings)
-        documents.append(Document(document_id, DocumentFormat(doc.format), doc.metadata))
+        documents.append(Document(document_id, DocumentFormat(doc.format), doc.metadata, len(data)))
         texts.append(data)
     if len(documents) > settings.max_documents_per_request:
         raise validation.too_many_documents(settings, len(documents))
@@ -187,7 +188,7 @@ async def stage_multipart(
     for upload in files:
         metadata = {**shared_metadata, "filename": upload.filename}
         validation.check_metadata(upload.name, metadata, settings)
-        documents.append(Document(upload.document_id, upload.fmt, metadata))
+        documents.append(Document(upload.document_id, upload.fmt, metadata, upload.size))
     validation.check_unique([doc.document_id for doc in documents])
     return documents
 
