@@ -83,8 +83,9 @@ bench: deps  ## benchmark suite, stored in benchmarks/history/; exit 4 on a regr
 bench-retrieval: deps  ## retrieval benchmark, 100k chunks: recall, QPS in process and over HTTP, embeddings (~3 min)
 	$(UV) run python services/retrieval/bench/bench_retrieval.py $(BENCH_RETRIEVAL_ARGS)
 
-bench-retrieval-http: deps  ## retrieval HTTP QPS, cached and uncached (needs a running retrieval on :8010)
-	$(UV) run python services/retrieval/bench/bench_http.py --url http://127.0.0.1:8010 --chunks 5000 \
+RETRIEVAL_URL ?= http://127.0.0.1:8010
+bench-retrieval-http: deps  ## retrieval HTTP QPS, cached and uncached, and its ratio to the store in process (needs a running retrieval at RETRIEVAL_URL)
+	$(UV) run python services/retrieval/bench/bench_http.py --url $(RETRIEVAL_URL) --chunks 5000 \
 		--seconds 10 --concurrency 32
 
 eval: deps  ## retrieval quality (hit@k, MRR@10, nDCG@10) per mode and setting through the API; docs/eval-results.md (~1 min cached, ~15 min first run here)

@@ -280,6 +280,29 @@ async def test_bad_input_is_rejected(make_store: StoreFactory) -> None:
         await search(store, vector=[0.5] * 7)
 
 
+async def test_document_candidates_are_the_searches_and_their_documents_centroids(
+    make_store: StoreFactory,
+) -> None:
+    """One call for document ranking's inputs answers what the separate calls answer."""
+    store = make_store()
+    chunks = corpus()
+    await store.upsert(TENANT, "docs", chunks)
+    queries = [
+        SearchQuery(vector=chunks[4].vector, mode="vector", top_k=7, filters={"lang": {"in": ["en", "fr"]}}),
+        SearchQuery(text="zebras", mode="bm25", top_k=5),
+    ]
+    lists, centroids = await store.document_candidates(TENANT, "docs", queries, centroids=True)
+    assert lists == [await store.search(TENANT, "docs", query) for query in queries]
+    documents = sorted({hit.document_id for hits in lists for hit in hits})
+    expected = await store.document_vectors(TENANT, "docs", documents)
+    assert set(centroids) == set(expected)
+    for document, vector in expected.items():
+        np.testing.assert_allclose(centroids[document], vector, atol=1e-6)
+    assert (await store.document_candidates(TENANT, "docs", queries[:1], centroids=False))[1] == {}
+    with pytest.raises(CollectionNotFound):
+        await store.document_candidates(TENANT, "nope", queries, centroids=True)
+
+
 async def test_recall_at_10_against_exact_search(make_store: StoreFactory) -> None:
     """Default settings must reach recall@10 >= 0.95 (clustered vectors, like real embeddings)."""
     rng = np.random.default_rng(3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -235,10 +236,16 @@ async def test_snapshots_roll_over_and_old_generations_are_removed(tmp_path: Pat
     await reopened.close()
 
 
-async def test_searches_run_concurrently_with_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "filters",
+    [{"i": {"lt": 400}}, None],  # filtered: in the pool; unfiltered: on the event loop when it can
+)
+async def test_searches_run_concurrently_with_writes(
+    tmp_path: Path, filters: dict[str, object] | None
+) -> None:
     store = EmbeddedVectorStore(tmp_path, dim=DIM)
     await store.upsert("t", "c", chunks(500))
-    query = SearchQuery(vector=chunks(1, seed=3)[0].vector, top_k=10, filters={"i": {"lt": 400}})
+    query = SearchQuery(vector=chunks(1, seed=3)[0].vector, top_k=10, filters=filters)
 
     async def writer() -> None:
         for batch in range(20):
@@ -248,6 +255,42 @@ async def test_searches_run_concurrently_with_writes(tmp_path: Path) -> None:
     results = await asyncio.gather(writer(), *(store.search("t", "c", query) for _ in range(200)))
     assert all(len(hits) == 10 for hits in results[1:])
     assert (await store.list_collections("t"))[0].chunks == 500 + 20 * 25
+    await store.close()
+
+
+async def test_a_search_answered_on_the_event_loop_never_blocks_it_behind_a_write(tmp_path: Path) -> None:
+    """An unfiltered vector search skips the thread pool only when it needs no wait: while a
+    write holds the collection's lock it goes to the pool, and the event loop runs on."""
+    store = EmbeddedVectorStore(tmp_path, dim=DIM)
+    data = chunks(20)
+    await store.upsert("t", "c", data)
+    query = SearchQuery(vector=data[5].vector, top_k=3)
+    expected = await store.search("t", "c", query)
+    assert expected[0].id == "c5"
+    index = store._indexes[("t", "c")]
+    holding, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with index.lock.write():
+            holding.set()
+            release.wait()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        holding.wait()
+        searches = [
+            asyncio.create_task(store.search("t", "c", query)),
+            asyncio.create_task(store.document_candidates("t", "c", [query], centroids=True)),
+        ]
+        await asyncio.sleep(0.05)  # the loop runs: neither search holds it while the write lasts
+        assert not any(task.done() for task in searches)
+    finally:
+        release.set()
+        writer.join()
+    assert await searches[0] == expected
+    lists, centroids = await searches[1]
+    assert lists == [expected] and set(centroids) == {hit.document_id for hit in expected}
     await store.close()
 
 

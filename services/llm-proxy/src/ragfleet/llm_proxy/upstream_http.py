@@ -119,7 +119,10 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._begin(stream=stream, max_body_bytes=max_body_bytes)
         self.active = True
-        self.transport.write(request)
+        try:
+            self.transport.write(request)
+        except (RuntimeError, OSError):  # uvloop refuses a write to a transport being closed
+            self._fail(_StaleConnection("upstream closed the connection before the request"))
 
     # --- asyncio.Protocol ---
 
@@ -146,6 +149,7 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamProtocolError(f"upstream headers exceed {MAX_HEADER_BYTES} bytes"))
 
     def eof_received(self) -> bool:
+        self.closed = True  # never taken from the pool again, even before connection_lost runs
         return False  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -474,7 +478,12 @@ class UpstreamClient:
             now = asyncio.get_running_loop().time()
             while idle:
                 conn = idle.pop()
-                if not conn.closed and now - conn.idle_since <= self._keepalive_s:
+                if (
+                    not conn.closed
+                    and conn.transport is not None
+                    and not conn.transport.is_closing()
+                    and now - conn.idle_since <= self._keepalive_s
+                ):
                     return conn
                 conn.close()
         return await self._connect(origin, connect_timeout_s)

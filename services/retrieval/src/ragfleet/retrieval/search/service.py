@@ -27,7 +27,14 @@ from ragfleet.retrieval.metrics import SEARCH_DURATION
 from ragfleet.retrieval.rerank import RemoteReranker, RerankUnavailable
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
-from ragfleet.retrieval.store import CollectionNotFound, Hit, SearchQuery, VectorStore, parse_filters
+from ragfleet.retrieval.store import (
+    CollectionNotFound,
+    Hit,
+    SearchMode,
+    SearchQuery,
+    VectorStore,
+    parse_filters,
+)
 from ragfleet.retrieval.store.bm25 import ANALYZER_VERSION
 
 # Candidates per list for document ranking: enough chunks that the top documents' best ones are in.
@@ -270,11 +277,19 @@ class SearchService:
     ) -> list[Hit]:
         """Vector and BM25 candidates ranked by document (see `ranking`)."""
         depth = max(CANDIDATES, request.top_k * 2)
-        lists: dict[str, list[Hit]] = {"vector": [], "bm25": []}
-        for mode in ("vector", "bm25"):
-            if request.mode in (mode, "hybrid"):
-                query = SearchQuery(text=text, vector=vector, mode=mode, top_k=depth, filters=filters)
-                lists[mode] = await self.store.search(tenant, request.collection, query)
+        modes: list[SearchMode] = [mode for mode in ("vector", "bm25") if request.mode in (mode, "hybrid")]
+        queries = [
+            SearchQuery(text=text, vector=vector, mode=mode, top_k=depth, filters=filters) for mode in modes
+        ]
+        # The candidate lists and their documents' centroids in one store call (one trip to the
+        # embedded store's thread pool, not one per list and one for the centroids).
+        found, centroids = await self.store.document_candidates(
+            tenant,
+            request.collection,
+            queries,
+            centroids=vector is not None and request.centroid_weight > 0,
+        )
+        lists: dict[str, list[Hit]] = {"vector": [], "bm25": [], **dict(zip(modes, found, strict=True))}
         alpha = {"vector": 1.0, "bm25": 0.0}.get(request.mode, request.alpha)
         similarity: dict[str, float] = {}
         centroid_similarity: dict[str, float] = {}
@@ -282,10 +297,11 @@ class SearchService:
         if vector is not None:
             query_vector = np.asarray(vector, dtype=np.float32)
             query_vector = query_vector / max(float(np.linalg.norm(query_vector)), 1e-12)
-        if query_vector is not None and request.centroid_weight > 0:
-            documents = sorted({hit.document_id for hits in lists.values() for hit in hits})
-            centroids = await self.store.document_vectors(tenant, request.collection, documents)
-            centroid_similarity = {d: float(query_vector @ c) for d, c in centroids.items()}
+        if query_vector is not None and centroids:
+            # One matrix-vector product, not a numpy call per document (np.array builds the
+            # matrix in half np.stack's time for ~50 small rows: 15 vs 32 us here).
+            cosines = np.array(list(centroids.values())) @ query_vector
+            centroid_similarity = dict(zip(centroids, cosines.tolist(), strict=True))
         if query_vector is not None and request.title_weight > 0:
             titles = sorted(
                 {

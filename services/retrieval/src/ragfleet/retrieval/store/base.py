@@ -318,7 +318,9 @@ def as_vector(value: np.ndarray | Sequence[float], dim: int, what: str = "vector
 
 
 class VectorStore(abc.ABC):
-    """Every method is async and safe to call concurrently; blocking work runs off the event loop.
+    """Every method is async and safe to call concurrently; blocking work runs off the event loop
+    (what would cost less than the trip to a thread, such as an unfiltered HNSW query that waits
+    for no lock, may run on it).
 
     Collections are created by their first upsert. Searching a collection that does not exist
     raises `CollectionNotFound`; deleting from one removes nothing and returns 0.
@@ -355,6 +357,20 @@ class VectorStore(abc.ABC):
         ranking's `centroid_weight`. A backend that cannot give it cheaply returns {} and the
         signal is left out: Weaviate would have to fetch every chunk vector of every candidate."""
         return {}
+
+    async def document_candidates(
+        self, tenant: str, collection: str, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
+        """Document ranking's inputs in one call: each query's hits and, with `centroids`, the
+        `document_vectors` of every document among them. The hits are read-only (a backend may
+        share its own data with them). A backend that can answer it in one step overrides this:
+        the embedded store's two steps were two trips to its thread pool per search."""
+        lists = [await self.search(tenant, collection, query) for query in queries]
+        found: dict[str, np.ndarray] = {}
+        if centroids:
+            documents = sorted({hit.document_id for hits in lists for hit in hits})
+            found = await self.document_vectors(tenant, collection, documents)
+        return lists, found
 
     @abc.abstractmethod
     async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:

@@ -19,10 +19,10 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hnswlib
 import numpy as np
@@ -47,13 +47,15 @@ from ragfleet.retrieval.store.persistence import CollectionFiles, Snapshot, Writ
 from ragfleet.retrieval.store.rwlock import RWLock
 
 log = logging.getLogger("ragfleet.retrieval.store")
+T = TypeVar("T")
 
 
 class CollectionIndex:
     """One tenant's collection: vectors (HNSW + a dense copy), BM25, and the chunk records.
 
     Chunks live at integer labels; a deleted chunk's label is reused by a later insert.
-    Methods are synchronous and do their own locking; call them from worker threads.
+    Methods are synchronous and do their own locking; call them from worker threads (the
+    ``*_now`` ones never wait, and may be called from the event loop).
 
     Several processes (replicas, uvicorn workers) may open the same directory: a write takes
     an exclusive file lock, first replays what other processes appended to the log, then
@@ -179,14 +181,18 @@ class CollectionIndex:
 
     def refresh(self) -> None:
         """Apply other processes' writes, if any: the common case costs one stat()."""
+        if self._caught_up():
+            return
+        with self._write_mutex, self.lock.write():
+            self._catch_up(truncate=False)
+
+    def _caught_up(self) -> bool:
+        """Whether this process holds every write in the files (one stat of the log)."""
         try:
             size = os.stat(self._files.wal_path(self._generation)).st_size
         except FileNotFoundError:
             size = -1  # the log rolled over to a new generation
-        if size == self._wal_offset:
-            return
-        with self._write_mutex, self.lock.write():
-            self._catch_up(truncate=False)
+        return size == self._wal_offset
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -420,22 +426,26 @@ class CollectionIndex:
         """Each known document's centroid: the mean of its chunks' unit vectors, L2-normalised."""
         self.refresh()
         with self.lock.read():
-            out: dict[str, np.ndarray] = {}
-            for document_id in document_ids:
-                centroid = self._centroids.get(document_id)
-                if centroid is None:
-                    labels = self._doc_labels.get(document_id)
-                    if not labels:
-                        continue
-                    rows = self._vectors[np.fromiter(labels, dtype=np.int64, count=len(labels))]
-                    rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
-                    mean = rows.mean(axis=0)
-                    centroid = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-                    # Under the read lock, from several threads at once: a dict item assignment
-                    # is atomic, and two threads computing the same centroid agree.
-                    self._centroids[document_id] = centroid
-                out[document_id] = centroid
-            return out
+            return self._document_vectors(document_ids)
+
+    def _document_vectors(self, document_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """`document_vectors` for a caller holding the read lock."""
+        out: dict[str, np.ndarray] = {}
+        for document_id in document_ids:
+            centroid = self._centroids.get(document_id)
+            if centroid is None:
+                labels = self._doc_labels.get(document_id)
+                if not labels:
+                    continue
+                rows = self._vectors[np.fromiter(labels, dtype=np.int64, count=len(labels))]
+                rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
+                mean = rows.mean(axis=0)
+                centroid = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+                # Under the read lock, from several threads at once: a dict item assignment
+                # is atomic, and two threads computing the same centroid agree.
+                self._centroids[document_id] = centroid
+            out[document_id] = centroid
+        return out
 
     def get_document(self, document_id: str) -> DocumentInfo | None:
         self.refresh()
@@ -452,39 +462,96 @@ class CollectionIndex:
             )
 
     def search(self, query: SearchQuery) -> list[Hit]:
-        vector = as_vector(query.vector, self.dim, "query vector") if query.vector is not None else None
+        read = self._search_reader(query)
         self.refresh()
         with self.lock.read():
-            live = len(self._label_of)
-            if live == 0:
-                return []
-            mask = self._filter_mask(query.metadata_filter)
-            if mask is not None and not mask.any():
-                return []
-            if query.mode == "vector":
-                assert vector is not None
-                ranked = self._vector_search(vector, query.top_k, mask)
-            elif query.mode == "bm25":
-                assert query.text is not None
-                ranked = self._bm25.search(query.text, query.top_k, mask)
-            else:
-                assert vector is not None and query.text is not None
-                candidates = max(query.top_k, self.settings.hybrid_candidates)
-                ranked = fuse(
-                    self._vector_search(vector, candidates, mask),
-                    self._bm25.search(query.text, candidates, mask),
-                    alpha=query.alpha,
-                    fusion=query.fusion,
-                )[: query.top_k]
-            return [self._hit(label, score) for label, score in ranked]
+            return read()
 
-    def _hit(self, label: int, score: float) -> Hit:
+    def document_candidates(
+        self, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
+        """Each query's hits and, with `centroids`, the centroid of every document among them,
+        under one refresh and one read lock: what document ranking reads. The hits share the
+        index's metadata mappings instead of copying them (document ranking reads ~50
+        candidates to answer ~10; a mapping is replaced on a write, never changed in place), so
+        a caller must not change them."""
+        read = self._candidates_reader(queries, centroids=centroids)
+        self.refresh()
+        with self.lock.read():
+            return read()
+
+    def search_now(self, query: SearchQuery) -> list[Hit] | None:
+        """`search`, or None at once where it would wait (see `_read_now`)."""
+        return self._read_now(self._search_reader(query))
+
+    def document_candidates_now(
+        self, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]] | None:
+        """`document_candidates`, or None at once where it would wait (see `_read_now`)."""
+        return self._read_now(self._candidates_reader(queries, centroids=centroids))
+
+    def _read_now(self, read: Callable[[], T]) -> T | None:
+        """`read()` under the read lock if that needs no wait, else None at once: when other
+        processes' writes must be replayed first (unbounded work), or a write holds or awaits
+        the lock. For a caller that must not block: the store answers its cheapest searches on
+        the event loop with it."""
+        if not self._caught_up():
+            return None
+        with self.lock.read_now() as held:
+            return read() if held else None
+
+    def _search_reader(self, query: SearchQuery) -> Callable[[], list[Hit]]:
+        """`search`'s work under the read lock; the query vector is checked before (no lock)."""
+        vector = as_vector(query.vector, self.dim, "query vector") if query.vector is not None else None
+        return lambda: [self._hit(label, score) for label, score in self._ranked(query, vector)]
+
+    def _candidates_reader(
+        self, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> Callable[[], tuple[list[list[Hit]], dict[str, np.ndarray]]]:
+        vectors = [
+            as_vector(q.vector, self.dim, "query vector") if q.vector is not None else None for q in queries
+        ]
+
+        def read() -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
+            lists = [
+                [self._hit(label, score, copy=False) for label, score in self._ranked(query, vector)]
+                for query, vector in zip(queries, vectors, strict=True)
+            ]
+            documents = sorted({hit.document_id for hits in lists for hit in hits})
+            return lists, self._document_vectors(documents) if centroids else {}
+
+        return read
+
+    def _ranked(self, query: SearchQuery, vector: np.ndarray | None) -> list[tuple[int, float]]:
+        """(label, score) pairs, best first, for a caller holding the read lock."""
+        if not self._label_of:
+            return []
+        mask = self._filter_mask(query.metadata_filter)
+        if mask is not None and not mask.any():
+            return []
+        if query.mode == "vector":
+            assert vector is not None
+            return self._vector_search(vector, query.top_k, mask)
+        if query.mode == "bm25":
+            assert query.text is not None
+            return self._bm25.search(query.text, query.top_k, mask)
+        assert vector is not None and query.text is not None
+        candidates = max(query.top_k, self.settings.hybrid_candidates)
+        return fuse(
+            self._vector_search(vector, candidates, mask),
+            self._bm25.search(query.text, candidates, mask),
+            alpha=query.alpha,
+            fusion=query.fusion,
+        )[: query.top_k]
+
+    def _hit(self, label: int, score: float, *, copy: bool = True) -> Hit:
+        metadata = self._metadata[label]
         return Hit(
             id=self._chunk_ids[label] or "",
             document_id=self._doc_ids[label] or "",
             text=self._texts[label] or "",
             score=score,
-            metadata=dict(self._metadata[label] or {}),
+            metadata=({} if metadata is None else dict(metadata) if copy else metadata),
             position=self._positions[label],
         )
 

@@ -8,7 +8,8 @@ machine, and hnswlib takes a filter predicate inside the graph walk, which filte
 Concurrency: searches run in a thread pool, many at a time (hnswlib queries are thread-safe
 with each other); writes to one collection are serialised and exclude its searches for their
 duration (a readers-writer lock), since hnswlib's add/resize/delete are not safe against
-concurrent queries.
+concurrent queries. An unfiltered vector search of an open collection is answered on the
+caller's thread when it needs no wait (`_now`): its work is smaller than the trip to the pool.
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ from ragfleet.retrieval.store.collection_index import CollectionIndex
 from ragfleet.retrieval.store.index_settings import IndexSettings
 
 T = TypeVar("T")
+
+# An unfiltered HNSW query of at most this many neighbours is answered on the caller's thread
+# (see `_now`): its work is bounded by ef_search and k, ~0.1-0.3 ms here.
+INLINE_MAX_TOP_K = 200
+
+
+def _cheap(queries: Sequence[SearchQuery]) -> bool:
+    """Whether these queries' work is bounded and small: unfiltered vector searches only (a
+    filter may need a mask over every chunk or a Python predicate per visited node; BM25's cost
+    grows with its terms' postings)."""
+    return all(
+        q.mode == "vector" and q.metadata_filter is None and q.top_k <= INLINE_MAX_TOP_K for q in queries
+    )
 
 
 class EmbeddedVectorStore(VectorStore):
@@ -148,7 +162,23 @@ class EmbeddedVectorStore(VectorStore):
 
         return await self._run(work)
 
+    def _now(self, tenant: str, collection: str, read: Callable[[CollectionIndex], T | None]) -> T | None:
+        """`read` answered on the calling thread (the event loop) if it needs no wait: the
+        collection already open, no other process's writes to replay, no write holding or
+        awaiting its lock; else None, and the caller goes to the pool. A trip to the pool cost
+        more CPU than the searches `_cheap` lets through (the hand-off, waking the thread, the
+        GIL passed back and forth under load): about a quarter of an uncached vector search's
+        CPU over HTTP with 2 workers (docs/benchmarks/retrieval.md, session 8)."""
+        index = self._indexes.get((tenant, collection))
+        if self._closed or index is None or not index.directory.is_dir():
+            return None
+        return read(index)
+
     async def search(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
+        if _cheap([query]):
+            hits = self._now(tenant, collection, lambda index: index.search_now(query))
+            if hits is not None:
+                return hits
         return await self._run(lambda: self._require(tenant, collection).search(query))
 
     def search_sync(self, tenant: str, collection: str, query: SearchQuery) -> list[Hit]:
@@ -159,6 +189,21 @@ class EmbeddedVectorStore(VectorStore):
         self, tenant: str, collection: str, document_ids: Sequence[str]
     ) -> dict[str, np.ndarray]:
         return await self._run(lambda: self._require(tenant, collection).document_vectors(document_ids))
+
+    async def document_candidates(
+        self, tenant: str, collection: str, queries: Sequence[SearchQuery], *, centroids: bool
+    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
+        if _cheap(queries):
+            found = self._now(
+                tenant,
+                collection,
+                lambda index: index.document_candidates_now(queries, centroids=centroids),
+            )
+            if found is not None:
+                return found
+        return await self._run(
+            lambda: self._require(tenant, collection).document_candidates(queries, centroids=centroids)
+        )
 
     async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:
         def work() -> DocumentInfo | None:

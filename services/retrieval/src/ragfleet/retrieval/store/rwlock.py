@@ -31,6 +31,23 @@ class RWLock:
                     self._cond.notify_all()
 
     @contextmanager
+    def read_now(self) -> Iterator[bool]:
+        """`read` when it needs no wait (no writer holds or awaits the lock): yields True while
+        held, or False at once without it — for a caller that must not wait (the event loop)."""
+        with self._cond:
+            held = not (self._writer or self._writers_waiting)
+            if held:
+                self._readers += 1
+        try:
+            yield held
+        finally:
+            if held:
+                with self._cond:
+                    self._readers -= 1
+                    if not self._readers:
+                        self._cond.notify_all()
+
+    @contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
             self._writers_waiting += 1
