@@ -207,10 +207,15 @@ class Smoke:
         return f"{replica} killed mid-stream, {other} finished it ({len(kinds)} events); {replica} back"
 
     def worker_killed_mid_ingest(self) -> str:
-        # Enough work (two chunks each, two worker processes) that the kill lands mid-ingest even
-        # on a fast machine; few enough that the redelivered rest finishes well inside the wait.
+        # Enough work that the kill lands mid-ingest even on a fast machine, few enough that the
+        # redelivered rest finishes well inside the wait: ~10 chunks a document, every sentence its
+        # own (ingestion embeds each distinct text once, so a repeated sentence is one embedding),
+        # and the kill once the first document is done, so the worker is busy with the others.
         docs = {
-            f"bulk-{i}": f"Bulk document {i} about topic number {i} and its {i * 7} details." * 20
+            f"bulk-{i}": " ".join(
+                f"Bulk document {i}, paragraph {j}: topic {i * 31 + j} has {j * 7 + i} details "
+                f"of its own, numbered {i}-{j}, filed under shelf {(i * j) % 13}." for j in range(60)
+            )
             for i in range(16)
         }
         body = {"documents": [{"id": k, "text": v} for k, v in docs.items()]}
@@ -218,7 +223,9 @@ class Smoke:
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
         worker = self.cluster.pods[self.pods("ingestion-worker")[0]]
-        time.sleep(1.5)  # the task is taken and running
+        deadline = time.monotonic() + 30
+        while self.job(job_id)["documents_done"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the tasks are taken and running
         self.cluster.podman("kill", "--signal", "KILL", worker.container)
         killed_at = time.monotonic()
         at_kill = self.job(job_id)
