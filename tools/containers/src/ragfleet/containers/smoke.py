@@ -214,7 +214,8 @@ class Smoke:
         docs = {
             f"bulk-{i}": " ".join(
                 f"Bulk document {i}, paragraph {j}: topic {i * 31 + j} has {j * 7 + i} details "
-                f"of its own, numbered {i}-{j}, filed under shelf {(i * j) % 13}." for j in range(60)
+                f"of its own, numbered {i}-{j}, filed under shelf {(i * j) % 13}."
+                for j in range(60)
             )
             for i in range(16)
         }
