@@ -45,6 +45,30 @@ def test_loadtest_figures_come_from_the_summary_the_run_writes() -> None:
     assert set(values) <= set(bench_parts.CATALOG)
 
 
+def test_the_retrieval_figures_are_normalised_by_the_references_measured_in_their_rounds(
+    tmp_path: Path,
+) -> None:
+    qps = {"1": 2000.0, "2": 3000.0}
+    kinds = ["vector", "vector + filter (1/3 match)", "vector + filter (~1 % match)", "bm25"]
+    kinds += ["hybrid (relative_score)", "hybrid (rrf)"]
+    written = {  # the shape bench_store.py --json writes
+        "store": {"recall@10": 0.99, "qps": dict.fromkeys(kinds, qps), "async_qps": 1500.0}
+        | {"build_s": 50.0, "load_s": 2.5},
+        "embeddings": {"query_single_per_s": 150.0, "query_batched_per_s": 220.0}
+        | {"passage_batched_per_s": 11.0},
+        "references": {"hnsw_qps": 2500.0, "onnx_texts_per_s": 140.0},
+    }
+    (tmp_path / "retrieval.json").write_text(json.dumps(written))
+
+    values, references = bench_parts.read_figures("retrieval", tmp_path, tmp_path)
+    metrics = bench_parts.metric_entries(values, references)
+
+    assert bench_parts.PART_REFERENCES["retrieval"] == ()  # none measured before: the part's own
+    assert metrics["retrieval.vector_qps"].normalised({}) == pytest.approx(2000.0 / 2500.0)
+    assert metrics["retrieval.embed_query_single_per_s"].reference_value == 140.0
+    assert metrics["retrieval.recall_at_10"].reference_value is None
+
+
 def test_the_readme_table_is_replaced_between_its_markers_only(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(

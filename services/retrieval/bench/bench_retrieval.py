@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_http import HttpRun, load_generator, run_scenarios, scenarios
-from bench_store import COLLECTION, ROOT, TENANT, bench_embeddings, bench_store, machine, write_report
+from bench_store import COLLECTION, ROOT, TENANT, machine, measure_in_process, write_report
 from synthetic import clustered_vectors, texts
 
 from ragfleet.devstack.processes import free_port, start_redis, start_service
@@ -89,14 +89,12 @@ def main() -> None:
     command = "make bench-retrieval" + (f" BENCH_RETRIEVAL_ARGS='{options}'" if options else "")
     with tempfile.TemporaryDirectory(prefix="ragfleet-bench-retrieval-") as tmp:
         data_dir = Path(tmp) / "data"
-        sys.stdout.write(f"building and measuring {args.n:,} chunks in process...\n")
-        results = asyncio.run(bench_store(args.n, args.queries, data_dir))
-        sys.stdout.write("embedding throughput...\n")
-        emb = asyncio.run(bench_embeddings())
+        sys.stdout.write(f"building and measuring {args.n:,} chunks in process, then the embedder...\n")
+        measured = asyncio.run(measure_in_process(args.n, args.queries, data_dir))
         sys.stdout.write("HTTP...\n")
         http = bench_http(data_dir, Path(tmp), args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_report(results, emb, machine(), command, args.out, http)
+    write_report(measured, machine(), command, args.out, http)
     sys.stdout.write(f"wrote {args.out}\n")
 
 

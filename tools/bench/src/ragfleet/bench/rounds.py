@@ -1,0 +1,45 @@
+"""Figures measured in rounds: every measure once per round, one after the other, and the median kept.
+
+A 2 vCPU VM's speed drifts over seconds (two quiet runs of the retrieval benchmark on one machine,
+minutes apart, same code, measured single passes 25-37 % apart). A figure measured in one pass
+catches whichever stretch it ran in; measured in short rounds interleaved with the others, a slow
+stretch lands in one round of each figure and the median drops it. A calibration reference measured
+as one of the measures sees the same machine as the figures it normalises.
+"""
+
+from __future__ import annotations
+
+import inspect
+import statistics
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """Per measure, the median of its rounds and their spread ((max - min) / median)."""
+
+    median: dict[str, float]
+    spread: dict[str, float]
+
+
+async def median_of_rounds(
+    measures: Mapping[str, Callable[[], float | Awaitable[float]]], rounds: int = ROUNDS
+) -> Rounds:
+    """Run every measure ``rounds`` times, one round of each after the other, and keep the medians.
+    A measure may be a coroutine function (the store's async path)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    samples: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            value = measure()
+            samples[name].append(await value if inspect.isawaitable(value) else value)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    spreads = {
+        name: (max(values) - min(values)) / medians[name] if medians[name] else 0.0
+        for name, values in samples.items()
+    }
+    return Rounds(medians, spreads)
