@@ -42,7 +42,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from ragfleet.bench.calibration import process_tree_cpu_ms
+from ragfleet.bench.calibration import parent_pid, process_tree_cpu_ms
 from ragfleet.common.contracts import TENANT_HEADER
 
 REPORT = Path(__file__).resolve().parents[3] / "docs" / "benchmarks" / "retrieval.md"
@@ -300,13 +300,6 @@ def listening_processes(url: str) -> list[int]:
     return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", output)})
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def service_root(pids: list[int]) -> int | None:
     """The process whose tree's CPU is counted: the one listener when there is one, else the
     parent the listeners share (uvicorn's supervisor, which holds no socket since the workers
@@ -314,10 +307,10 @@ def service_root(pids: list[int]) -> int | None:
     shares its socket with its workers, as uvicorn's own does)."""
     if len(pids) == 1:
         return pids[0]
-    parents = {_parent(pid) for pid in pids}
+    parents = {parent_pid(pid) for pid in pids}
     if len(parents) == 1 and None not in parents:
         return parents.pop()
-    tops = [pid for pid in pids if _parent(pid) not in pids]
+    tops = [pid for pid in pids if parent_pid(pid) not in pids]
     return tops[0] if len(tops) == 1 else None
 
 

@@ -517,8 +517,7 @@ def main() -> None:
     write_report(measured, machine(), command, args.out)
     sys.stdout.write(f"wrote {args.out}\n")
     if args.json:
-        raw = {"store": measured.store, "embeddings": measured.embeddings, "references": measured.references}
-        args.json.write_text(json.dumps({**raw, "spread": measured.spread, "report": str(args.out)}))
+        args.json.write_text(json.dumps({**dataclasses.asdict(measured), "report": str(args.out)}))
 
 
 if __name__ == "__main__":

@@ -34,9 +34,9 @@ from typing import Any
 
 log = logging.getLogger("ragfleet.bench.calibration")
 
-# Instruction-set extensions that change how fast the numeric parts run.
 HNSW_QPS, ONNX_TEXTS_PER_S = "hnsw_qps", "onnx_texts_per_s"  # the references' names in records
 
+# Instruction-set extensions that change how fast the numeric parts run.
 _FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "avx2", "fma", "amx_tile")
 
 
@@ -128,6 +128,20 @@ def serve_echo(workers: int = 1, framework: str = "bare") -> Iterator[tuple[str,
             process.wait(timeout=10)
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat after the command name (which may hold spaces and parentheses):
+    field 1 is the parent pid, 11 and 12 user and system CPU ticks."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of a live process; None when it is gone or /proc cannot say."""
+    try:
+        return int(_stat_fields(pid)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def process_tree_cpu_ms(pid: int) -> float:
     """User + system CPU time of a process and its live descendants so far (uvicorn's workers), from /proc."""
     children: dict[int, list[int]] = {}
@@ -135,7 +149,7 @@ def process_tree_cpu_ms(pid: int) -> float:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):  # gone meanwhile
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                fields = _stat_fields(entry.name)
                 stats[int(entry.name)] = fields
                 children.setdefault(int(fields[1]), []).append(int(entry.name))
     total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
