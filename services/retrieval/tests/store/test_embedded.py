@@ -289,8 +289,10 @@ async def test_a_search_answered_on_the_event_loop_never_blocks_it_behind_a_writ
         release.set()
         writer.join()
     assert await searches[0] == expected
-    lists, centroids = await searches[1]
-    assert lists == [expected] and set(centroids) == {hit.document_id for hit in expected}
+    candidates = await searches[1]
+    assert candidates.hits(0) == expected and set(candidates.documents) == {
+        hit.document_id for hit in expected
+    }
     await store.close()
 
 
