@@ -300,7 +300,7 @@ class SearchService:
             # One matrix-vector product for every candidate document's centroid.
             centroid_similarity = (candidates.centroids @ query_vector).astype(np.float64)
         if query_vector is not None and request.title_weight > 0:
-            titles = sorted({t for m in candidates.metadata if isinstance(t := m.get("title"), str)})
+            titles = sorted(t for t in {m.get("title") for m in candidates.metadata} if isinstance(t, str))
             if titles:
                 title_vectors = await self.embed_titles(tenant, titles)
                 similarity = {t: float(query_vector @ v) for t, v in zip(titles, title_vectors, strict=True)}
