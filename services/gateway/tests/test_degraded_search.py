@@ -10,9 +10,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragfleet.testkit.pytest_plugin import ServiceStarter
+from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 pytestmark = pytest.mark.integration
+
+
+def fake_embeddings(run_service: ServiceStarter) -> RunningService:
+    """The fake server, answering vectors of the store's dimension before retrieval checks it."""
+    fake = run_service("fake-upstream", "ragfleet.testkit.fake_llm", "RAGFLEET_FAKE_UPSTREAM_")
+    assert httpx.post(f"{fake.url}/_control/default", json={"embedding_dim": 384}).status_code == 200
+    return fake
+
 
 QUERY = {"query": "Which animal barks?", "collection": "docs", "mode": "hybrid", "top_k": 2}
 
@@ -20,13 +28,13 @@ QUERY = {"query": "Which animal barks?", "collection": "docs", "mode": "hybrid",
 async def test_a_degraded_answer_is_relayed_marked_and_never_kept_at_the_edge(
     run_service: ServiceStarter, redis_url: str, tmp_path: Path, start_gateway, make_key
 ) -> None:
-    fake = run_service("fake-upstream", "ragfleet.testkit.fake_llm", "RAGFLEET_FAKE_UPSTREAM_")
+    fake = fake_embeddings(run_service)
     provider = {"EMBEDDING_PROVIDER": "openai", "EMBEDDING_URL": f"{fake.url}/v1", "EMBEDDING_MODEL": "fake"}
     retrieval = run_service(
         "retrieval",
         "ragfleet.retrieval",
         "RAGFLEET_RETRIEVAL_",
-        {"REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data"), "EMBEDDING_DIM": "8", **provider},
+        {"REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data"), "EMBEDDING_DIM": "384", **provider},
         ready_path="/readyz",
     )
     chunks = [
@@ -43,7 +51,9 @@ async def test_a_degraded_answer_is_relayed_marked_and_never_kept_at_the_edge(
         gateway = start_gateway("gw", {"RETRIEVAL_URL": retrieval.url})
         key = await make_key("acme", ["docs"], rate_per_s=1000, burst=1000)
         # Every embedding now takes 3 s, far past the 200 ms a hybrid search gives its query.
-        slow = await client.post(f"{fake.url}/_control/default", json={"latency_ms": 3000})
+        slow = await client.post(
+            f"{fake.url}/_control/default", json={"latency_ms": 3000, "embedding_dim": 384}
+        )
         assert slow.status_code == 200
 
         for _ in range(3):  # the same bytes each time: an edge hit would answer the repeats

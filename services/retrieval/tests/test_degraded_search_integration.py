@@ -30,6 +30,7 @@ def start_stack(
     run_service: ServiceStarter, redis_url: str, data_dir: Path
 ) -> tuple[RunningService, RunningService]:
     fake = run_service("fake-upstream", "ragfleet.testkit.fake_llm", "RAGFLEET_FAKE_UPSTREAM_")
+    embedder_latency(fake, 0)  # and vectors of the store's dimension, before retrieval checks it
     retrieval = run_service(
         "retrieval",
         "ragfleet.retrieval",
@@ -41,7 +42,7 @@ def start_stack(
             "EMBEDDING_PROVIDER": "openai",
             "EMBEDDING_URL": f"{fake.url}/v1",
             "EMBEDDING_MODEL": "fake",
-            "EMBEDDING_DIM": "8",  # the fake's vectors
+            "EMBEDDING_DIM": "384",
             "EMBEDDING_MAX_RETRIES": "0",
             "EMBED_DEGRADE_AFTER_MS": "200",
         },
@@ -59,8 +60,9 @@ def start_stack(
 
 
 def embedder_latency(fake: RunningService, ms: float) -> None:
-    """Every embedding request to the fake server takes ``ms`` from now on."""
-    assert httpx.post(f"{fake.url}/_control/default", json={"latency_ms": ms}).status_code == 200
+    """Every embedding request to the fake server takes ``ms`` from now on (384-d vectors)."""
+    behaviour = {"latency_ms": ms, "embedding_dim": 384}
+    assert httpx.post(f"{fake.url}/_control/default", json=behaviour).status_code == 200
 
 
 def counter(service: RunningService, name: str, labels: dict[str, str]) -> float:
