@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from ragfleet.common.embeddings import MicroBatcher
+from ragfleet.common.embeddings import EmbedderBusy, MicroBatcher
 from ragfleet.common.errors import ServiceUnavailable
 
 
@@ -95,6 +95,62 @@ async def test_a_text_that_opens_the_next_batch_is_never_refused_however_slow_th
         model.gate.set()
         vectors = await asyncio.wait_for(asyncio.gather(*running), 10)
         assert len(vectors) == 2
+    finally:
+        model.gate.set()
+        await batcher.close()
+
+
+class RecordingBlockedModel(BlockedModel):
+    """A blocked model that also records the texts of every batch it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.batches.append(list(texts))
+        return super().embed(texts)
+
+
+async def test_a_text_not_embedded_within_its_deadline_is_refused_and_never_embedded() -> None:
+    model = RecordingBlockedModel()
+    batcher = MicroBatcher(model, max_batch=4, max_wait_ms=0, max_queue=256, max_queue_s=0)  # type: ignore[arg-type]
+    try:
+        running = asyncio.ensure_future(batcher.embed_one("in flight"))
+        await asyncio.sleep(0.05)  # that batch is now in the (blocked) model
+        # Admitted (nothing is known of the speed yet), then given up on at its deadline.
+        with pytest.raises(EmbedderBusy) as late:
+            await batcher.embed_one("in a hurry", within_s=0.05)
+        assert late.value.code == "embedder_busy" and late.value.details["reason"] == "deadline"
+        assert late.value.status_code == 503 and "Retry-After" in late.value.headers
+        waiting = asyncio.ensure_future(batcher.embed_one("patient"))
+        await asyncio.sleep(0)
+        model.gate.set()
+        assert (await asyncio.wait_for(running, 10)).shape == (4,)
+        assert (await asyncio.wait_for(waiting, 10)).shape == (4,)
+        # The late text was taken out of the queue: no batch spent time on it.
+        assert model.batches == [["in flight"], ["patient"]]
+    finally:
+        model.gate.set()
+        await batcher.close()
+
+
+async def test_a_deadline_tightens_the_bound_at_arrival() -> None:
+    model = BlockedModel()
+    batcher = MicroBatcher(model, max_batch=2, max_wait_ms=0, max_queue=256, max_queue_s=10)  # type: ignore[arg-type]
+    try:
+        running = [asyncio.ensure_future(batcher.embed_one("in flight"))]
+        await asyncio.sleep(0.05)
+        batcher.seconds_per_text = 0.1  # two texts ahead: 0.2 s, inside 10 s but not inside 0.15 s
+        running.append(asyncio.ensure_future(batcher.embed_one("opens the next batch")))
+        await asyncio.sleep(0)
+        with pytest.raises(EmbedderBusy) as refused:
+            await batcher.embed_one("in a hurry", within_s=0.15)
+        assert refused.value.details["reason"] == "expected_wait"
+        running.append(asyncio.ensure_future(batcher.embed_one("no hurry")))  # the 10 s bound admits it
+        await asyncio.sleep(0)
+        model.gate.set()
+        assert len(await asyncio.wait_for(asyncio.gather(*running), 10)) == 3
     finally:
         model.gate.set()
         await batcher.close()

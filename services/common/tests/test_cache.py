@@ -15,6 +15,7 @@ from ragfleet.common.cache import (
     CacheConfig,
     LruTtl,
     TwoTierCache,
+    Uncached,
     cache_stats,
     normalise_text,
     pack,
@@ -200,6 +201,47 @@ async def test_single_flight_shares_failures(replicas: tuple[TwoTierCache, TwoTi
     )
     assert all(isinstance(r, RuntimeError) for r in results)
     assert await ns.get_or_compute("t1", "docs", {"q": "x"}, Counting()()) == ({"n": 1}, "miss")
+
+
+@pytest.mark.integration  # a real redis-server
+async def test_an_uncached_value_is_answered_to_every_waiter_and_stored_in_no_tier(
+    replicas: tuple[TwoTierCache, TwoTierCache],
+) -> None:
+    a, b = replicas
+    kind = fresh_kind()
+    calls = 0
+
+    async def degraded() -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)  # the others arrive meanwhile and wait for this one
+        raise Uncached({"degraded": calls})
+
+    results = await asyncio.gather(
+        *(a.namespace(kind).get_or_compute("t1", "docs", {"q": "x"}, degraded) for _ in range(5))
+    )
+    assert calls == 1
+    assert results == [({"degraded": 1}, "uncached")] * 5
+    # Kept in neither tier: this replica's L1 and Redis (the other replica) both compute anew.
+    assert await a.namespace(kind).get_or_compute("t1", "docs", {"q": "x"}, Counting()()) == (
+        {"n": 1},
+        "miss",
+    )
+    assert await b.namespace(kind).get_or_compute("t1", "docs", {"q": "y"}, degraded) == (
+        {"degraded": 2},
+        "uncached",
+    )
+    assert await b.namespace(kind).get_or_compute("t1", "docs", {"q": "y"}, Counting()()) == (
+        {"n": 1},
+        "miss",
+    )
+    # Nor by the L1-only paths: an edge namespace, a value not shared.
+    edge = b.namespace(fresh_kind(), edge=True)
+    for namespace, shared in ((edge, True), (a.namespace(kind), False)):
+        for _ in range(2):
+            _, tier = await namespace.get_or_compute("t1", "docs", {"q": "z"}, degraded, shared=shared)
+            assert tier == "uncached"
+    assert calls == 6
 
 
 @pytest.mark.integration  # a real redis-server

@@ -38,7 +38,7 @@ from bench_http import HttpRun, results_table
 from synthetic import clustered_vectors, exact_top_k, recall_at_k, texts
 
 from ragfleet.bench.calibration import HNSW_QPS, ONNX_TEXTS_PER_S, HnswWorkload, OnnxWorkload
-from ragfleet.bench.rounds import ROUNDS, median_of_rounds
+from ragfleet.bench.rounds import ROUND_S, ROUNDS, median_of_rounds, rate_for, rate_for_async
 from ragfleet.common.embeddings import Embedder, MicroBatcher
 from ragfleet.retrieval.store.base import Chunk, SearchQuery
 from ragfleet.retrieval.store.embedded import EmbeddedVectorStore
@@ -121,24 +121,26 @@ def rate(count: int, seconds: float) -> float:
 
 
 def timed_qps(fn: Callable[[int], Any], count: int, threads: int) -> float:
-    """Queries per second running `fn(i)` for i in range(count) on `threads` threads."""
+    """Queries per second running `fn(i)` for i in range(count), again and again for ROUND_S, on
+    `threads` threads."""
     if threads == 1:
-        start = time.perf_counter()
-        for i in range(count):
-            fn(i)
-        return rate(count, time.perf_counter() - start)
+
+        def one_pass() -> int:
+            for i in range(count):
+                fn(i)
+            return count
+
+        return rate_for(ROUND_S, one_pass)
     with ThreadPoolExecutor(threads) as pool:
-        start = time.perf_counter()
-        list(pool.map(fn, range(count), chunksize=64))
-        return rate(count, time.perf_counter() - start)
+        return rate_for(ROUND_S, lambda: len(list(pool.map(fn, range(count), chunksize=64))))
 
 
 # Two quiet runs of this benchmark on one machine (a 2 vCPU Intel Xeon, minutes apart, same code)
 # measured single passes 25-37 % apart (vector 1,695 vs 2,320 q/s, hybrid 600 vs 449): one pass per
 # figure caught whichever stretch of the VM's drifting speed it ran in. So every figure is the
-# median of ROUNDS rounds (ragfleet.bench.rounds), with REFERENCE_S of the calibration reference
-# (raw hnswlib or ONNX work) in each round, so that it sees the machine the figures saw.
-REFERENCE_S = 1.0
+# median of ROUNDS rounds (ragfleet.bench.rounds), each figure and the calibration reference (raw
+# hnswlib or ONNX work) running ROUND_S in each round, so that the reference sees the machine the
+# figures saw, over stretches of the same length.
 
 
 async def timed_load(data_dir: Path, *, expect_bm25: str) -> tuple[float, EmbeddedVectorStore]:
@@ -246,14 +248,13 @@ async def bench_store(n: int, n_queries: int, data_dir: Path) -> dict[str, Any]:
     async def one(i: int) -> None:
         await store.search(TENANT, COLLECTION, SearchQuery(vector=queries[i % n_queries], top_k=10))
 
-    async def async_qps() -> float:
-        start = time.perf_counter()
+    async def async_pass() -> int:
         for offset in range(0, 2 * n_queries, 32):
             await asyncio.gather(*(one(i) for i in range(offset, offset + 32)))
-        return rate(2 * n_queries, time.perf_counter() - start)
+        return 2 * n_queries
 
-    measures["async"] = async_qps
-    measures[HNSW_QPS] = functools.partial(HnswWorkload().qps, REFERENCE_S)
+    measures["async"] = functools.partial(rate_for_async, ROUND_S, async_pass)
+    measures[HNSW_QPS] = functools.partial(HnswWorkload().qps, ROUND_S)
     rounds = await median_of_rounds(measures)
     results["qps"] = {
         name: {threads: rounds.median[f"{name}|{threads}"] for threads in (1, 2)} for name in kinds
@@ -281,20 +282,22 @@ async def bench_embeddings() -> tuple[dict[str, float], dict[str, float]]:
     embedder.embed(short[:8])
 
     def in_batches(texts: Sequence[str], batch: int) -> float:
-        start = time.perf_counter()
-        for offset in range(0, len(texts), batch):
-            embedder.embed(texts[offset : offset + batch])
-        return rate(len(texts), time.perf_counter() - start)
+        def one_pass() -> int:
+            for offset in range(0, len(texts), batch):
+                embedder.embed(texts[offset : offset + batch])
+            return len(texts)
+
+        return rate_for(ROUND_S, one_pass)
 
     rounds = await median_of_rounds(
         {
-            "query_single_per_s": functools.partial(in_batches, short[:128], 1),
+            "query_single_per_s": functools.partial(in_batches, short[:32], 1),
             "query_batch_8_per_s": functools.partial(in_batches, short, 8),
             "query_batch_32_per_s": functools.partial(in_batches, short, 32),
             "query_batched_per_s": functools.partial(in_batches, short, len(short)),
-            # 32 passages a round (~3 s here): five rounds of the 64 a single pass took would double the part.
+            # One batch of 32 passages a pass: ~3 s here, so one pass a round (longer than ROUND_S).
             "passage_batched_per_s": functools.partial(in_batches, passages[:32], 32),
-            ONNX_TEXTS_PER_S: functools.partial(OnnxWorkload().texts_per_s, REFERENCE_S),
+            ONNX_TEXTS_PER_S: functools.partial(OnnxWorkload().texts_per_s, ROUND_S),
         }
     )
     out = dict(rounds.median)
@@ -468,8 +471,8 @@ when it started, load average {info["load"]} at the end (the benchmark's own loa
 ## Search QPS, in process (`search_sync`, top_k=10)
 
 Every figure below is the **median of {ROUNDS} rounds**, each round running every figure's workload
-once, one after the other, with {REFERENCE_S:g} s of the calibration reference between them (raw
-hnswlib search: {references[HNSW_QPS]:,.0f} q/s; raw ONNX queries:
+for {ROUND_S:g} s (or one pass of it, if longer), one after the other, with the calibration reference
+among them for as long (raw hnswlib search: {references[HNSW_QPS]:,.0f} q/s; raw ONNX queries:
 {references[ONNX_TEXTS_PER_S]:,.0f} texts/s, both medians of their rounds); the spread is
 (max - min) / median over the rounds: how much this machine drifted meanwhile.
 

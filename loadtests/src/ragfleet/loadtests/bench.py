@@ -89,6 +89,10 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+# What make bench itself writes into the checkout (the default --docs-dir): not what was measured.
+SUMMARIES_EXCLUDED = (":(exclude)docs/benchmarks/latest.md", ":(exclude)docs/benchmarks/README.md")
+
+
 def git_state() -> dict[str, Any]:
     def git(*argv: str) -> str:
         try:
@@ -103,8 +107,9 @@ def git_state() -> dict[str, Any]:
     return {
         "commit": commit or "unknown",
         "short": commit[:7] if commit else "unknown",
-        # Uncommitted changes mean the commit alone does not say what was measured.
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        # Uncommitted changes mean the commit alone does not say what was measured; the summaries
+        # a previous run wrote are not code (a second run marked itself dirty by the first one's).
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *SUMMARIES_EXCLUDED)),
     }
 
 

@@ -123,7 +123,12 @@ CATALOG: dict[str, MetricSpec] = {
     # and rose 2,377 -> 3,310 in the other: the machine's speed drifting within the 45 s). A floor
     # narrower than that flags the machine; the history's own spread widens it once there is one.
     "loadtest.vector_search_qps": MetricSpec("req/s", "higher", reference=LOCUST_ECHO, tolerance=0.3),
-    "loadtest.vector_search_p95_ms": MetricSpec("ms", "lower", reference=LOCUST_ECHO, tolerance=0.3),
+    # Locust keeps response times under 100 ms to the whole millisecond, and the quick profile's p95
+    # is 2-4 ms: one step of that resolution is +50 %. Two quick runs on one machine, same code,
+    # measured 2 and 4 ms; a move counts once it exceeds 2 ms as well as the relative band.
+    "loadtest.vector_search_p95_ms": MetricSpec(
+        "ms", "lower", reference=LOCUST_ECHO, tolerance=0.3, absolute=2.0
+    ),
     "loadtest.cache_hit_rate": MetricSpec("ratio", "higher", tolerance=0.05, portable=True),
     "loadtest.failure_ratio": MetricSpec("ratio", "lower", absolute=0.005, portable=True),
 }

@@ -41,6 +41,10 @@ TENANT_HEADER = "X-Ragfleet-Tenant"
 KEY_ID_HEADER = "X-Ragfleet-Key-Id"
 # Proves the caller is a ragfleet service (a shared token from a Secret).
 SERVICE_TOKEN_HEADER = "X-Ragfleet-Service-Token"
+# On a search answer that is less than was asked (Vespa's coverage.degraded, Elasticsearch's
+# timed_out), the reason: ``embedder_busy`` — a hybrid search answered BM25-only because its query
+# could not be embedded in time. Such an answer is cached in no tier, retrieval's nor the gateway's.
+DEGRADED_HEADER = "X-Search-Degraded"
 
 # ---- the search request ----------------------------------------------------------------------
 

@@ -26,6 +26,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragfleet.common.errors import ServiceUnavailable
+from ragfleet.common.metrics import (
+    EMBED_BATCH_DURATION,
+    EMBED_BATCH_TEXTS,
+    EMBED_REFUSED,
+    EMBED_WAIT_DURATION,
+)
 from ragfleet.common.model_files import MINILM_ONNX, MINILM_TOKENIZER, pinned_path
 
 if TYPE_CHECKING:
@@ -134,6 +140,18 @@ class Embedder:
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
+class EmbedderBusy(ServiceUnavailable):
+    """The micro-batcher did not embed a text: its queue was full, the text was expected to wait
+    longer than its bound, or it was not embedded within its caller's deadline. Answered as 503
+    with ``Retry-After``, unless the caller can do without the vector (hybrid search degrades to
+    BM25-only)."""
+
+    code = "embedder_busy"
+
+
+_Waiting = tuple[str, "asyncio.Future[np.ndarray]", float]  # text, its future, when it arrived
+
+
 class MicroBatcher:
     """Gathers concurrent `embed_one` calls into one `embed` call of any provider, in a worker thread.
 
@@ -146,6 +164,11 @@ class MicroBatcher:
     `max_queue_s` is refused at once with a 503 and ``Retry-After`` instead of waiting seconds
     behind the others. The count alone never triggered under a real load: 64 users cannot queue
     256 texts, yet on a starved CPU each of them waited seconds (p99 12 s in the tail scenario).
+
+    A caller with a deadline of its own (``embed_one(text, within_s=...)``) gets a tighter bound
+    at arrival and a timeout on the wait itself: the estimate is a moving average, and on a CPU
+    shared with the hits' path one batch can take several times the last ones. A text whose
+    caller gave up is dropped from the queue, so nobody computes a vector nobody waits for.
     """
 
     def __init__(
@@ -167,43 +190,75 @@ class MicroBatcher:
         self.embedder = embedder
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
-        self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
-        self._inflight: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._pending: list[_Waiting] = []
+        self._inflight: list[_Waiting] = []
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._closed = False
 
-    async def embed_one(self, text: str) -> np.ndarray:
-        """The vector of one text, shape ``(384,)``."""
+    async def embed_one(self, text: str, *, within_s: float | None = None) -> np.ndarray:
+        """The vector of one text, shape ``(384,)``; `EmbedderBusy` if it cannot be had in time.
+
+        ``within_s``: the caller's deadline, tighter than ``max_queue_s`` (which bounds every text).
+        """
         if self._closed:
             raise RuntimeError("MicroBatcher is closed")
+        bound = self.max_queue_s
+        if within_s is not None:
+            bound = min(bound, within_s) if bound else within_s
         ahead = len(self._pending) + len(self._inflight)
         expected_s = ahead * self.seconds_per_text
-        # Only a queue is refused: a text that opens the next batch waits for one batch at most,
-        # the least any text can wait, and refusing it sheds nothing. (Without this one slow batch
-        # — a neighbour's burst, a new input shape — refused lone requests for seconds: a serial
-        # client got "0 texts waiting, about 0.56 s of work ahead".)
+        # Only a queue is refused at arrival: a text that opens the next batch waits for one batch
+        # at most, the least any text can wait, and refusing it sheds nothing. (Without this one
+        # slow batch — a neighbour's burst, a new input shape — refused lone requests for seconds:
+        # a serial client got "0 texts waiting, about 0.56 s of work ahead".) A deadline still
+        # bounds its wait, below.
         queued = bool(self._pending)
-        if len(self._pending) >= self.max_queue or (
-            queued and self.max_queue_s and expected_s > self.max_queue_s
-        ):
-            raise ServiceUnavailable(
-                f"the embedder is saturated ({len(self._pending)} texts waiting, about "
-                f"{expected_s:.2f} s of work ahead); retry shortly",
-                code="embedder_busy",
-                headers={"Retry-After": str(max(1, math.ceil(expected_s)))},
-                details={"queued": len(self._pending), "expected_wait_s": round(expected_s, 3)},
-            )
+        if len(self._pending) >= self.max_queue:
+            raise self._busy("queue_full", expected_s)
+        if queued and bound and expected_s > bound:
+            raise self._busy("expected_wait", expected_s)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
-        self._pending.append((text, future))
+        arrived = time.perf_counter()
+        self._pending.append((text, future, arrived))
         if self._worker is None or self._worker.done():
             self._wakeup = asyncio.Event()
             self._worker = asyncio.create_task(self._run(), name="embedding-micro-batcher")
         assert self._wakeup is not None
         self._wakeup.set()
-        return await future
+        if within_s is None:
+            vector = await future
+        else:
+            try:
+                vector = await asyncio.wait_for(future, within_s)
+            except TimeoutError:
+                # wait_for cancelled the future: a batch already running ignores it, and it is
+                # taken out of the queue so that no later batch spends time on it.
+                self._pending = [waiting for waiting in self._pending if waiting[1] is not future]
+                raise self._busy("deadline", expected_s, waited_s=time.perf_counter() - arrived) from None
+        EMBED_WAIT_DURATION.observe(time.perf_counter() - arrived)
+        return vector
+
+    def _busy(self, reason: str, expected_s: float, *, waited_s: float | None = None) -> EmbedderBusy:
+        EMBED_REFUSED.labels(reason).inc()
+        if waited_s is not None:
+            message = f"the embedder did not embed the text within {waited_s * 1000:.0f} ms"
+        else:
+            message = (
+                f"the embedder is saturated ({len(self._pending)} texts waiting, about "
+                f"{expected_s:.2f} s of work ahead)"
+            )
+        return EmbedderBusy(
+            f"{message}; retry shortly",
+            headers={"Retry-After": str(max(1, math.ceil(expected_s)))},
+            details={
+                "reason": reason,
+                "queued": len(self._pending),
+                "expected_wait_s": round(expected_s, 3),
+            },
+        )
 
     async def embed_many(self, texts: Sequence[str]) -> np.ndarray:
         """Many texts at once (already a batch: run directly in the worker thread)."""
@@ -221,28 +276,31 @@ class MicroBatcher:
             if len(self._pending) < self.max_batch:
                 await asyncio.sleep(self.max_wait_s)
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            live = [(text, fut) for text, fut in batch if not fut.cancelled()]
+            live = [waiting for waiting in batch if not waiting[1].cancelled()]
             if not live:
                 continue
             self._inflight = live  # close() fails these too if it cancels us mid-batch
             try:
                 started = time.perf_counter()
                 vectors = await loop.run_in_executor(
-                    self._executor, self.embedder.embed, [text for text, _ in live]
+                    self._executor, self.embedder.embed, [text for text, _, _ in live]
                 )
-                per_text = (time.perf_counter() - started) / len(live)
+                took_s = time.perf_counter() - started
+                EMBED_BATCH_TEXTS.observe(len(live))
+                EMBED_BATCH_DURATION.observe(took_s)
+                per_text = took_s / len(live)
                 # Weighted towards the present: the machine's speed changes with its neighbours.
                 self.seconds_per_text = (
                     per_text if not self.seconds_per_text else 0.7 * self.seconds_per_text + 0.3 * per_text
                 )
             except Exception as exc:  # every waiter learns of the failure, not just one
                 self._inflight = []
-                for _, fut in live:
+                for _, fut, _ in live:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             self._inflight = []
-            for (_, fut), vector in zip(live, vectors, strict=True):
+            for (_, fut, _), vector in zip(live, vectors, strict=True):
                 if not fut.done():
                     fut.set_result(vector)
 
@@ -252,7 +310,7 @@ class MicroBatcher:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        for _, fut in [*self._pending, *self._inflight]:
+        for _, fut, _ in [*self._pending, *self._inflight]:
             if not fut.done():
                 fut.set_exception(RuntimeError("MicroBatcher closed"))
         self._pending.clear()

@@ -48,6 +48,30 @@ HTTP_IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 
+# The query micro-batcher (ragfleet.common.embeddings.MicroBatcher): what a miss's embedding waits
+# for under load — the batches' sizes and run times, each text's wait, and what was refused.
+EMBED_BATCH_TEXTS = Histogram(
+    "ragfleet_embed_batch_texts",
+    "Texts per micro-batch sent to the embedding model.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+EMBED_BATCH_DURATION = Histogram(
+    "ragfleet_embed_batch_duration_seconds",
+    "Wall time of one micro-batch in the embedding model.",
+    buckets=LATENCY_BUCKETS_S,
+)
+EMBED_WAIT_DURATION = Histogram(
+    "ragfleet_embed_wait_duration_seconds",
+    "Time from a text's arrival at the micro-batcher to its vector (queued plus its batch).",
+    buckets=LATENCY_BUCKETS_S,
+)
+EMBED_REFUSED = Counter(
+    "ragfleet_embed_refused_total",
+    "Texts the micro-batcher did not embed: queue_full, expected_wait (over the caller's bound "
+    "at arrival) or deadline (not embedded within the caller's bound).",
+    ["reason"],
+)
+
 
 def prepare_multiprocess_dir(configured: str | None) -> str:
     """Create (or empty) the multiprocess directory and export it for the worker processes.

@@ -63,12 +63,19 @@ def serve(
         "timeout_worker_healthcheck": settings.worker_healthcheck_timeout_s,
         "timeout_keep_alive": 30,
     }
-    if settings.workers == 1:
-        uvicorn.run(app_factory, **options)
+    run_app(app_factory, **options)
+
+
+def run_app(app: str, **options: Any) -> None:
+    """``uvicorn.run(app, **options)``, except that with several workers each listens on a socket
+    of its own (`ReusePortListener`). The services run through here, and so does the echo app
+    they are measured against (ragfleet.bench.echo), so both spread connections the same way."""
+    if options.get("workers", 1) <= 1:
+        uvicorn.run(app, **options)
         return
-    config = uvicorn.Config(app_factory, **options)
-    check_port_free(settings.host, settings.port)
-    Multiprocess(config, sockets=[ReusePortListener(settings.host, settings.port, config.backlog)]).run()  # type: ignore[list-item]
+    config = uvicorn.Config(app, **options)
+    check_port_free(config.host, config.port)
+    Multiprocess(config, sockets=[ReusePortListener(config.host, config.port, config.backlog)]).run()  # type: ignore[list-item]
 
 
 class ReusePortListener:

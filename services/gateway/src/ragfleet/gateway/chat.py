@@ -147,7 +147,9 @@ class ChatService:
         self.stats.count_search_cache(cache)
         body = orjson.loads(content)
         results = body.get("results", [])
-        matched = body.get("query")
+        # No question matched for degraded sources (BM25-only, the embedder was saturated): an
+        # answer built on them is neither looked up nor stored in the chat answer cache.
+        matched = body.get("query") if "degraded" not in body else None
         return [
             {
                 "id": str(position),

@@ -20,7 +20,7 @@ from fastapi import Request
 from starlette.responses import Response
 
 from ragfleet.common.clients import with_trace_context
-from ragfleet.common.contracts import KEY_ID_HEADER, TENANT_HEADER, downstream_error
+from ragfleet.common.contracts import DEGRADED_HEADER, KEY_ID_HEADER, TENANT_HEADER, downstream_error
 from ragfleet.common.errors import RagfleetError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from ragfleet.gateway.config import GatewaySettings
 from ragfleet.gateway.keys import Principal
@@ -70,10 +70,12 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 @dataclass(frozen=True)
 class SearchReply:
-    """Retrieval's answer to a search: its JSON bytes as sent, and its ``X-Cache`` value."""
+    """Retrieval's answer to a search: its JSON bytes as sent, its ``X-Cache`` value, and its
+    ``X-Search-Degraded`` reason if it is less than was asked (then it must not be cached)."""
 
     content: bytes
     cache: str | None
+    degraded: str | None = None
 
 
 class Downstream:
@@ -124,7 +126,7 @@ class Downstream:
         )
         if error is not None:
             raise error
-        return SearchReply(content, response.headers.get("x-cache"))
+        return SearchReply(content, response.headers.get("x-cache"), response.headers.get(DEGRADED_HEADER))
 
     async def collections(self, principal: Principal) -> list[dict[str, Any]]:
         try:

@@ -9,7 +9,9 @@ upsert or delete) reach this replica by the same pub/sub message that purges ret
 a write returns only once every subscribed replica — gateways included — has acknowledged the
 purge, so an edge hit is never older than the last write that returned.
 
-Only answers retrieval gave with 200 are kept; errors are never cached.
+Only answers retrieval gave with 200 are kept; errors are never cached, nor are degraded answers
+(``X-Search-Degraded``: a hybrid search retrieval answered BM25-only because its embedder was
+saturated) — kept, one would be served long after the embedder recovered.
 
 Each answer is kept as ready bytes (``EdgeAnswer``): the JSON without ``took_ms``, and — made
 once, the first time a client accepts it — its gzip form, so neither this process nor the ingress
@@ -27,7 +29,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragfleet.common.cache import CacheNamespace, TwoTierCache, normalise_text
+from ragfleet.common.cache import CacheNamespace, TwoTierCache, Uncached, normalise_text
 from ragfleet.common.contracts import prefix_json_field, strip_leading_json_field
 from ragfleet.gateway.downstream import Downstream
 from ragfleet.gateway.keys import Principal
@@ -50,7 +52,8 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 class EdgeAnswer:
     """One cached answer: its collection (to check the caller may read it) and its ready bytes.
 
-    ``body`` is the JSON object without ``took_ms``. ``gzip_tail`` is ``body[1:]`` compressed once
+    ``body`` is the JSON object without ``took_ms``. ``degraded``: retrieval's reason when the
+    answer is less than was asked (such an answer is never kept). ``gzip_tail`` is ``body[1:]`` compressed once
     as raw deflate; a gzip answer is then put together per request without compressing anything:
     the header, ``{"took_ms":…,`` as a *stored* (uncompressed) deflate block — legal in front of
     any compressed blocks, as they start on a byte boundary — the compressed tail, and the
@@ -59,6 +62,7 @@ class EdgeAnswer:
 
     collection: str
     body: bytes
+    degraded: str | None = None
     gzip_tail: bytes | None = field(default=None, repr=False)
 
     def json(self, took_ms: float) -> bytes:
@@ -118,7 +122,8 @@ class SearchAnswers:
         """
         if self.edge is None:
             reply = await self.downstream.search(principal, payload)
-            return EdgeAnswer(payload["collection"], strip_took_ms(reply.content)), reply.cache
+            answer = EdgeAnswer(payload["collection"], strip_took_ms(reply.content), reply.degraded)
+            return answer, reply.cache
 
         retrieval_tier: str | None = None
 
@@ -126,7 +131,10 @@ class SearchAnswers:
             nonlocal retrieval_tier
             reply = await self.downstream.search(principal, payload)
             retrieval_tier = reply.cache
-            return EdgeAnswer(payload["collection"], strip_took_ms(reply.content))
+            answer = EdgeAnswer(payload["collection"], strip_took_ms(reply.content), reply.degraded)
+            if answer.degraded is not None:
+                raise Uncached(answer)
+            return answer
 
         key = (
             payload
@@ -136,6 +144,8 @@ class SearchAnswers:
         tenant, collection = principal.tenant, payload["collection"]
         version = self.edge.seen_version(tenant, collection)
         answer, tier = await self.edge.get_or_compute(tenant, collection, key, ask_retrieval)
+        if tier == "uncached":
+            return answer, "miss"
         if raw_body is not None:
             self.edge.remember(tenant, collection, body_alias(raw_body), answer, version)
         if tier == "hit-edge":

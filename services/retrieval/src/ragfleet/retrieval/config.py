@@ -42,6 +42,12 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProvider
         ge=0,
         description="refuse (503 + Retry-After) a query whose expected wait for the embedder is longer; 0: no time bound",
     )
+    embed_degrade_after_ms: float = Field(
+        200.0,
+        ge=0,
+        description="a hybrid search whose query is not embedded within this is answered BM25-only "
+        "(marked degraded, cached nowhere) instead of waiting or being refused; 0: refused like a vector search",
+    )
     embed_max_wait_ms: float = Field(2.0, ge=0, le=100, description="how long a lone query waits for company")
     embed_threads: int | None = Field(
         None, ge=1, le=64, description="onnxruntime threads; default: the cores"

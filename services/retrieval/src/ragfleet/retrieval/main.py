@@ -111,6 +111,7 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             reranker=reranker,
             rerank_by_default=settings.rerank_by_default,
             collection_settings=collection_settings,
+            degrade_after_s=settings.embed_degrade_after_ms / 1000,
         )
         try:
             # Load the model (or check the embedding server's dimension) and open the collections

@@ -29,3 +29,9 @@ RERANK_DURATION = Histogram(
     ["outcome"],
     buckets=LATENCY_BUCKETS_S,
 )
+SEARCH_DEGRADED = Counter(
+    "ragfleet_retrieval_search_degraded_total",
+    "Searches answered with less than was asked, by reason: embedder_busy (a hybrid search "
+    "answered BM25-only because its query could not be embedded in time; cached nowhere).",
+    ["reason"],
+)

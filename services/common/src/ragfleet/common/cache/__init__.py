@@ -23,7 +23,7 @@ process: versions and the invalidation protocol), ``stats`` (instruments and hit
 from ragfleet.common.cache.codecs import BYTES_CODEC, JSON_CODEC, BytesCodec, Codec, JsonCodec, pack, unpack
 from ragfleet.common.cache.keys import INVALIDATION_CHANNEL, normalise_text, request_hash, version_key
 from ragfleet.common.cache.lru import LruTtl
-from ragfleet.common.cache.namespace import CacheNamespace, CacheResult
+from ragfleet.common.cache.namespace import CacheNamespace, CacheResult, Uncached
 from ragfleet.common.cache.stats import CACHE_ERRORS, CACHE_INVALIDATIONS, CACHE_REQUESTS, cache_stats
 from ragfleet.common.cache.two_tier import BumpResult, CacheConfig, TwoTierCache
 
@@ -43,6 +43,7 @@ __all__ = [
     "JsonCodec",
     "LruTtl",
     "TwoTierCache",
+    "Uncached",
     "cache_stats",
     "normalise_text",
     "pack",

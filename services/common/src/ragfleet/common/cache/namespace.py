@@ -16,7 +16,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("ragfleet.cache")
 
 T = TypeVar("T")
-CacheResult = Literal["hit-edge", "hit-l1", "hit-l2", "hit-semantic", "miss"]
+# "uncached": computed and deliberately stored in no tier (see ``Uncached``).
+CacheResult = Literal["hit-edge", "hit-l1", "hit-l2", "hit-semantic", "miss", "uncached"]
+
+
+class Uncached(Exception):
+    """Raised by a ``get_or_compute`` compute function with a value to answer but store nowhere.
+
+    For an answer that is right for now but must not outlive the moment: a hybrid search served
+    BM25-only because the embedder could not embed its query in time. Cached, it would be served
+    for minutes after the embedder recovered. ``get_or_compute`` returns the value with the result
+    ``"uncached"`` (to the computing caller and to any that waited for the same key), stores it in
+    no tier, and the next request for the key computes again.
+    """
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("a value not to be cached")
+        self.value = value
 
 
 class CacheNamespace(Generic[T]):
@@ -96,7 +112,10 @@ class CacheNamespace(Generic[T]):
     ) -> tuple[T, CacheResult]:
         cache = self.cache
         if self.edge or not shared:
-            computed = await compute()
+            try:
+                computed = await compute()
+            except Uncached as uncached:
+                return uncached.value, "uncached"
             cache._l1_set(key, computed, scope)
             return computed, "miss"
         blob = await cache._redis_call("get", cache.redis.get, key)
@@ -115,7 +134,10 @@ class CacheNamespace(Generic[T]):
                 cache._l1_set(key, value, scope)
                 return value, "hit-l2"
             self._l2_miss.inc()
-        value = await compute()
+        try:
+            value = await compute()
+        except Uncached as uncached:
+            return uncached.value, "uncached"
         cache._l1_set(key, value, scope)
         payload = pack(self.codec.encode(value), cache.config.compress_min_bytes)
         await cache._redis_call("set", cache.redis.set, key, payload, px=int(cache.config.l2_ttl_s * 1000))

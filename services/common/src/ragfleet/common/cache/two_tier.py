@@ -283,9 +283,10 @@ class TwoTierCache:
         """The first caller for a key computes; concurrent callers for that key await its result."""
         pending = self._inflight.get(key)
         if pending is not None:
-            value, _ = await asyncio.shield(pending)
-            # A follower was a miss too; it just did not pay for it twice.
-            return value, "miss"
+            value, first = await asyncio.shield(pending)
+            # A follower was a miss too; it just did not pay for it twice. A value the first
+            # caller was told not to store is marked so for its followers too.
+            return value, "uncached" if first == "uncached" else "miss"
         future: asyncio.Future[tuple[Any, CacheResult]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ragfleet.common.asgi import FastPath, Replay, RouteTemplate, declared_length, read_body
-from ragfleet.common.contracts import PublicSearchRequest
+from ragfleet.common.contracts import DEGRADED_HEADER, PublicSearchRequest
 from ragfleet.common.errors import RagfleetError
 from ragfleet.gateway.auth import (
     AUTH_ERROR_SCOPE_KEY,
@@ -143,6 +143,11 @@ class SearchResponse(BaseModel):
     took_ms: float
     mode: str
     collection: str
+    degraded: str | None = Field(
+        None,
+        description="present when the answer is less than was asked: embedder_busy (a hybrid search "
+        "answered BM25-only — mode says bm25 — because its query could not be embedded in time; not cached)",
+    )
 
 
 @router.post(
@@ -154,7 +159,11 @@ class SearchResponse(BaseModel):
             "headers": {
                 "X-Cache": {
                     "description": "hit-edge (this gateway's memory), hit-l1, hit-l2 or hit-semantic (retrieval's), or miss"
-                }
+                },
+                "X-Search-Degraded": {
+                    "description": "present when the answer is less than was asked: embedder_busy (a hybrid "
+                    "search answered BM25-only, its query could not be embedded in time; not cached)"
+                },
             }
         }
     },
@@ -182,6 +191,8 @@ async def search(
     headers = {"vary": "Accept-Encoding"}
     if cache:
         headers["x-cache"] = cache
+    if answer.degraded is not None:
+        headers[DEGRADED_HEADER] = answer.degraded
     if gzipped:
         headers["content-encoding"] = "gzip"
     return Response(content, media_type="application/json", headers=headers)

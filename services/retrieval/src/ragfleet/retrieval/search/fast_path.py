@@ -4,7 +4,7 @@ sends its own vectors). On an uncached vector search those layers were about a q
 retrieval's CPU (py-spy, docs/benchmarks/session5-perf.md).
 
 It does what the route does — validate the body as ``SearchRequest``, read the tenant header,
-call ``SearchService.search``, answer its bytes with ``X-Cache`` — and declines whatever it is not
+call ``SearchService.search``, answer its bytes with ``X-Cache`` (and ``X-Search-Degraded``) — and declines whatever it is not
 sure of: no ``Content-Length``, a body over the limit, a non-JSON content type, a body or tenant
 header that does not validate. Those take the ordinary route with the bytes already read, and it
 answers them (the 422 with its field list, the 400) exactly as before. Domain and Redis errors of
@@ -25,7 +25,7 @@ from ragfleet.common.errors import (
     redis_down_response,
 )
 from ragfleet.retrieval.search.schemas import SearchRequest
-from ragfleet.retrieval.search.service import SearchService
+from ragfleet.retrieval.search.service import SearchService, answer_headers
 from ragfleet.retrieval.store import validate_name
 
 SEARCH_PATH = "/v1/search"
@@ -63,7 +63,7 @@ class SearchFastPath(FastPath):
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(content)).encode()),
-                    (b"x-cache", tier.encode()),
+                    *answer_headers(tier),
                 ],
             }
         )

@@ -14,6 +14,7 @@ from ragfleet.retrieval.search.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from ragfleet.retrieval.search.service import answer_headers
 
 router = APIRouter(prefix="/v1", tags=["search"], route_class=OrjsonRoute)
 
@@ -34,7 +35,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                 "X-Cache": {
                     "description": "hit-l1, hit-l2, hit-semantic (a question close in meaning was answered) or miss",
                     "schema": {"type": "string"},
-                }
+                },
+                "X-Search-Degraded": {
+                    "description": "present when the answer is less than was asked: embedder_busy (a "
+                    "hybrid search answered BM25-only, the query could not be embedded in time; not cached)",
+                    "schema": {"type": "string"},
+                },
             }
         },
         **_ERRORS,
@@ -42,7 +48,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def search(body: SearchRequest, tenant: TenantDep, service: SearchServiceDep) -> Response:
     content, tier = await service.search(tenant, body)
-    return Response(content, media_type="application/json", headers={"X-Cache": tier})
+    headers = {name.decode(): value.decode() for name, value in answer_headers(tier)}
+    return Response(content, media_type="application/json", headers=headers)
 
 
 @router.get("/collections", summary="The tenant's collections", response_model=CollectionsResponse)

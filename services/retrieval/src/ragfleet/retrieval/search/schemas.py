@@ -30,6 +30,11 @@ class SearchResponse(BaseModel):
         description="the question these results answer, normalised (lower case, single spaces); on a "
         "semantic hit the earlier question close in meaning whose results these are",
     )
+    degraded: str | None = Field(
+        None,
+        description="present when the answer is less than was asked: embedder_busy (a hybrid search "
+        "answered BM25-only — mode says bm25 — because its query could not be embedded in time; not cached)",
+    )
 
 
 class CollectionSummary(BaseModel):

@@ -2,6 +2,13 @@
 
 A cached search result is stored as the JSON bytes of its response body (minus ``took_ms``), so
 a hit costs a dict lookup and one small concatenation: nothing is rebuilt or re-serialised.
+
+A hybrid search whose query cannot be embedded within ``degrade_after_s`` (the embedder's queue
+is full of other misses) is answered BM25-only instead of waiting or being refused: the answer
+says so (``"degraded": "embedder_busy"``, ``"mode": "bm25"``, the ``X-Search-Degraded`` header),
+is cached in no tier (`Uncached`), and is counted. Under a miss-heavy load this bounds a miss's
+wait and turns what were 503s into fast answers; the embedder keeps embedding what it can take.
+A vector search has nothing to fall back on: it is refused (503 + ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -16,14 +23,21 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ragfleet.common.cache import BYTES_CODEC, CacheResult, TwoTierCache, normalise_text, request_hash
-from ragfleet.common.contracts import prefix_json_field
-from ragfleet.common.embeddings import MicroBatcher
+from ragfleet.common.cache import (
+    BYTES_CODEC,
+    CacheResult,
+    TwoTierCache,
+    Uncached,
+    normalise_text,
+    request_hash,
+)
+from ragfleet.common.contracts import DEGRADED_HEADER, prefix_json_field
+from ragfleet.common.embeddings import EmbedderBusy, MicroBatcher
 from ragfleet.common.errors import BadRequest
 from ragfleet.common.semantic_cache import SemanticIndex
 from ragfleet.retrieval.collection_models import CollectionModels
 from ragfleet.retrieval.collection_settings import NONE, CollectionSettingsStore
-from ragfleet.retrieval.metrics import SEARCH_DURATION
+from ragfleet.retrieval.metrics import SEARCH_DEGRADED, SEARCH_DURATION
 from ragfleet.retrieval.rerank import RemoteReranker, RerankUnavailable
 from ragfleet.retrieval.search.ranking import rank_documents
 from ragfleet.retrieval.search.schemas import SearchRequest
@@ -40,6 +54,15 @@ from ragfleet.retrieval.store.bm25 import ANALYZER_VERSION
 # Candidates per list for document ranking: enough chunks that the top documents' best ones are in.
 CANDIDATES = 50
 
+_DEGRADED_EMBEDDER_BUSY = [(DEGRADED_HEADER.lower().encode(), b"embedder_busy")]
+
+
+def answer_headers(tier: CacheResult) -> list[tuple[bytes, bytes]]:
+    """The headers that say where a search answer came from (the router's and the fast path's)."""
+    if tier == "uncached":  # the one answer stored nowhere: a degraded one (see the module's doc)
+        return [(b"x-cache", b"miss"), *_DEGRADED_EMBEDDER_BUSY]
+    return [(b"x-cache", tier.encode())]
+
 
 class SearchService:
     def __init__(
@@ -53,6 +76,7 @@ class SearchService:
         reranker: RemoteReranker | None = None,
         rerank_by_default: bool = False,
         collection_settings: CollectionSettingsStore | None = None,
+        degrade_after_s: float = 0.0,
     ) -> None:
         self.store = store
         self.batcher = batcher
@@ -62,16 +86,20 @@ class SearchService:
         self.reranker = reranker
         self.rerank_by_default = rerank_by_default
         self.collection_settings = collection_settings
+        self.degrade_after_s = degrade_after_s  # 0: hybrid never degrades (refused like vector)
         self._checks: set[asyncio.Task[None]] = set()
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
         self.embeddings = cache.namespace("embedding", BYTES_CODEC)
 
-    async def embed_query(self, tenant: str, text: str) -> np.ndarray:
-        """The query's vector, through the embedding cache (key: model + normalised text)."""
+    async def embed_query(self, tenant: str, text: str, within_s: float | None = None) -> np.ndarray:
+        """The query's vector, through the embedding cache (key: model + normalised text).
+
+        ``within_s``: a deadline for the embedding (`EmbedderBusy` past it), for a caller that has
+        something better to do than wait (a hybrid search degrades)."""
 
         async def compute() -> bytes:
-            vector = await self.batcher.embed_one(text)
+            vector = await self.batcher.embed_one(text, within_s=within_s)
             return np.asarray(vector, dtype=np.float32).tobytes()
 
         raw, _ = await self.embeddings.get_or_compute(
@@ -136,19 +164,28 @@ class SearchService:
             key["s"] = False
 
         semantic_hit = False
+        degradable = self.degrade_after_s > 0 and request.mode == "hybrid" and request.vector is None
+        within_s = self.degrade_after_s if degradable else None
 
         async def compute() -> bytes:
             nonlocal semantic_hit
-            if (
-                self.semantic is None
-                or not request.semantic
-                or text is None
-                or request.vector is not None
-                or request.mode == "bm25"
-            ):
-                return await self._search_uncached(tenant, request, text)
-            body, semantic_hit = await self._search_semantic(tenant, request, text, key)
-            return body
+            try:
+                if (
+                    self.semantic is None
+                    or not request.semantic
+                    or text is None
+                    or request.vector is not None
+                    or request.mode == "bm25"
+                ):
+                    return await self._search_uncached(tenant, request, text, within_s)
+                body, semantic_hit = await self._search_semantic(tenant, request, text, key, within_s)
+                return body
+            except EmbedderBusy:
+                if not degradable:
+                    raise
+            # Outside the except block: the BM25 search's own errors are not chained to this one.
+            bm25 = request.model_copy(update={"mode": "bm25"})
+            raise Uncached(await self._search_uncached(tenant, bm25, text, degraded="embedder_busy"))
 
         # A query given only as a vector is cached in this process alone: it repeats when one
         # client repeats itself (session affinity brings it back here), hardly ever across
@@ -158,6 +195,8 @@ class SearchService:
         )
         if semantic_hit:
             tier = "hit-semantic"
+        elif tier == "uncached":
+            SEARCH_DEGRADED.labels("embedder_busy").inc()
         took_ms = (time.perf_counter() - started) * 1000
         SEARCH_DURATION.labels(request.mode, tier).observe(took_ms / 1000)
         # The cached body is a JSON object without took_ms; it goes in front of its first key.
@@ -190,14 +229,19 @@ class SearchService:
         return request.model_copy(update={"rerank": rerank, "rerank_depth": depth})
 
     async def _search_semantic(
-        self, tenant: str, request: SearchRequest, text: str, key: dict[str, Any]
+        self,
+        tenant: str,
+        request: SearchRequest,
+        text: str,
+        key: dict[str, Any],
+        within_s: float | None = None,
     ) -> tuple[bytes, bool]:
         """An exact-cache miss with a query text: reuse the answer of a question close enough in
         meaning, in the same scope (tenant, collection, its version, every other parameter)."""
         assert self.semantic is not None
         if self.models is not None:
             await self.models.check_query(tenant, request.collection, self.model)
-        vector = await self.embed_query(tenant, text)
+        vector = await self.embed_query(tenant, text, within_s)
         version = await self.cache.current_version(tenant, request.collection)
         self.semantic.drop_older(tenant, request.collection, version)
         scope = (tenant, request.collection, version, request_hash({**key, "q": None}))
@@ -213,7 +257,7 @@ class SearchService:
                 self._checks.add(task)
                 task.add_done_callback(self._checks.discard)
             return body, True
-        body = await self._search_uncached(tenant, request, text)
+        body = await self._search_uncached(tenant, request, text, within_s)
         self.semantic.add(scope, vector, key)
         await self.cache.publish(self.semantic.channel, self.semantic.share(scope, vector, key))
         return body, False
@@ -229,7 +273,16 @@ class SearchService:
         first = lambda results: results[0]["document_id"] if results else None  # noqa: E731
         self.semantic.record_check(first(real) == first(given))
 
-    async def _search_uncached(self, tenant: str, request: SearchRequest, text: str | None) -> bytes:
+    async def _search_uncached(
+        self,
+        tenant: str,
+        request: SearchRequest,
+        text: str | None,
+        within_s: float | None = None,
+        *,
+        degraded: str | None = None,
+    ) -> bytes:
+        """The answer from the store; ``degraded``: why it is less than was asked (in the body)."""
         top_k = request.top_k
         filters = parse_filters(request.filters)
         vector: Any = request.vector
@@ -241,7 +294,7 @@ class SearchService:
             await self.models.check_query(tenant, request.collection, self.model)
         if vector is None and request.mode != "bm25":
             assert text is not None  # the schema requires a query when there is no vector
-            vector = await self.embed_query(tenant, text)
+            vector = await self.embed_query(tenant, text, within_s)
         rerank = bool(request.rerank)  # decided by `_resolve_rerank`
         if rerank:  # rank more than asked, rerank the top, return top_k of those
             request = request.model_copy(update={"top_k": max(request.top_k, request.rerank_depth)})
@@ -260,17 +313,17 @@ class SearchService:
             hits = await self.store.search(tenant, request.collection, query)
         if rerank and self.reranker is not None and text is not None:
             hits = (await self.reranker.rerank(text, hits, request.rerank_depth))[:top_k]
-        return orjson.dumps(
-            {
-                "results": [_result(hit) for hit in hits],
-                "mode": request.mode,
-                "collection": request.collection,
-                # The question these results answer: on a semantic hit, the earlier one's, which is
-                # how a caller (the gateway's chat cache) knows which question it was matched to.
-                "query": text,
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
+        answer = {
+            "results": [_result(hit) for hit in hits],
+            "mode": request.mode,
+            "collection": request.collection,
+            # The question these results answer: on a semantic hit, the earlier one's, which is
+            # how a caller (the gateway's chat cache) knows which question it was matched to.
+            "query": text,
+        }
+        if degraded is not None:
+            answer["degraded"] = degraded
+        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
     async def _rank_documents(
         self, tenant: str, request: SearchRequest, text: str | None, vector: Any, filters: Any

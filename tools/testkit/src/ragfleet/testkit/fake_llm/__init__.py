@@ -14,7 +14,7 @@ else the default one.
 
 A behaviour: ``status`` (with ``retry_after`` and ``error_message``), ``latency_ms`` before the
 response starts, ``ttft_ms`` before a stream's first chunk, ``token_interval_ms`` between chunks,
-``hang`` (never answer), ``malformed_at`` (that chunk is not JSON), ``drop_at`` (the connection
+``hang`` (never answer), ``embedding_dim`` (the length of ``/v1/embeddings`` vectors; default 8), ``malformed_at`` (that chunk is not JSON), ``drop_at`` (the connection
 closes after that many chunks; for a JSON answer, after the headers), ``content`` (the answer).
 """
 
@@ -62,6 +62,14 @@ class Behaviour(BaseModel):
     malformed_at: int | None = Field(None, ge=0)
     drop_at: int | None = Field(None, ge=0)
     content: str | None = None
+    embedding_dim: int | None = Field(None, ge=1, le=8192)
+
+
+def _embedding_bytes(text: str, dim: int | None) -> bytes:
+    """A text's fake vector as bytes, one a dimension: the same text always gets the same one."""
+    if dim is None:
+        return hashlib.sha256(text.encode()).digest()[:8]
+    return hashlib.shake_256(text.encode()).digest(dim)
 
 
 class Script(BaseModel):
@@ -207,7 +215,7 @@ def create_app(settings: FakeUpstreamSettings | None = None) -> FastAPI:
             {
                 "object": "embedding",
                 "index": i,
-                "embedding": [b / 255 for b in hashlib.sha256(t.encode()).digest()[:8]],
+                "embedding": [b / 255 for b in _embedding_bytes(t, behaviour.embedding_dim)],
             }
             for i, t in enumerate(texts)
         ]

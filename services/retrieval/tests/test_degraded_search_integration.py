@@ -1,0 +1,129 @@
+"""A hybrid search whose query cannot be embedded in time is answered BM25-only — marked, counted
+and cached nowhere — while a vector search with nothing to fall back on is refused with 503 and
+``Retry-After``. Real processes: retrieval embeds through an OpenAI-compatible server (the testkit's
+fake upstream) told to take seconds per request, the stand-in for an embedder starved by misses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
+
+pytestmark = pytest.mark.integration
+
+TENANT = {"X-Ragfleet-Tenant": "acme"}
+DOCS = {
+    "cats": "Cats are small domesticated mammals that purr.",
+    "dogs": "Dogs are loyal companions bred from wolves; they bark at strangers.",
+}
+BARKS = {"query": "Which animal barks?", "collection": "pets", "mode": "hybrid", "top_k": 2}
+
+
+def start_stack(
+    run_service: ServiceStarter, redis_url: str, data_dir: Path
+) -> tuple[RunningService, RunningService]:
+    fake = run_service("fake-upstream", "ragfleet.testkit.fake_llm", "RAGFLEET_FAKE_UPSTREAM_")
+    embedder_latency(fake, 0)  # and vectors of the store's dimension, before retrieval checks it
+    retrieval = run_service(
+        "retrieval",
+        "ragfleet.retrieval",
+        "RAGFLEET_RETRIEVAL_",
+        {
+            "REDIS_URL": redis_url,
+            "DATA_DIR": str(data_dir),
+            "ACCESS_LOG": "false",
+            "EMBEDDING_PROVIDER": "openai",
+            "EMBEDDING_URL": f"{fake.url}/v1",
+            "EMBEDDING_MODEL": "fake",
+            "EMBEDDING_DIM": "384",
+            "EMBEDDING_MAX_RETRIES": "0",
+            "EMBED_DEGRADE_AFTER_MS": "200",
+        },
+        ready_path="/readyz",
+    )
+    chunks = [{"id": f"{doc}:0", "document_id": doc, "text": text} for doc, text in DOCS.items()]
+    written = httpx.post(
+        f"{retrieval.url}/internal/v1/collections/pets/upsert",
+        json={"chunks": chunks},
+        headers=TENANT,
+        timeout=30,
+    )
+    assert written.status_code == 200, written.text
+    return fake, retrieval
+
+
+def embedder_latency(fake: RunningService, ms: float) -> None:
+    """Every embedding request to the fake server takes ``ms`` from now on (384-d vectors)."""
+    behaviour = {"latency_ms": ms, "embedding_dim": 384}
+    assert httpx.post(f"{fake.url}/_control/default", json=behaviour).status_code == 200
+
+
+def counter(service: RunningService, name: str, labels: dict[str, str]) -> float:
+    for family in text_string_to_metric_families(httpx.get(f"{service.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def undegraded(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    """The first answer that is not degraded: once the embedder has drained what it was given."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = client.post("/v1/search", json=body, headers=TENANT)
+        assert response.status_code == 200, response.text
+        if "x-search-degraded" not in response.headers or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
+def test_a_hybrid_search_degrades_to_bm25_uncached_and_a_vector_search_is_refused(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    fake, retrieval = start_stack(run_service, redis_url, tmp_path / "data")
+    embedder_latency(fake, 3000)  # far past the 200 ms the hybrid search gives its embedding
+    with httpx.Client(base_url=retrieval.url, timeout=60) as client:
+        # A vector search waits (no deadline of its own below the 0.5 s queue bound, and nothing
+        # is queued ahead of it); the micro-batcher learns from it that a text takes seconds.
+        slow = client.post("/v1/search", json={**BARKS, "mode": "vector", "query": "slow"}, headers=TENANT)
+        assert slow.status_code == 200 and "x-search-degraded" not in slow.headers
+        for _ in range(2):  # and again: the degraded answer was not kept by any tier
+            degraded = client.post("/v1/search", json=BARKS, headers=TENANT)
+            assert degraded.status_code == 200, degraded.text
+            assert degraded.headers["x-search-degraded"] == "embedder_busy"
+            assert degraded.headers["x-cache"] == "miss"
+            answer = degraded.json()
+            assert answer["degraded"] == "embedder_busy" and answer["mode"] == "bm25"
+            assert answer["results"][0]["document_id"] == "dogs"  # BM25 found it: "bark"
+        assert (
+            counter(retrieval, "ragfleet_retrieval_search_degraded_total", {"reason": "embedder_busy"}) == 2
+        )
+        assert counter(retrieval, "ragfleet_embed_refused_total", {"reason": "deadline"}) >= 1
+
+    async def vector_searches() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=retrieval.url, timeout=60) as client:
+            bodies = [{**BARKS, "mode": "vector", "query": f"animal number {i}"} for i in range(3)]
+            return await asyncio.gather(*(client.post("/v1/search", json=b, headers=TENANT) for b in bodies))
+
+    # A vector search cannot degrade: behind a batch of seconds, the texts that would queue are
+    # refused at once (the first opens the next batch and waits for it).
+    refused = [r for r in asyncio.run(vector_searches()) if r.status_code != 200]
+    assert refused, "no vector search was refused"
+    for response in refused:
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "embedder_busy"
+        assert int(response.headers["retry-after"]) >= 1
+
+    embedder_latency(fake, 0)
+    with httpx.Client(base_url=retrieval.url, timeout=60) as client:
+        recovered = undegraded(client, BARKS)
+        assert "x-search-degraded" not in recovered.headers
+        assert recovered.json()["mode"] == "hybrid" and "degraded" not in recovered.json()
+        assert client.post("/v1/search", json=BARKS, headers=TENANT).headers["x-cache"] == "hit-l1"
