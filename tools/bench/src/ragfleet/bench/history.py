@@ -306,8 +306,10 @@ def _other_vector_extensions(current: Record, baselines: Sequence[Record]) -> st
     """How the vector extensions of ``current``'s machine and its baselines' differ ("" when they do
     not, or when a record does not say)."""
     mine = current.machine.get("cpu_flags")
+    if mine is None:
+        return ""
     theirs = {tuple(r.machine["cpu_flags"]) for r in baselines if r.machine.get("cpu_flags") is not None}
-    others = [flags for flags in theirs if mine is not None and flags != tuple(mine)]
+    others = [flags for flags in theirs if flags != tuple(mine)]
     if not others:
         return ""
     return f"{', '.join(mine) or 'none'} here, {' / '.join(', '.join(f) or 'none' for f in others)} before"
