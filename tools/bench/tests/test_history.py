@@ -209,3 +209,23 @@ def test_the_noise_band_is_the_history_spread_with_the_tolerance_as_floor() -> N
     assert {r.name: r.status for r in compare(thirty_percent_down, quiet, Tolerances(0.15))}[
         QPS
     ] == "regression"
+
+
+def test_machines_with_other_vector_extensions_are_shown_not_judged() -> None:
+    def on(flags: list[str], when: str, qps: float, echo: float) -> Record:
+        record = run(when, qps=qps, echo=echo, machine="+".join(flags))
+        record.machine["cpu_flags"] = flags
+        return record
+
+    avx2 = on(["avx2", "fma"], "10:00", qps=1000, echo=2000)
+    # Same code: the SIMD reference sped up 2x, the figure 1.3x (normalised: -35 %).
+    avx512 = on(["avx2", "avx512f", "fma"], "11:00", qps=1300, echo=4000)
+
+    rows = {r.name: r for r in compare(avx512, [avx2], Tolerances(0.15))}
+    assert (rows[QPS].basis, rows[QPS].status) == ("normalised", "not comparable")
+    assert "avx512f" in rows[QPS].reason
+    assert rows[QPS].normalised_change is not None and rows[QPS].normalised_change < -0.3  # still shown
+    assert rows[RECALL].status == "ok"  # portable figures are judged as ever
+    # A machine that names no flags (older records) keeps the normalised comparison.
+    unnamed = run("12:00", qps=1300, echo=4000, machine="unnamed")
+    assert verdicts(unnamed, avx2)[QPS] == ("normalised", "regression")

@@ -291,14 +291,25 @@ async def test_document_candidates_are_the_searches_and_their_documents_centroid
         SearchQuery(vector=chunks[4].vector, mode="vector", top_k=7, filters={"lang": {"in": ["en", "fr"]}}),
         SearchQuery(text="zebras", mode="bm25", top_k=5),
     ]
-    lists, centroids = await store.document_candidates(TENANT, "docs", queries, centroids=True)
-    assert lists == [await store.search(TENANT, "docs", query) for query in queries]
-    documents = sorted({hit.document_id for hits in lists for hit in hits})
-    expected = await store.document_vectors(TENANT, "docs", documents)
-    assert set(centroids) == set(expected)
-    for document, vector in expected.items():
-        np.testing.assert_allclose(centroids[document], vector, atol=1e-6)
-    assert (await store.document_candidates(TENANT, "docs", queries[:1], centroids=False))[1] == {}
+    candidates = await store.document_candidates(TENANT, "docs", queries, centroids=True)
+    assert [candidates.hits(i) for i in range(len(queries))] == [
+        await store.search(TENANT, "docs", query) for query in queries
+    ]
+    # One candidate per distinct chunk, and the documents are those of the chunks.
+    assert len(set(candidates.chunk_ids)) == len(candidates.chunk_ids)
+    assert len(set(candidates.documents)) == len(candidates.documents)
+    assert [candidates.documents[i] for i in candidates.chunk_documents] == list(candidates.document_ids)
+    expected = await store.document_vectors(TENANT, "docs", candidates.documents)
+    assert candidates.centroids is not None and len(candidates.centroids) == len(candidates.documents)
+    for document, vector in zip(candidates.documents, candidates.centroids, strict=True):
+        np.testing.assert_allclose(vector, expected[document], atol=1e-6)
+    assert (await store.document_candidates(TENANT, "docs", queries[:1], centroids=False)).centroids is None
+    # The interface's own answer (from the searches, as for a backend without an override) agrees.
+    generic = await VectorStore.document_candidates(store, TENANT, "docs", queries, centroids=True)
+    assert [generic.hits(i) for i in range(len(queries))] == [candidates.hits(i) for i in range(len(queries))]
+    assert generic.centroids is not None
+    for document, vector in zip(generic.documents, generic.centroids, strict=True):
+        np.testing.assert_allclose(vector, expected[document], atol=1e-6)
     with pytest.raises(CollectionNotFound):
         await store.document_candidates(TENANT, "nope", queries, centroids=True)
 

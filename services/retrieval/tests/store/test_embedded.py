@@ -289,8 +289,10 @@ async def test_a_search_answered_on_the_event_loop_never_blocks_it_behind_a_writ
         release.set()
         writer.join()
     assert await searches[0] == expected
-    lists, centroids = await searches[1]
-    assert lists == [expected] and set(centroids) == {hit.document_id for hit in expected}
+    candidates = await searches[1]
+    assert candidates.hits(0) == expected and set(candidates.documents) == {
+        hit.document_id for hit in expected
+    }
     await store.close()
 
 
@@ -380,4 +382,18 @@ async def test_document_vectors_are_the_normalised_mean_of_the_chunks_and_follow
     np.testing.assert_allclose(got["d1"], expected(moved.vector), atol=1e-6)
     await store.delete_documents("t", "c", ["d1"])
     assert await store.document_vectors("t", "c", ["d1"]) == {}
+    # A new document takes the deleted one's number (its centroid's row): its own centroid, not d1's.
+    fresh = Chunk(id="n0", document_id="new", text="n", vector=data[5].vector)
+    await store.upsert("t", "c", [fresh])
+    got = await store.document_vectors("t", "c", ["new", "d2"])
+    np.testing.assert_allclose(got["new"], expected(fresh.vector), atol=1e-6)
+    np.testing.assert_allclose(got["d2"], expected(data[4].vector, data[5].vector), atol=1e-6)
+    candidates = await store.document_candidates(
+        "t", "c", [SearchQuery(vector=data[5].vector, mode="vector", top_k=10)], centroids=True
+    )
+    assert candidates.centroids is not None
+    for document, vector in zip(candidates.documents, candidates.centroids, strict=True):
+        np.testing.assert_allclose(
+            vector, (await store.document_vectors("t", "c", [document]))[document], atol=1e-6
+        )
     await store.close()

@@ -25,72 +25,93 @@ their best chunks:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
-from ragfleet.retrieval.store import Hit
+import numpy as np
+
+from ragfleet.retrieval.store import DocumentCandidates, Hit
 
 RRF_K = 60
 
 
-def _list_scores(hits: Sequence[Hit], fusion: str) -> dict[str, float]:
-    """Chunk id -> its score in one list, scaled to [0, 1] (relative_score) or 1/(k + rank) (rrf)."""
-    if not hits:
-        return {}
+def _list_scores(scores: np.ndarray, fusion: str) -> np.ndarray:
+    """One list's scores (best first) scaled to [0, 1] (relative_score) or 1/(k + rank) (rrf)."""
     if fusion == "rrf":
         # Scaled so that rank 1 scores 1, like the top of a relative_score list: the title's
         # cosine is added on that scale.
-        return {hit.id: (RRF_K + 1) / (RRF_K + rank) for rank, hit in enumerate(hits, start=1)}
-    low = min(hit.score for hit in hits)
-    span = max(hit.score for hit in hits) - low
-    return {hit.id: (hit.score - low) / span if span > 0 else 1.0 for hit in hits}
+        return (RRF_K + 1) / (RRF_K + np.arange(1, len(scores) + 1, dtype=np.float64))
+    low = scores.min()
+    span = scores.max() - low
+    return (scores - low) / span if span > 0 else np.ones(len(scores))
+
+
+def _best_first(indexes: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> list[int]:
+    """`indexes` by score, highest first, equal scores by name: the order of sorting
+    (-score, name) pairs, which numpy alone cannot give (it does not compare the names), so only
+    exact ties, which are rare, go through Python's sort."""
+    order = indexes[np.argsort(-scores[indexes], kind="stable")]
+    ordered = scores[order]
+    if (ordered[1:] == ordered[:-1]).any():
+        return sorted(indexes.tolist(), key=lambda i: (-scores[i], names[i]))
+    return order.tolist()
 
 
 def rank_documents(
-    vector_hits: Sequence[Hit],
-    bm25_hits: Sequence[Hit],
+    candidates: DocumentCandidates,
     *,
-    alpha: float,
+    weights: Sequence[float],
     fusion: str,
     title_similarity: Mapping[str, float],
     title_weight: float,
     top_k: int,
     per_document: int,
-    centroid_similarity: Mapping[str, float] | None = None,
+    centroid_similarity: np.ndarray | None = None,
     centroid_weight: float = 0.0,
 ) -> list[Hit]:
-    """The fused result list (see the module docstring); `title_similarity` maps a title to its
-    cosine, `centroid_similarity` a document id to its centroid's."""
-    chunks: dict[str, Hit] = {}
-    chunk_score: dict[str, float] = {}
-    doc_score: dict[str, float] = {}
-    for weight, hits in ((alpha, vector_hits), (1.0 - alpha, bm25_hits)):
-        if weight == 0.0 or not hits:
+    """The fused result list (see the module docstring). `weights` goes with the candidate lists
+    (alpha for the vector list, 1 - alpha for BM25's); `title_similarity` maps a title to its
+    cosine, `centroid_similarity` a document (by its index in `candidates.documents`) to its
+    centroid's. Arrays over the candidates: a `Hit` only for the chunks returned."""
+    chunk_documents = candidates.chunk_documents
+    chunk_score = np.zeros(len(chunk_documents))
+    doc_score = np.zeros(len(candidates.documents))
+    counted = np.zeros(len(chunk_documents), dtype=bool)  # in a list of weight > 0
+    used: list[np.ndarray] = []
+    documents_of: list[int] = chunk_documents.tolist()
+    for weight, (chunks, scores) in zip(weights, candidates.lists, strict=True):
+        if weight == 0.0 or not len(chunks):
             continue
-        scores = _list_scores(hits, fusion)
-        best_in_list: dict[str, float] = {}
-        for hit in hits:
-            chunks.setdefault(hit.id, hit)
-            chunk_score[hit.id] = chunk_score.get(hit.id, 0.0) + weight * scores[hit.id]
-            best_in_list[hit.document_id] = max(best_in_list.get(hit.document_id, 0.0), scores[hit.id])
-        for document, best in best_in_list.items():
-            doc_score[document] = doc_score.get(document, 0.0) + weight * best
-    if title_weight:
-        boosted: set[str] = set()  # once per document: its title is on every one of its chunks
-        for hit in chunks.values():
-            title = hit.metadata.get("title")
-            if hit.document_id not in boosted and isinstance(title, str) and title in title_similarity:
-                doc_score[hit.document_id] += title_weight * title_similarity[title]
-                boosted.add(hit.document_id)
-    if centroid_weight and centroid_similarity:
-        for document in doc_score:
-            doc_score[document] += centroid_weight * centroid_similarity.get(document, 0.0)
-    by_document: dict[str, list[str]] = {}
-    for chunk_id in sorted(chunk_score, key=lambda c: (-chunk_score[c], c)):
-        by_document.setdefault(chunks[chunk_id].document_id, []).append(chunk_id)
+        scaled = _list_scores(scores, fusion)
+        chunk_score[chunks] += weight * scaled  # a chunk is at most once in a list
+        best_in_list = np.zeros(len(doc_score))
+        np.maximum.at(best_in_list, chunk_documents[chunks], scaled)
+        doc_score += weight * best_in_list  # + 0.0 for the documents not in this list: unchanged
+        counted[chunks] = True
+        used.append(chunks)
+    if title_weight and title_similarity:
+        # Once per document, the first of its chunks (in list order) whose title has a cosine:
+        # a title is on every one of a document's chunks.
+        boosted: set[int] = set()
+        for chunks in used:
+            for chunk in chunks.tolist():
+                document = documents_of[chunk]
+                if document in boosted:
+                    continue
+                title = candidates.metadata[chunk].get("title")
+                if isinstance(title, str) and title in title_similarity:
+                    doc_score[document] += title_weight * title_similarity[title]
+                    boosted.add(document)
+    if centroid_weight and centroid_similarity is not None:
+        doc_score += centroid_weight * centroid_similarity
+    chunk_order = _best_first(np.flatnonzero(counted), chunk_score, candidates.chunk_ids)
+    by_document: dict[int, list[int]] = {}
+    for chunk in chunk_order:
+        by_document.setdefault(documents_of[chunk], []).append(chunk)
+    present = np.fromiter(by_document, dtype=np.intp, count=len(by_document))
     results: list[Hit] = []
-    for document in sorted(doc_score, key=lambda d: (-doc_score[d], d)):
-        for chunk_id in by_document[document][:per_document]:
-            results.append(replace(chunks[chunk_id], score=doc_score[document]))
+    for document in _best_first(present, doc_score, candidates.documents):
+        score = float(doc_score[document])
+        for chunk in by_document[document][:per_document]:
+            results.append(candidates.hit(chunk, score))
             if len(results) == top_k:
                 return results
     return results

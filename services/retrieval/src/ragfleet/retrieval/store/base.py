@@ -256,6 +256,86 @@ class Hit:
     position: int = 0
 
 
+@dataclass(slots=True)
+class DocumentCandidates:
+    """Document ranking's inputs (`search.ranking`): the candidate lists of one search as arrays
+    over the distinct chunks they hold, and the centroids of those chunks' documents.
+
+    Chunk ``i`` is ``chunk_ids[i]`` (with its document, text, metadata and position at ``i`` in
+    the other sequences) and belongs to document ``chunk_documents[i]``, an index into
+    ``documents``. ``lists[q]`` is query ``q``'s result as (chunk indexes, scores), best first.
+    Only the chunks returned become `Hit`s (`hit`): document ranking reads ~50-100 candidates to
+    answer ~10, and a `Hit` per candidate was a sixth of a default request's CPU. Read-only: a
+    backend may share its own metadata mappings with it.
+    """
+
+    lists: list[tuple[np.ndarray, np.ndarray]]
+    chunk_ids: Sequence[str]
+    document_ids: Sequence[str]
+    texts: Sequence[str]
+    metadata: Sequence[Mapping[str, Any]]
+    positions: Sequence[int]
+    chunk_documents: np.ndarray  # intp, by chunk index
+    documents: Sequence[str]  # the distinct document ids
+    # (documents, dim) unit rows by document index, a zero row where a document has none; None
+    # when not asked for or the backend has none.
+    centroids: np.ndarray | None = None
+
+    def hit(self, chunk: int, score: float) -> Hit:
+        return Hit(
+            id=self.chunk_ids[chunk],
+            document_id=self.document_ids[chunk],
+            text=self.texts[chunk],
+            score=score,
+            metadata=self.metadata[chunk],  # type: ignore[arg-type]  # read-only, shared
+            position=self.positions[chunk],
+        )
+
+    def hits(self, which: int) -> list[Hit]:
+        """List `which` as `Hit`s, as the query's own search returns them."""
+        chunks, scores = self.lists[which]
+        return [self.hit(c, s) for c, s in zip(chunks.tolist(), scores.tolist(), strict=True)]
+
+    @classmethod
+    def from_hits(
+        cls, lists: Sequence[Sequence[Hit]], centroids: Mapping[str, np.ndarray] | None = None
+    ) -> DocumentCandidates:
+        """From each query's hits (and the documents' centroids by id, if any): for a backend
+        whose searches give `Hit`s."""
+        index: dict[str, int] = {}
+        first: list[Hit] = []
+        arrays = []
+        for hits in lists:
+            chunks = []
+            for hit in hits:
+                if hit.id not in index:  # a chunk found by both queries is one candidate
+                    index[hit.id] = len(first)
+                    first.append(hit)
+                chunks.append(index[hit.id])
+            arrays.append(
+                (np.array(chunks, dtype=np.intp), np.array([hit.score for hit in hits], dtype=np.float64))
+            )
+        documents: dict[str, int] = {}
+        chunk_documents = [documents.setdefault(hit.document_id, len(documents)) for hit in first]
+        candidates = cls(
+            lists=arrays,
+            chunk_ids=[hit.id for hit in first],
+            document_ids=[hit.document_id for hit in first],
+            texts=[hit.text for hit in first],
+            metadata=[hit.metadata for hit in first],
+            positions=[hit.position for hit in first],
+            chunk_documents=np.array(chunk_documents, dtype=np.intp),
+            documents=list(documents),
+        )
+        if centroids:
+            dim = len(next(iter(centroids.values())))
+            zero = np.zeros(dim, dtype=np.float32)
+            candidates.centroids = np.array(
+                [centroids.get(d, zero) for d in candidates.documents], dtype=np.float32
+            )
+        return candidates
+
+
 @dataclass(slots=True, frozen=True)
 class DocumentInfo:
     document_id: str
@@ -364,17 +444,17 @@ class VectorStore(abc.ABC):
 
     async def document_candidates(
         self, tenant: str, collection: str, queries: Sequence[SearchQuery], *, centroids: bool
-    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
-        """Document ranking's inputs in one call: each query's hits and, with `centroids`, the
-        `document_vectors` of every document among them. The hits are read-only (a backend may
-        share its own data with them). A backend that can answer it in one step overrides this:
-        the embedded store's two steps were two trips to its thread pool per search."""
+    ) -> DocumentCandidates:
+        """Document ranking's inputs in one call: each query's candidates and, with `centroids`,
+        the `document_vectors` of every document among them. A backend that can answer it in one
+        step overrides this: the embedded store's two steps were two trips to its thread pool
+        per search, and it gives the candidates straight from the index's arrays."""
         lists = [await self.search(tenant, collection, query) for query in queries]
         found: dict[str, np.ndarray] = {}
         if centroids:
             documents = sorted({hit.document_id for hits in lists for hit in hits})
             found = await self.document_vectors(tenant, collection, documents)
-        return lists, found
+        return DocumentCandidates.from_hits(lists, found)
 
     @abc.abstractmethod
     async def get_document(self, tenant: str, collection: str, document_id: str) -> DocumentInfo | None:

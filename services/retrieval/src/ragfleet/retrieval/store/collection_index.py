@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import operator
 import os
 import shutil
 import threading
@@ -22,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import hnswlib
 import numpy as np
@@ -33,6 +34,7 @@ from ragfleet.retrieval.store.base import (
     CONTENT_HASH_KEY,
     Chunk,
     CollectionInfo,
+    DocumentCandidates,
     DocumentInfo,
     Hit,
     MetadataFilter,
@@ -86,9 +88,16 @@ class CollectionIndex:
         self._alive = np.zeros(self._capacity, dtype=bool)
         self._label_of: dict[str, int] = {}
         self._doc_labels: dict[str, set[int]] = {}
-        # Document id -> the normalised mean of its chunks' vectors: computed when a search first
-        # asks for it (`document_vectors`), dropped when a write touches one of its chunks.
-        self._centroids: dict[str, np.ndarray] = {}
+        # Each document has a number while it has chunks (reused after): the row of its centroid
+        # (the normalised mean of its chunks' vectors) in one matrix, computed when a search first
+        # asks for it and marked stale when a write touches one of its chunks. Document ranking
+        # reads its candidates' documents and centroids by number, in a few numpy calls.
+        self._doc_number: dict[str, int] = {}
+        self._doc_names: list[str] = []
+        self._free_docs: list[int] = []
+        self._label_doc = np.full(self._capacity, -1, dtype=np.intp)
+        self._centroid_rows = np.zeros((64, dim), dtype=np.float32)
+        self._centroid_fresh = np.zeros(64, dtype=bool)
         self._free: list[int] = []
         self._bm25 = BM25Index()
         self._hnsw = self._new_hnsw(self._capacity)
@@ -283,8 +292,20 @@ class CollectionIndex:
         vectors[: self._capacity] = self._vectors
         alive = np.zeros(capacity, dtype=bool)
         alive[: self._capacity] = self._alive
-        self._vectors, self._alive, self._capacity = vectors, alive, capacity
+        label_doc = np.full(capacity, -1, dtype=np.intp)
+        label_doc[: self._capacity] = self._label_doc
+        self._vectors, self._alive, self._label_doc, self._capacity = vectors, alive, label_doc, capacity
         self._hnsw.resize_index(capacity)
+
+    def _ensure_document_rows(self, needed: int) -> None:
+        if needed <= len(self._centroid_fresh):
+            return
+        capacity = max(needed, 2 * len(self._centroid_fresh))
+        rows = np.zeros((capacity, self.dim), dtype=np.float32)
+        rows[: len(self._centroid_rows)] = self._centroid_rows
+        fresh = np.zeros(capacity, dtype=bool)
+        fresh[: len(self._centroid_fresh)] = self._centroid_fresh
+        self._centroid_rows, self._centroid_fresh = rows, fresh
 
     def _extend_lists(self, size: int) -> None:
         missing = size - len(self._chunk_ids)
@@ -307,19 +328,32 @@ class CollectionIndex:
         self._alive[label] = True
         self._label_of[chunk_id] = label
         self._doc_labels.setdefault(doc_id, set()).add(label)
-        self._centroids.pop(doc_id, None)
+        number = self._doc_number.get(doc_id)
+        if number is None:
+            number = self._free_docs.pop() if self._free_docs else len(self._doc_names)
+            if number == len(self._doc_names):
+                self._doc_names.append(doc_id)
+                self._ensure_document_rows(number + 1)
+            self._doc_names[number] = doc_id
+            self._doc_number[doc_id] = number
+        self._label_doc[label] = number
+        self._centroid_fresh[number] = False
 
     def _clear_record(self, label: int) -> None:
         chunk_id, doc_id = self._chunk_ids[label], self._doc_ids[label]
         if chunk_id is not None:
             self._label_of.pop(chunk_id, None)
         if doc_id is not None:
-            self._centroids.pop(doc_id, None)
+            number = self._doc_number[doc_id]
+            self._centroid_fresh[number] = False
             labels = self._doc_labels.get(doc_id)
             if labels is not None:
                 labels.discard(label)
                 if not labels:
                     del self._doc_labels[doc_id]
+                    del self._doc_number[doc_id]
+                    self._free_docs.append(number)
+        self._label_doc[label] = -1
         metadata = self._metadata[label]
         if metadata is not None:
             self._metadata_index.remove(label, metadata)
@@ -430,22 +464,23 @@ class CollectionIndex:
 
     def _document_vectors(self, document_ids: Iterable[str]) -> dict[str, np.ndarray]:
         """`document_vectors` for a caller holding the read lock."""
-        out: dict[str, np.ndarray] = {}
-        for document_id in document_ids:
-            centroid = self._centroids.get(document_id)
-            if centroid is None:
-                labels = self._doc_labels.get(document_id)
-                if not labels:
-                    continue
-                rows = self._vectors[np.fromiter(labels, dtype=np.int64, count=len(labels))]
-                rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
-                mean = rows.mean(axis=0)
-                centroid = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-                # Under the read lock, from several threads at once: a dict item assignment
-                # is atomic, and two threads computing the same centroid agree.
-                self._centroids[document_id] = centroid
-            out[document_id] = centroid
-        return out
+        known = [d for d in document_ids if d in self._doc_number]
+        numbers = np.array([self._doc_number[d] for d in known], dtype=np.intp)
+        return dict(zip(known, self._centroids(numbers), strict=True))
+
+    def _centroids(self, numbers: np.ndarray) -> np.ndarray:
+        """The centroids of these documents (by number), one row each, for a caller holding the
+        read lock: the stale ones computed first."""
+        for number in numbers[~self._centroid_fresh[numbers]].tolist():
+            labels = self._doc_labels[self._doc_names[number]]
+            rows = self._vectors[np.fromiter(labels, dtype=np.int64, count=len(labels))]
+            rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
+            mean = rows.mean(axis=0)
+            # Under the read lock, from several threads at once: two threads computing the same
+            # centroid agree, and the row is marked fresh only once it is written.
+            self._centroid_rows[number] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            self._centroid_fresh[number] = True
+        return self._centroid_rows[numbers]
 
     def get_document(self, document_id: str) -> DocumentInfo | None:
         self.refresh()
@@ -467,14 +502,11 @@ class CollectionIndex:
         with self.lock.read():
             return read()
 
-    def document_candidates(
-        self, queries: Sequence[SearchQuery], *, centroids: bool
-    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
-        """Each query's hits and, with `centroids`, the centroid of every document among them,
-        under one refresh and one read lock: what document ranking reads. The hits share the
-        index's metadata mappings instead of copying them (document ranking reads ~50
-        candidates to answer ~10; a mapping is replaced on a write, never changed in place), so
-        a caller must not change them."""
+    def document_candidates(self, queries: Sequence[SearchQuery], *, centroids: bool) -> DocumentCandidates:
+        """Each query's candidates and, with `centroids`, the centroid of every document among
+        them, under one refresh and one read lock: what document ranking reads. The candidates
+        share the index's metadata mappings instead of copying them (a mapping is replaced on a
+        write, never changed in place), so a caller must not change them."""
         read = self._candidates_reader(queries, centroids=centroids)
         self.refresh()
         with self.lock.read():
@@ -486,7 +518,7 @@ class CollectionIndex:
 
     def document_candidates_now(
         self, queries: Sequence[SearchQuery], *, centroids: bool
-    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]] | None:
+    ) -> DocumentCandidates | None:
         """`document_candidates`, or None at once where it would wait (see `_read_now`)."""
         return self._read_now(self._candidates_reader(queries, centroids=centroids))
 
@@ -507,18 +539,54 @@ class CollectionIndex:
 
     def _candidates_reader(
         self, queries: Sequence[SearchQuery], *, centroids: bool
-    ) -> Callable[[], tuple[list[list[Hit]], dict[str, np.ndarray]]]:
+    ) -> Callable[[], DocumentCandidates]:
         vectors = [
             as_vector(q.vector, self.dim, "query vector") if q.vector is not None else None for q in queries
         ]
 
-        def read() -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
-            lists = [
-                [self._hit(label, score, copy=False) for label, score in self._ranked(query, vector)]
-                for query, vector in zip(queries, vectors, strict=True)
+        def read() -> DocumentCandidates:
+            ranked = [
+                self._ranked_arrays(query, vector) for query, vector in zip(queries, vectors, strict=True)
             ]
-            documents = sorted({hit.document_id for hits in lists for hit in hits})
-            return lists, self._document_vectors(documents) if centroids else {}
+            if len(ranked) == 1:  # the common case (a vector or a BM25 search): no duplicates
+                labels = ranked[0][0]
+                lists = [(np.arange(len(labels)), ranked[0][1])]
+            else:  # one candidate per distinct chunk, numbered in order of first appearance
+                found = np.concatenate([labels for labels, _ in ranked])
+                labels, first, inverse = np.unique(found, return_index=True, return_inverse=True)
+                order = np.argsort(first)
+                number = np.empty(len(order), dtype=np.intp)
+                number[order] = np.arange(len(order))
+                labels, chunks = labels[order], number[inverse]
+                ends = np.cumsum([len(scores) for _, scores in ranked])
+                lists = [
+                    (chunks[end - len(scores) : end], scores)
+                    for (_, scores), end in zip(ranked, ends.tolist(), strict=True)
+                ]
+            # The records of the candidates, copied out under the lock (a label is reused after a
+            # delete): one C-level gather per field, no Hit or dict per candidate.
+            at = labels.tolist()
+            # The candidates' documents numbered in a dict: np.unique (a sort and a cumsum) cost
+            # three times as much for ~50 small ints.
+            numbers: dict[int, int] = {}
+            chunk_documents = np.array(
+                [numbers.setdefault(n, len(numbers)) for n in self._label_doc[labels].tolist()], dtype=np.intp
+            )
+            documents = np.fromiter(numbers, dtype=np.intp, count=len(numbers))
+            candidates = DocumentCandidates(
+                lists=lists,
+                # A live label's fields are never None.
+                chunk_ids=cast(list[str], _gather(self._chunk_ids, at)),
+                document_ids=cast(list[str], _gather(self._doc_ids, at)),
+                texts=cast(list[str], _gather(self._texts, at)),
+                metadata=cast(list[dict[str, Any]], _gather(self._metadata, at)),
+                positions=_gather(self._positions, at),
+                chunk_documents=chunk_documents,
+                documents=_gather(self._doc_names, documents.tolist()),
+            )
+            if centroids and len(documents):
+                candidates.centroids = self._centroids(documents)
+            return candidates
 
         return read
 
@@ -544,14 +612,28 @@ class CollectionIndex:
             fusion=query.fusion,
         )[: query.top_k]
 
-    def _hit(self, label: int, score: float, *, copy: bool = True) -> Hit:
+    def _ranked_arrays(self, query: SearchQuery, vector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """`_ranked` as (labels, scores) arrays; an unfiltered vector search's straight from
+        hnswlib's, without a Python tuple per neighbour."""
+        if query.mode == "vector" and query.metadata_filter is None and self._label_of:
+            assert vector is not None
+            found = self._knn(vector, query.top_k)
+            if found is not None:
+                return found
+        pairs = self._ranked(query, vector)
+        return (
+            np.array([label for label, _ in pairs], dtype=np.intp),
+            np.array([score for _, score in pairs], dtype=np.float64),
+        )
+
+    def _hit(self, label: int, score: float) -> Hit:
         metadata = self._metadata[label]
         return Hit(
             id=self._chunk_ids[label] or "",
             document_id=self._doc_ids[label] or "",
             text=self._texts[label] or "",
             score=score,
-            metadata=({} if metadata is None else dict(metadata) if copy else metadata),
+            metadata={} if metadata is None else dict(metadata),
             position=self._positions[label],
         )
 
@@ -576,16 +658,21 @@ class CollectionIndex:
                 self._filter_masks.popitem(last=False)
         return mask
 
+    def _knn(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The unfiltered HNSW query: (labels, cosine similarities), best first; None when the
+        graph cannot give k live nodes (one thinned by deletes), and an exact scan must."""
+        try:
+            labels, distances = self._hnsw.knn_query(vector, k=min(k, len(self._label_of)), num_threads=1)
+        except RuntimeError:
+            return None
+        return labels[0].astype(np.intp), 1.0 - distances[0].astype(np.float64)
+
     def _vector_search(self, vector: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
         if mask is None:
-            k = min(k, len(self._label_of))
-            try:
-                labels, distances = self._hnsw.knn_query(vector, k=k, num_threads=1)
-                return [
-                    (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
-                ]
-            except RuntimeError:  # a graph thinned by deletes can miss k live nodes; scan instead
-                mask = self._alive[: len(self._chunk_ids)]
+            found = self._knn(vector, k)
+            if found is not None:
+                return list(zip(found[0].tolist(), found[1].tolist(), strict=True))
+            mask = self._alive[: len(self._chunk_ids)]
         allowed = np.flatnonzero(mask)
         k = min(k, len(allowed))
         # Few matches: an exact scan of just them is both cheaper and exact. Many: first an
@@ -619,6 +706,14 @@ class CollectionIndex:
             allowed, scores = allowed[top], scores[top]
         order = np.argsort(-scores, kind="stable")
         return [(int(allowed[i]), float(scores[i])) for i in order]
+
+
+def _gather(values: list[T], at: list[int]) -> list[T]:
+    """`[values[i] for i in at]` in C (itemgetter): document ranking gathers ~50 candidates'
+    fields per search."""
+    if len(at) > 1:
+        return list(operator.itemgetter(*at)(values))
+    return [values[i] for i in at]
 
 
 def _validated_row(chunk: Chunk) -> list[Any]:

@@ -30,6 +30,7 @@ from ragfleet.retrieval.store.base import (
     Chunk,
     CollectionInfo,
     CollectionNotFound,
+    DocumentCandidates,
     DocumentInfo,
     Hit,
     SearchQuery,
@@ -192,7 +193,7 @@ class EmbeddedVectorStore(VectorStore):
 
     async def document_candidates(
         self, tenant: str, collection: str, queries: Sequence[SearchQuery], *, centroids: bool
-    ) -> tuple[list[list[Hit]], dict[str, np.ndarray]]:
+    ) -> DocumentCandidates:
         if _cheap(queries):
             found = self._now(
                 tenant,
