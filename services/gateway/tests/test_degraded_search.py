@@ -50,7 +50,7 @@ async def test_a_degraded_answer_is_relayed_marked_and_never_kept_at_the_edge(
         assert written.status_code == 200, written.text
         gateway = start_gateway("gw", {"RETRIEVAL_URL": retrieval.url})
         key = await make_key("acme", ["docs"], rate_per_s=1000, burst=1000)
-        # Every embedding now takes 3 s, far past the 200 ms a hybrid search gives its query.
+        # Every embedding now takes 3 s, far past the 100 ms a hybrid search gives its query.
         slow = await client.post(
             f"{fake.url}/_control/default", json={"latency_ms": 3000, "embedding_dim": 384}
         )
