@@ -154,3 +154,33 @@ async def test_a_deadline_tightens_the_bound_at_arrival() -> None:
     finally:
         model.gate.set()
         await batcher.close()
+
+
+class OnceSlowModel:
+    """The first batch takes a second (a neighbour's burst), every later one is instant."""
+
+    model_name = "once-slow"
+    dim = 4
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.batches += 1
+        if self.batches == 1:
+            time.sleep(1.0)
+        return np.ones((len(texts), self.dim), dtype=np.float32)
+
+
+async def test_one_slow_batch_does_not_stay_in_the_wait_estimate() -> None:
+    batcher = MicroBatcher(OnceSlowModel(), max_batch=1, max_wait_ms=0)  # type: ignore[arg-type]
+    try:
+        await batcher.embed_one("the slow one")
+        assert batcher.seconds_per_text >= 1.0  # all it knows so far
+        for i in range(2):
+            await batcher.embed_one(f"fast {i}")
+        # The median of [1 s, ~0, ~0]: the outlier is gone after two batches. (A moving average
+        # weighted 0.3 to the newest batch still said ~0.5 s, and refused a queue of two.)
+        assert batcher.seconds_per_text < 0.5
+    finally:
+        await batcher.close()
