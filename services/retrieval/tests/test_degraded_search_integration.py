@@ -127,3 +127,26 @@ def test_a_hybrid_search_degrades_to_bm25_uncached_and_a_vector_search_is_refuse
         assert "x-search-degraded" not in recovered.headers
         assert recovered.json()["mode"] == "hybrid" and "degraded" not in recovered.json()
         assert client.post("/v1/search", json=BARKS, headers=TENANT).headers["x-cache"] == "hit-l1"
+
+
+def test_behind_a_degraded_answer_the_full_one_is_stored_and_the_question_hits_next_time(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    fake, retrieval = start_stack(run_service, redis_url, tmp_path / "data")
+    embedder_latency(fake, 1000)  # past the 200 ms deadline: the ask degrades; the fill waits it out
+    stored = {"outcome": "stored"}
+    with httpx.Client(base_url=retrieval.url, timeout=60) as client:
+        degraded = client.post("/v1/search", json=BARKS, headers=TENANT)
+        assert degraded.headers["x-search-degraded"] == "embedder_busy", degraded.text
+        deadline = time.monotonic() + 60
+        while counter(retrieval, "ragfleet_retrieval_search_fills_behind_total", stored) < 1:
+            assert time.monotonic() < deadline, "the full answer was never stored behind the degraded one"
+            time.sleep(0.2)
+        # Still slow, yet the question now hits: its full answer, not computed again.
+        again = client.post("/v1/search", json=BARKS, headers=TENANT)
+        assert again.headers["x-cache"] in ("hit-l1", "hit-l2"), again.headers
+        assert "x-search-degraded" not in again.headers
+        assert again.json()["mode"] == "hybrid" and "degraded" not in again.json()
+        assert (
+            counter(retrieval, "ragfleet_retrieval_search_degraded_total", {"reason": "embedder_busy"}) == 1
+        )

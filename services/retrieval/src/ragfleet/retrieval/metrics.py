@@ -35,3 +35,10 @@ SEARCH_DEGRADED = Counter(
     "answered BM25-only because its query could not be embedded in time; cached nowhere).",
     ["reason"],
 )
+FILLS_BEHIND = Counter(
+    "ragfleet_retrieval_search_fills_behind_total",
+    "Full answers computed in the background behind degraded ones, by outcome: stored (the next ask "
+    "hits), refused (the embedder's queue was over its bound), failed, skipped (one already running "
+    "for the question, or the limit of fills at a time reached).",
+    ["outcome"],
+)
