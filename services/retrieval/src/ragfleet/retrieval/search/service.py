@@ -223,7 +223,7 @@ class SearchService:
     ) -> None:
         """After a degraded answer, compute the full one in the background and store it, so the
         next ask of the question hits. Without it a degraded question stayed a miss for as long
-        as the embedder was busy: under the 20,000-question tail load 29-39 % of requests missed
+        as the embedder was busy: under the 20,000-question tail load about 30 % of requests missed
         (5 % before degrading), and the cache hit-rate gate fell to 60 %. Best effort and bounded:
         at most ``MAX_FILLS_BEHIND`` at a time per process, one per question, and the fill's text
         is refused like any other when the embedder's queue is over its bound (``max_queue_s``)."""
@@ -232,40 +232,35 @@ class SearchService:
             FILLS_BEHIND.labels("skipped").inc()
             return
         self._filling.add(fill_key)
-        task = asyncio.create_task(self._fill_one(tenant, collection, key, answer))
+
+        async def fill() -> None:
+            # The key at the version read before the answer's inputs: a write meanwhile leaves the
+            # answer under the old version, where nothing reads it.
+            cache_key = await self.results.key(tenant, collection, key)
+            text = key["q"]
+            try:
+                # The query's vector first, outside the embedding cache's single flight: a request
+                # for the same question meanwhile embeds under its own deadline (and degrades again)
+                # instead of waiting for this fill, which has none of its own — nobody waits for it.
+                vector = await self.batcher.embed_one(text)
+                embedding_key = await self.embeddings.key(tenant, None, {"model": self.model, "text": text})
+                raw = np.asarray(vector, dtype=np.float32).tobytes()
+                await self.embeddings.store(embedding_key, (tenant, ""), raw)
+                body = await answer(None)
+            except EmbedderBusy:
+                FILLS_BEHIND.labels("refused").inc()
+                return
+            except Exception:  # a fill must never hurt: the request was answered already
+                log.warning("a fill behind a degraded search failed", exc_info=True)
+                FILLS_BEHIND.labels("failed").inc()
+                return
+            await self.results.store(cache_key, (tenant, collection), body)
+            FILLS_BEHIND.labels("stored").inc()
+
+        task = asyncio.create_task(fill())
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
         task.add_done_callback(lambda _: self._filling.discard(fill_key))
-
-    async def _fill_one(
-        self,
-        tenant: str,
-        collection: str,
-        key: dict[str, Any],
-        answer: Callable[[float | None], Awaitable[bytes]],
-    ) -> None:
-        # The key at the version read before the answer's inputs: a write meanwhile leaves the
-        # answer under the old version, where nothing reads it.
-        cache_key = await self.results.key(tenant, collection, key)
-        text = key["q"]
-        try:
-            # The query's vector first, outside the embedding cache's single flight: a request
-            # for the same question meanwhile embeds under its own deadline (and degrades again)
-            # instead of waiting for this fill, which has none of its own — nobody waits for it.
-            vector = await self.batcher.embed_one(text)
-            embedding_key = await self.embeddings.key(tenant, None, {"model": self.model, "text": text})
-            raw = np.asarray(vector, dtype=np.float32).tobytes()
-            await self.embeddings.store(embedding_key, (tenant, ""), raw)
-            body = await answer(None)
-        except EmbedderBusy:
-            FILLS_BEHIND.labels("refused").inc()
-            return
-        except Exception:  # a fill must never hurt: the request was answered already
-            log.warning("a fill behind a degraded search failed", exc_info=True)
-            FILLS_BEHIND.labels("failed").inc()
-            return
-        await self.results.store(cache_key, (tenant, collection), body)
-        FILLS_BEHIND.labels("stored").inc()
 
     async def _resolve_rerank(self, tenant: str, request: SearchRequest) -> SearchRequest:
         """`request` with `rerank` and `rerank_depth` decided: the request's own, else the
