@@ -169,8 +169,8 @@ class MicroBatcher:
     256 texts, yet on a starved CPU each of them waited seconds (p99 12 s in the tail scenario).
 
     A caller with a deadline of its own (``embed_one(text, within_s=...)``) gets a tighter bound
-    at arrival and a timeout on the wait itself: the estimate is a moving average, and on a CPU
-    shared with the hits' path one batch can take several times the last ones. A text whose
+    at arrival and a timeout on the wait itself: the estimate is the median of the last batches,
+    and on a CPU shared with the hits' path one batch can take several times the last ones. A text whose
     caller gave up is dropped from the queue, so nobody computes a vector nobody waits for.
     """
 

@@ -101,6 +101,11 @@ class SearchService:
         self.results = cache.namespace("search", BYTES_CODEC)
         self.embeddings = cache.namespace("embedding", BYTES_CODEC)
 
+    def _embedding_request(self, text: str) -> dict[str, str]:
+        """What the embedding cache keys a text's vector by (queries, titles, fills alike): the
+        model is part of it, so another model's vector never matches."""
+        return {"model": self.model, "text": text}
+
     async def embed_query(self, tenant: str, text: str, within_s: float | None = None) -> np.ndarray:
         """The query's vector, through the embedding cache (key: model + normalised text).
 
@@ -111,9 +116,7 @@ class SearchService:
             vector = await self.batcher.embed_one(text, within_s=within_s)
             return np.asarray(vector, dtype=np.float32).tobytes()
 
-        raw, _ = await self.embeddings.get_or_compute(
-            tenant, None, {"model": self.model, "text": text}, compute
-        )
+        raw, _ = await self.embeddings.get_or_compute(tenant, None, self._embedding_request(text), compute)
         return np.frombuffer(raw, dtype=np.float32)
 
     async def embed_titles(self, tenant: str, titles: list[str]) -> list[np.ndarray]:
@@ -122,7 +125,7 @@ class SearchService:
         requests to the micro-batcher, which its load shedding refused as a queue (503
         embedder_busy) whenever a search met new titles after one slow batch."""
         scope = (tenant, "")
-        keys = [await self.embeddings.key(tenant, None, {"model": self.model, "text": t}) for t in titles]
+        keys = [await self.embeddings.key(tenant, None, self._embedding_request(t)) for t in titles]
         found = [(await self.embeddings.lookup(key, scope))[0] for key in keys]
         missing = [i for i, raw in enumerate(found) if raw is None]
         if missing:
@@ -243,7 +246,7 @@ class SearchService:
                 # for the same question meanwhile embeds under its own deadline (and degrades again)
                 # instead of waiting for this fill, which has none of its own — nobody waits for it.
                 vector = await self.batcher.embed_one(text)
-                embedding_key = await self.embeddings.key(tenant, None, {"model": self.model, "text": text})
+                embedding_key = await self.embeddings.key(tenant, None, self._embedding_request(text))
                 raw = np.asarray(vector, dtype=np.float32).tobytes()
                 await self.embeddings.store(embedding_key, (tenant, ""), raw)
                 body = await answer(None)
