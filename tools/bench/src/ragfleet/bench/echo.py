@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from ragfleet.common.server import run_app
+from ragfleet.common.server import HTTP_PROTOCOL, run_app
 
 _HEADERS = [(b"content-type", b"application/json")]
 _BODY = b'{"echo":"ok"}'
@@ -67,7 +67,7 @@ def main() -> None:
     # worker beside an idle one understates what the machine serves and flatters the ratio.
     run_app(
         FRAMEWORKS[args.framework], factory=args.framework == "fastapi", host="127.0.0.1",
-        port=args.port, workers=args.workers, loop="uvloop", http="httptools", log_level="warning",
+        port=args.port, workers=args.workers, loop="uvloop", http=HTTP_PROTOCOL, log_level="warning",
         access_log=False,
     )  # fmt: skip
 
