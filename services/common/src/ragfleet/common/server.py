@@ -20,8 +20,9 @@ from ragfleet.common.metrics import prepare_multiprocess_dir, start_metrics_list
 # uvicorn's own default: the largest WebSocket message read into memory.
 DEFAULT_WS_MAX_SIZE_BYTES = 16 * 1024 * 1024
 
-# The HTTP/1.1 protocol every service (and the echo apps they are measured against) is served
-# with: uvicorn's httptools protocol, its writes coalesced per event-loop turn (`OneWriteTransport`).
+# The HTTP/1.1 protocol every service is served with: uvicorn's httptools protocol, its writes
+# coalesced per event-loop turn (`OneWriteTransport`). The echo apps the services are measured
+# against keep uvicorn's own (ragfleet.bench.echo).
 HTTP_PROTOCOL = "ragfleet.common.server:CoalescingHttpToolsProtocol"
 
 log = logging.getLogger("ragfleet.server")
