@@ -174,7 +174,7 @@ class OneWriteTransport:
 
     def flush(self) -> None:
         if self._held:
-            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+            data = b"".join(self._held)  # one chunk: CPython returns the chunk itself, no copy
             self._held.clear()
             self._transport.write(data)
 

@@ -22,11 +22,11 @@ first source is another document than the served answer's, the hit was false
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ragfleet.common.background import BackgroundTasks
 from ragfleet.common.cache import CacheResult, TwoTierCache, normalise_text
 from ragfleet.common.cache.stats import SEMANTIC_CHECKS, SEMANTIC_REQUESTS
 
@@ -38,7 +38,7 @@ class ChatAnswerCache:
         self.cache = cache
         self.namespace = cache.namespace(CACHE_NAME)
         self.verify_rate = verify_rate
-        self._checks: set[asyncio.Task[None]] = set()
+        self._checks = BackgroundTasks()
         self._hit = SEMANTIC_REQUESTS.labels(CACHE_NAME, "hit")
         self._miss = SEMANTIC_REQUESTS.labels(CACHE_NAME, "miss")
 
@@ -78,6 +78,4 @@ class ChatAnswerCache:
                 return
             SEMANTIC_CHECKS.labels(CACHE_NAME, "agree" if real_first == served_first else "false_hit").inc()
 
-        task = asyncio.create_task(check())
-        self._checks.add(task)
-        task.add_done_callback(self._checks.discard)
+        self._checks.start(check())

@@ -15,7 +15,6 @@ A vector search has nothing to fall back on: it is refused (503 + ``Retry-After`
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ragfleet.common.background import BackgroundTasks
 from ragfleet.common.cache import (
     BYTES_CODEC,
     CacheResult,
@@ -95,7 +95,7 @@ class SearchService:
         self.rerank_by_default = rerank_by_default
         self.collection_settings = collection_settings
         self.degrade_after_s = degrade_after_s  # 0: hybrid never degrades (refused like vector)
-        self._checks: set[asyncio.Task[None]] = set()  # background work: semantic checks, fills
+        self._background = BackgroundTasks()  # semantic checks, fills behind degraded answers
         self._filling: set[str] = set()  # the questions a fill behind a degraded answer computes
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
@@ -260,9 +260,7 @@ class SearchService:
             await self.results.store(cache_key, (tenant, collection), body)
             FILLS_BEHIND.labels("stored").inc()
 
-        task = asyncio.create_task(fill())
-        self._checks.add(task)
-        task.add_done_callback(self._checks.discard)
+        task = self._background.start(fill())
         task.add_done_callback(lambda _: self._filling.discard(fill_key))
 
     async def _resolve_rerank(self, tenant: str, request: SearchRequest) -> SearchRequest:
@@ -316,9 +314,7 @@ class SearchService:
         body = await self.results.peek(tenant, request.collection, found.request) if found else None
         if body is not None:
             if self.semantic.should_verify():
-                task = asyncio.create_task(self._verify(tenant, request, text, body))
-                self._checks.add(task)
-                task.add_done_callback(self._checks.discard)
+                self._background.start(self._verify(tenant, request, text, body))
             return body, True
         body = await self._search_uncached(tenant, request, text, within_s)
         self.semantic.add(scope, vector, key)
