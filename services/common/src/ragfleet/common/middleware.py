@@ -7,7 +7,6 @@ body buffering, and its cost is a few microseconds per request.
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 import time
@@ -20,10 +19,10 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragfleet.common.context import request_id_var
+from ragfleet.common.logging import AccessLog
 from ragfleet.common.metrics import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS
 from ragfleet.common.telemetry import extract_context, tracing_exported
 
-access_log = logging.getLogger("ragfleet.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes and scrapes are not logged.
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -65,7 +64,7 @@ class RequestContextMiddleware:
         self.app = app
         self.service = service
         self.replica = replica.encode()
-        self.access_log_enabled = access_log_enabled
+        self.access_log = AccessLog(service) if access_log_enabled else None
         self.observer = observer
         self.tracer = trace.get_tracer("ragfleet.http")
         self.in_flight = HTTP_IN_FLIGHT.labels(service)
@@ -146,13 +145,17 @@ class RequestContextMiddleware:
                 self._observe(method, route, status_code, duration)
                 if self.observer is not None:
                     self.observer(method, route, status_code, duration)
-            if self.access_log_enabled and route not in _QUIET_ROUTES:
-                access_log.info(
-                    "%s %s %s",
+            if self.access_log is not None and route not in _QUIET_ROUTES and self.access_log.enabled():
+                ids = span.get_span_context()
+                self.access_log.write(
                     method,
                     scope["path"],
                     status_code,
-                    extra={"route": route, "status": status_code, "duration_ms": round(duration * 1000, 3)},
+                    route=route,
+                    duration_s=duration,
+                    request_id=request_id,
+                    trace_id=ids.trace_id,
+                    span_id=ids.span_id,
                 )
             span.end()
             otel_context.detach(span_token)
