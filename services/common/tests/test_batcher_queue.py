@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -184,3 +186,42 @@ async def test_one_slow_batch_does_not_stay_in_the_wait_estimate() -> None:
         assert batcher.seconds_per_text < 0.5
     finally:
         await batcher.close()
+
+
+class PriorityProbe:
+    """Reports the niceness of the thread that embeds, and of a thread it starts (as
+    onnxruntime starts its pool on the first embed)."""
+
+    model_name = "probe"
+    dim = 4
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        child: list[int] = []
+        worker = threading.Thread(target=lambda: child.append(niceness_of_this_thread()))
+        worker.start()
+        worker.join()
+        self.seen.append((niceness_of_this_thread(), child[0]))
+        return np.ones((len(texts), self.dim), dtype=np.float32)
+
+
+def niceness_of_this_thread() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread is Linux's")
+@pytest.mark.parametrize("niceness", [0, 7])
+async def test_the_embedder_threads_run_at_the_niceness_asked_for(niceness: int) -> None:
+    base = niceness_of_this_thread()
+    model = PriorityProbe()
+    batcher = MicroBatcher(model, max_wait_ms=0, niceness=niceness)  # type: ignore[arg-type]
+    try:
+        await batcher.embed_one("a")
+        await batcher.embed_many(["b", "c"])
+    finally:
+        await batcher.close()
+    expected = min(19, base + niceness) if niceness else base
+    assert model.seen == [(expected, expected)] * 2
+    assert niceness_of_this_thread() == base  # the event loop's thread keeps its priority

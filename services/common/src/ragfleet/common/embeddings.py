@@ -155,6 +155,18 @@ _Waiting = tuple[str, "asyncio.Future[np.ndarray]", float]  # text, its future, 
 RECENT_BATCHES = 9  # how many batches' seconds per text the admission estimate is the median of
 
 
+def _lower_priority(niceness: int) -> None:
+    """Add `niceness` to the calling thread's (Linux: niceness is per thread, and the threads it
+    starts inherit it; onnxruntime starts its pool on the first embed, in this thread)."""
+    if niceness <= 0:
+        return
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + niceness))
+    except (AttributeError, OSError):  # not Linux, or not allowed: the default priority
+        pass
+
+
 class MicroBatcher:
     """Gathers concurrent `embed_one` calls into one `embed` call of any provider, in a worker thread.
 
@@ -172,6 +184,12 @@ class MicroBatcher:
     at arrival and a timeout on the wait itself: the estimate is the median of the last batches,
     and on a CPU shared with the hits' path one batch can take several times the last ones. A text whose
     caller gave up is dropped from the queue, so nobody computes a vector nobody waits for.
+
+    ``niceness`` is added to the worker thread's (and so to onnxruntime's threads'): when the
+    cores are short, the event loop's work — hits, vector searches, degraded answers — goes
+    first, and the embedder takes what is left; its texts then wait longer and more of them hit
+    their deadlines (a degraded answer rather than a late one). Under the search-tail load this
+    halved p99 (docs/benchmarks/retrieval.md, session 13).
     """
 
     def __init__(
@@ -182,6 +200,7 @@ class MicroBatcher:
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
         max_queue_s: float = 0.5,
+        niceness: int = 0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -198,7 +217,9 @@ class MicroBatcher:
         self._inflight: list[_Waiting] = []
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="embed", initializer=_lower_priority, initargs=(niceness,)
+        )
         self._closed = False
 
     async def embed_one(self, text: str, *, within_s: float | None = None) -> np.ndarray:

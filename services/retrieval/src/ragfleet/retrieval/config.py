@@ -51,6 +51,13 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProvider
         "(marked degraded, cached nowhere) instead of waiting or being refused; 0: refused like a vector search",
     )
     embed_max_wait_ms: float = Field(2.0, ge=0, le=100, description="how long a lone query waits for company")
+    embed_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness of the embedder's threads (Linux): the event loops serving hits, vector "
+        "and degraded searches come first when the cores are short; 0: the same priority",
+    )
     embed_threads: int | None = Field(
         None, ge=1, le=64, description="onnxruntime threads; default: the cores"
     )

@@ -63,6 +63,7 @@ def create_app(settings: RetrievalSettings | None = None) -> FastAPI:
             max_wait_ms=settings.embed_max_wait_ms,
             max_queue=settings.embed_max_queue,
             max_queue_s=settings.embed_max_queue_ms / 1000,
+            niceness=settings.embed_niceness,
         )
         cache = TwoTierCache(
             redis,
