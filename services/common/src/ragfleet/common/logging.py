@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import itertools
 import logging
 import sys
@@ -89,7 +90,7 @@ class AccessLog:
         self._logger = logging.getLogger(ACCESS_LOGGER)
         self._timestamps = Timestamps()
         self._pending: list[bytes] = []
-        atexit.register(self.flush)
+        atexit.register(self._flush_at_exit)
 
     def enabled(self) -> bool:
         return self._logger.isEnabledFor(logging.INFO)
@@ -128,6 +129,10 @@ class AccessLog:
         try:
             asyncio.get_running_loop().call_soon(self.flush)
         except RuntimeError:  # no event loop: now
+            self.flush()
+
+    def _flush_at_exit(self) -> None:
+        with contextlib.suppress(ValueError, OSError):  # stderr already closed: nothing to do
             self.flush()
 
     def flush(self) -> None:
