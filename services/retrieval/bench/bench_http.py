@@ -13,9 +13,10 @@ costs a few microseconds per request, httpx ~100-200 us, enough to cap the figur
 names the generator used.
 
 The reference is measured in the same run: the same store code on the same data, in this
-process, one thread, right before and right after each row it divides. The service's CPU per request (its process and its uvicorn workers, from
-/proc) is reported beside each rate when the service runs on this machine: it says what a
-request costs whatever else the machine was doing, where req/s and latency depend on it.
+process, one thread, right before and right after each row it divides. The service's CPU per
+request (its process and its uvicorn workers, from /proc) is reported beside each rate when the
+service runs on this machine: it says what a request costs whatever else the machine was doing,
+where req/s and latency depend on it.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class RetrievalSettings(ServiceSettings, TwoTierCacheSettings, EmbeddingProvider
         10,
         ge=0,
         le=19,
-        description="CPU niceness of the embedder's threads (Linux): the event loops serving hits, vector "
+        description="niceness added to the embedder's threads (Linux): the event loops serving hits, vector "
         "and degraded searches come first when the cores are short; 0: the same priority",
     )
     embed_threads: int | None = Field(
