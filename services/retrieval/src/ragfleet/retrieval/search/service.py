@@ -15,6 +15,7 @@ A vector search has nothing to fall back on: it is refused (503 + ``Retry-After`
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -97,6 +98,7 @@ class SearchService:
         self.degrade_after_s = degrade_after_s  # 0: hybrid never degrades (refused like vector)
         self._background = BackgroundTasks()  # semantic checks, fills behind degraded answers
         self._filling: set[str] = set()  # the questions a fill behind a degraded answer computes
+        self._titles_in_flight: dict[str, asyncio.Future[bytes]] = {}  # embedding key -> its vector
         self.model = batcher.embedder.model_name
         self.results = cache.namespace("search", BYTES_CODEC)
         self.embeddings = cache.namespace("embedding", BYTES_CODEC)
@@ -123,18 +125,54 @@ class SearchService:
         """The titles' vectors through the same embedding cache as queries, the missing ones
         embedded as one batch: up to ~50 titles per search were 50 concurrent single-text
         requests to the micro-batcher, which its load shedding refused as a queue (503
-        embedder_busy) whenever a search met new titles after one slow batch."""
+        embedder_busy) whenever a search met new titles after one slow batch.
+
+        A title already being embedded for another search is awaited, not embedded again: on a
+        cold cache every concurrent search meets the same missing titles, and each embedding
+        them for itself queued 64 users x ~50 titles behind one embedder thread (searches took
+        up to 3.4 s in the first seconds of the search-tail load; docs/benchmarks/retrieval.md,
+        session 14)."""
         scope = (tenant, "")
         keys = [await self.embeddings.key(tenant, None, self._embedding_request(t)) for t in titles]
         found = [(await self.embeddings.lookup(key, scope))[0] for key in keys]
         missing = [i for i, raw in enumerate(found) if raw is None]
-        if missing:
-            vectors = await self.batcher.embed_many([titles[i] for i in missing])
-            for i, vector in zip(missing, vectors, strict=True):
-                raw = np.asarray(vector, dtype=np.float32).tobytes()
-                found[i] = raw
-                await self.embeddings.store(keys[i], scope, raw)
+        new = {keys[i]: titles[i] for i in missing if keys[i] not in self._titles_in_flight}
+        if new:
+            loop = asyncio.get_running_loop()
+            flights = {key: loop.create_future() for key in new}
+            self._titles_in_flight.update(flights)
+            # A task of its own, not this request's: a client that goes away does not take the
+            # other searches' titles with it.
+            self._background.start(self._embed_titles_once(scope, new, flights))
+        waits = {i: self._titles_in_flight[keys[i]] for i in missing}
+        for i, flight in waits.items():
+            found[i] = await asyncio.shield(flight)
         return [np.frombuffer(raw, dtype=np.float32) for raw in found if raw is not None]
+
+    async def _embed_titles_once(
+        self, scope: tuple[str, str], titles: dict[str, str], flights: dict[str, asyncio.Future[bytes]]
+    ) -> None:
+        """Embed `titles` (embedding key -> title) as one batch, store them, and resolve the
+        searches waiting for them (`flights`)."""
+        try:
+            vectors = await self.batcher.embed_many(list(titles.values()))
+            for key, vector in zip(titles, vectors, strict=True):
+                raw = np.asarray(vector, dtype=np.float32).tobytes()
+                flights[key].set_result(raw)
+                await self.embeddings.store(key, scope, raw)
+        except Exception as exc:  # every waiting search learns of it; nothing is left to log
+            for flight in flights.values():
+                if not flight.done():
+                    flight.set_exception(exc)
+                    flight.exception()
+        except BaseException:
+            for flight in flights.values():
+                flight.cancel()
+            raise
+        finally:
+            for key, flight in flights.items():
+                if self._titles_in_flight.get(key) is flight:
+                    del self._titles_in_flight[key]
 
     async def search(self, tenant: str, request: SearchRequest) -> tuple[bytes, CacheResult]:
         """The response body (JSON bytes, ``took_ms`` included) and where it came from."""

@@ -1,0 +1,97 @@
+"""Document ranking embeds its candidates' titles once, however many searches meet them at once.
+
+On a cold cache every concurrent search finds the same titles missing; each used to embed them
+for itself, so N searches queued N batches of the same titles behind one embedder thread (up to
+3.4 s per search in the first seconds of the search-tail load). Real processes: retrieval embeds
+through an OpenAI-compatible server (the testkit's fake upstream), slow enough that the searches
+overlap, and its request log says which texts were embedded how many times."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ragfleet.testkit.fake_llm import FakeUpstreamControl
+from ragfleet.testkit.pytest_plugin import ServiceStarter
+
+pytestmark = pytest.mark.integration
+
+TENANT = {"X-Ragfleet-Tenant": "acme"}
+TITLES = [f"Guide number {n} to running the platform" for n in range(12)]
+SEARCHES = 8
+# Vector mode: a hybrid search this slow to embed would degrade to BM25, which needs no titles.
+VECTOR = {"mode": "vector"}
+
+
+def test_concurrent_searches_embed_each_missing_title_once(
+    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    fake = run_service("fake-upstream", "ragfleet.testkit.fake_llm", "RAGFLEET_FAKE_UPSTREAM_")
+    control = FakeUpstreamControl(fake.url)
+    # Every embedding request takes 400 ms from here on, so the searches' title lookups overlap.
+    behaviour = {"latency_ms": 400, "embedding_dim": 384}
+    assert httpx.post(f"{fake.url}/_control/default", json=behaviour).status_code == 200
+    retrieval = run_service(
+        "retrieval",
+        "ragfleet.retrieval",
+        "RAGFLEET_RETRIEVAL_",
+        {
+            "REDIS_URL": redis_url,
+            "DATA_DIR": str(tmp_path / "data"),
+            "ACCESS_LOG": "false",
+            "EMBEDDING_PROVIDER": "openai",
+            "EMBEDDING_URL": f"{fake.url}/v1",
+            "EMBEDDING_MODEL": "fake",
+            "EMBEDDING_DIM": "384",
+            "EMBEDDING_MAX_RETRIES": "0",
+        },
+        ready_path="/readyz",
+    )
+    chunks = [
+        {
+            "id": f"doc{n}:0",
+            "document_id": f"doc{n}",
+            "text": f"How to run part {n} of the platform on a small cluster.",
+            "metadata": {"title": title},
+            "vector": [1.0 if i == n else 0.01 for i in range(384)],
+        }
+        for n, title in enumerate(TITLES)
+    ]
+    written = httpx.post(
+        f"{retrieval.url}/internal/v1/collections/guides/upsert",
+        json={"chunks": chunks},
+        headers=TENANT,
+        timeout=30,
+    )
+    assert written.status_code == 200, written.text
+    control.reset()  # the log from here on; the default behaviour is set again below
+    assert httpx.post(f"{fake.url}/_control/default", json=behaviour).status_code == 200
+
+    async def search_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=retrieval.url, headers=TENANT, timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/search",
+                        json={"query": f"the platform, question {n}", "collection": "guides", **VECTOR},
+                    )
+                    for n in range(SEARCHES)
+                )
+            )
+
+    responses = asyncio.run(search_all())
+    assert [r.status_code for r in responses] == [200] * SEARCHES, [r.text for r in responses]
+    assert all(r.json()["results"] and "degraded" not in r.json() for r in responses)
+
+    embedded: Counter[str] = Counter()
+    for request in control.requests():
+        texts = request["body"]["input"]
+        embedded.update([texts] if isinstance(texts, str) else texts)
+    # Each question once, and each title once: not once per search that met it.
+    assert {title: embedded[title] for title in TITLES} == dict.fromkeys(TITLES, 1)
+    assert sum(embedded.values()) == SEARCHES + len(TITLES)
+    control.close()
