@@ -17,7 +17,9 @@ busy machine never serve as baselines), on the first basis that holds:
 3. the same machine fingerprint: raw values — and, when the metric has a calibration reference,
    the normalised values too; a regression then needs both;
 4. another machine: values normalised by the metric's reference (a rate divided by the reference
-   rate, a time multiplied by it), measured in each run;
+   rate, a time multiplied by it), measured in each run — except across machines with other
+   vector extensions for a metric whose reference is vector code (raw hnswlib, raw ONNX): shown,
+   not judged ("not comparable"), since those references scale otherwise than the code around them;
 5. otherwise: shown, never judged ("not comparable").
 
 How far a figure may move is its **noise band**: ``SPREAD_FACTOR`` robust standard deviations of
@@ -36,6 +38,8 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ragfleet.bench.calibration import HNSW_QPS, ONNX_TEXTS_PER_S
 
 SCHEMA = 3
 # The exit code of a run that found a regression (make bench, ragfleet-ops bench-record; the gateway's
@@ -281,11 +285,16 @@ def judge(current: Record, name: str, baselines: Sequence[Record], tolerances: T
     elif same_machine:
         basis = "same machine"
         status = raw if normalised is None or normalised == raw else "ok"
-    elif normalised is not None and (differ := _other_vector_extensions(current, baselines)):
-        # hnswlib and ONNX (the references) are SIMD code: AVX-512 speeds them up by more than the
-        # Python around them. Across that line the normalised figure is biased, not just noisy:
+    elif (
+        normalised is not None
+        and new.reference in SIMD_REFERENCES
+        and (differ := _other_vector_extensions(current, baselines))
+    ):
+        # hnswlib and ONNX (these references) are SIMD code: AVX-512 speeds them up by more than
+        # the Python around them. Across that line the normalised figure is biased, not just noisy:
         # two runs on a 2-vCPU EPYC with AVX-512 against one without showed BM25 and filtered
-        # search +23-32 % raw and -23-28 % normalised, same code. Shown, not judged.
+        # search +23-32 % raw and -23-28 % normalised, same code. Shown, not judged. A figure
+        # normalised by an echo app (interpreter and sockets, no vector code) is still judged.
         basis, status, band = "normalised", "not comparable", norm_band
         reason = f"the machines' vector extensions differ ({differ}): the references scale otherwise"
     elif normalised is not None:
@@ -300,6 +309,11 @@ def judge(current: Record, name: str, baselines: Sequence[Record], tolerances: T
         labels[0] if len(labels) == 1 else f"median of {len(labels)}: {labels[0]} … {labels[-1]}",
         len(labels), reason,
     )  # fmt: skip
+
+
+# The calibration references that are vector code (ragfleet.bench.calibration): they scale with a
+# machine's vector extensions otherwise than the figures they normalise.
+SIMD_REFERENCES = frozenset({HNSW_QPS, ONNX_TEXTS_PER_S})
 
 
 def _other_vector_extensions(current: Record, baselines: Sequence[Record]) -> str:
