@@ -171,10 +171,16 @@ class CollectionIndex:
         a torn tail; a reader just stops before an incomplete record (it may be mid-append)."""
         replayed = 0
         path = self._files.wal_path(self._generation)
+        # Every core for the graph inserts: the caller holds the write lock, so this process's
+        # searches wait for the whole replay whatever else the cores could do meanwhile. (A
+        # follower replaying 5,000 chunks another worker had just replaced stalled its searches
+        # 13.5 s with one thread, 10.7 s with two: hnswlib updates a vector in place at ~14x
+        # the cost of an insert; docs/benchmarks/retrieval.md, session 14.)
+        threads = os.cpu_count() or 1
         for record, end in WriteAheadLog.replay(path, self.dim, start=self._wal_offset, truncate=truncate):
             if record.payload["op"] == "upsert":
                 assert record.vectors is not None
-                self._apply_upsert(record.payload["chunks"], record.vectors)
+                self._apply_upsert(record.payload["chunks"], record.vectors, threads=threads)
             else:
                 self._apply_delete(record.payload["chunk_ids"])
             self._wal_offset = end
@@ -361,7 +367,12 @@ class CollectionIndex:
         self._metadata[label] = None
         self._alive[label] = False
 
-    def _apply_upsert(self, rows: list[list[Any]], vectors: np.ndarray) -> None:
+    def _apply_upsert(
+        self, rows: list[list[Any]], vectors: np.ndarray, *, threads: int | None = None
+    ) -> None:
+        """Apply one upsert to the in-memory state. ``threads``: for the graph inserts; by default
+        every core only for a large write (a small one leaves the other core to the searches of
+        the other processes, which this write does not block)."""
         labels = np.empty(len(rows), dtype=np.int64)
         for i, (chunk_id, doc_id, text, position, metadata) in enumerate(rows):
             label = self._label_of.get(chunk_id)
@@ -378,7 +389,8 @@ class CollectionIndex:
             labels[i] = label
         self._vectors[labels] = vectors
         # Re-adding a label updates its vector, and un-deletes it if it was a tombstone.
-        threads = (os.cpu_count() or 1) if len(rows) >= 1000 else 1
+        if threads is None:
+            threads = (os.cpu_count() or 1) if len(rows) >= 1000 else 1
         self._hnsw.add_items(vectors, labels, num_threads=threads)
         self._metadata_index.compact()
         self._version += 1
