@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
+from ragfleet.testkit.fake_llm import FakeUpstreamControl
+from ragfleet.testkit.pytest_plugin import RunningService
+
+from .conftest import FakeEmbedderStack
 
 pytestmark = pytest.mark.integration
 
@@ -26,28 +29,8 @@ DOCS = {
 BARKS = {"query": "Which animal barks?", "collection": "pets", "mode": "hybrid", "top_k": 2}
 
 
-def start_stack(
-    run_service: ServiceStarter, redis_url: str, data_dir: Path
-) -> tuple[RunningService, RunningService]:
-    fake = run_service("fake-upstream", "ragfleet.testkit.fake_llm", "RAGFLEET_FAKE_UPSTREAM_")
-    embedder_latency(fake, 0)  # and vectors of the store's dimension, before retrieval checks it
-    retrieval = run_service(
-        "retrieval",
-        "ragfleet.retrieval",
-        "RAGFLEET_RETRIEVAL_",
-        {
-            "REDIS_URL": redis_url,
-            "DATA_DIR": str(data_dir),
-            "ACCESS_LOG": "false",
-            "EMBEDDING_PROVIDER": "openai",
-            "EMBEDDING_URL": f"{fake.url}/v1",
-            "EMBEDDING_MODEL": "fake",
-            "EMBEDDING_DIM": "384",
-            "EMBEDDING_MAX_RETRIES": "0",
-            "EMBED_DEGRADE_AFTER_MS": "200",
-        },
-        ready_path="/readyz",
-    )
+def start_stack(start: Callable[..., FakeEmbedderStack]) -> FakeEmbedderStack:
+    fake, retrieval = start(EMBED_DEGRADE_AFTER_MS="200")
     chunks = [{"id": f"{doc}:0", "document_id": doc, "text": text} for doc, text in DOCS.items()]
     written = httpx.post(
         f"{retrieval.url}/internal/v1/collections/pets/upsert",
@@ -59,10 +42,9 @@ def start_stack(
     return fake, retrieval
 
 
-def embedder_latency(fake: RunningService, ms: float) -> None:
+def embedder_latency(fake: FakeUpstreamControl, ms: float) -> None:
     """Every embedding request to the fake server takes ``ms`` from now on (384-d vectors)."""
-    behaviour = {"latency_ms": ms, "embedding_dim": 384}
-    assert httpx.post(f"{fake.url}/_control/default", json=behaviour).status_code == 200
+    fake.default(latency_ms=ms, embedding_dim=384)
 
 
 def counter(service: RunningService, name: str, labels: dict[str, str]) -> float:
@@ -85,9 +67,9 @@ def undegraded(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
 
 
 def test_a_hybrid_search_degrades_to_bm25_uncached_and_a_vector_search_is_refused(
-    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+    retrieval_on_fake_embedder: Callable[..., FakeEmbedderStack],
 ) -> None:
-    fake, retrieval = start_stack(run_service, redis_url, tmp_path / "data")
+    fake, retrieval = start_stack(retrieval_on_fake_embedder)
     embedder_latency(fake, 3000)  # far past the 200 ms the hybrid search gives its embedding
     with httpx.Client(base_url=retrieval.url, timeout=60) as client:
         # A vector search waits (no deadline of its own below the 0.5 s queue bound, and nothing
@@ -130,9 +112,9 @@ def test_a_hybrid_search_degrades_to_bm25_uncached_and_a_vector_search_is_refuse
 
 
 def test_behind_a_degraded_answer_the_full_one_is_stored_and_the_question_hits_next_time(
-    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+    retrieval_on_fake_embedder: Callable[..., FakeEmbedderStack],
 ) -> None:
-    fake, retrieval = start_stack(run_service, redis_url, tmp_path / "data")
+    fake, retrieval = start_stack(retrieval_on_fake_embedder)
     embedder_latency(fake, 1000)  # past the 200 ms deadline: the ask degrades; the fill waits it out
     stored = {"outcome": "stored"}
     with httpx.Client(base_url=retrieval.url, timeout=60) as client:

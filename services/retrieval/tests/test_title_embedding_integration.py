@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from ragfleet.testkit.fake_llm import FakeUpstreamControl
-from ragfleet.testkit.pytest_plugin import ServiceStarter
+from .conftest import FakeEmbedderStack
 
 pytestmark = pytest.mark.integration
 
@@ -28,29 +27,9 @@ VECTOR = {"mode": "vector"}
 
 
 def test_concurrent_searches_embed_each_missing_title_once(
-    run_service: ServiceStarter, redis_url: str, tmp_path: Path
+    retrieval_on_fake_embedder: Callable[..., FakeEmbedderStack],
 ) -> None:
-    fake = run_service("fake-upstream", "ragfleet.testkit.fake_llm", "RAGFLEET_FAKE_UPSTREAM_")
-    control = FakeUpstreamControl(fake.url)
-    # Every embedding request takes 400 ms from here on, so the searches' title lookups overlap.
-    behaviour = {"latency_ms": 400, "embedding_dim": 384}
-    assert httpx.post(f"{fake.url}/_control/default", json=behaviour).status_code == 200
-    retrieval = run_service(
-        "retrieval",
-        "ragfleet.retrieval",
-        "RAGFLEET_RETRIEVAL_",
-        {
-            "REDIS_URL": redis_url,
-            "DATA_DIR": str(tmp_path / "data"),
-            "ACCESS_LOG": "false",
-            "EMBEDDING_PROVIDER": "openai",
-            "EMBEDDING_URL": f"{fake.url}/v1",
-            "EMBEDDING_MODEL": "fake",
-            "EMBEDDING_DIM": "384",
-            "EMBEDDING_MAX_RETRIES": "0",
-        },
-        ready_path="/readyz",
-    )
+    fake, retrieval = retrieval_on_fake_embedder()
     chunks = [
         {
             "id": f"doc{n}:0",
@@ -68,8 +47,9 @@ def test_concurrent_searches_embed_each_missing_title_once(
         timeout=30,
     )
     assert written.status_code == 200, written.text
-    control.reset()  # the log from here on; the default behaviour is set again below
-    assert httpx.post(f"{fake.url}/_control/default", json=behaviour).status_code == 200
+    fake.reset()  # the log from here on
+    # Every embedding request takes 400 ms from here on, so the searches' title lookups overlap.
+    fake.default(latency_ms=400, embedding_dim=384)
 
     async def search_all() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=retrieval.url, headers=TENANT, timeout=30) as client:
@@ -88,10 +68,9 @@ def test_concurrent_searches_embed_each_missing_title_once(
     assert all(r.json()["results"] and "degraded" not in r.json() for r in responses)
 
     embedded: Counter[str] = Counter()
-    for request in control.requests():
+    for request in fake.requests():
         texts = request["body"]["input"]
         embedded.update([texts] if isinstance(texts, str) else texts)
     # Each question once, and each title once: not once per search that met it.
     assert {title: embedded[title] for title in TITLES} == dict.fromkeys(TITLES, 1)
     assert sum(embedded.values()) == SEARCHES + len(TITLES)
-    control.close()

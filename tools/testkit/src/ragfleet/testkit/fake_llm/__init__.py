@@ -269,6 +269,10 @@ class FakeUpstreamControl:
         """Queue behaviours; each request takes the first one matching its model (see the module doc)."""
         self.http.post("/_control/script", json={"behaviours": list(behaviours)}).raise_for_status()
 
+    def default(self, **behaviour: Any) -> None:
+        """The behaviour of every request no queued one matches, from now on (see the module doc)."""
+        self.http.post("/_control/default", json=behaviour).raise_for_status()
+
     def reset(self) -> None:
         self.http.post("/_control/reset").raise_for_status()
 
