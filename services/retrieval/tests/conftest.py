@@ -1,17 +1,44 @@
-"""Fixtures of retrieval's integration tests."""
+"""Fixtures and helpers of retrieval's integration tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from ragfleet.common.contracts import TENANT_HEADER
 from ragfleet.testkit.fake_llm import FakeUpstreamControl
 from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
 
 # What `retrieval_on_fake_embedder` starts: the fake server's control, and retrieval.
 FakeEmbedderStack = tuple[FakeUpstreamControl, RunningService]
+
+
+def start_retrieval(
+    run_service: ServiceStarter, redis_url: str, data_dir: Path, name: str = "retrieval", **extra: str
+) -> RunningService:
+    """A retrieval process of its own on the test Redis, one embedding thread, no access log;
+    ``extra``: more ``RAGFLEET_RETRIEVAL_`` settings."""
+    env = {"REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "EMBED_THREADS": "1", "ACCESS_LOG": "false"}
+    return run_service(
+        name, "ragfleet.retrieval", "RAGFLEET_RETRIEVAL_", {**env, **extra}, ready_path="/readyz"
+    )
+
+
+def upsert_chunks(
+    service: RunningService, collection: str, chunks: list[dict[str, Any]], tenant: str
+) -> None:
+    """Write ``chunks`` through retrieval's internal API; fails the test unless it answers 200."""
+    written = httpx.post(
+        f"{service.url}/internal/v1/collections/{collection}/upsert",
+        json={"chunks": chunks},
+        headers={TENANT_HEADER: tenant},
+        timeout=30,
+    )
+    assert written.status_code == 200, written.text
 
 
 @pytest.fixture
@@ -28,22 +55,16 @@ def retrieval_on_fake_embedder(
         control = FakeUpstreamControl(fake.url)
         controls.append(control)
         control.default(embedding_dim=384)  # the store's dimension, before retrieval checks it
-        retrieval = run_service(
-            "retrieval",
-            "ragfleet.retrieval",
-            "RAGFLEET_RETRIEVAL_",
-            {
-                "REDIS_URL": redis_url,
-                "DATA_DIR": str(tmp_path / "data"),
-                "ACCESS_LOG": "false",
-                "EMBEDDING_PROVIDER": "openai",
-                "EMBEDDING_URL": f"{fake.url}/v1",
-                "EMBEDDING_MODEL": "fake",
-                "EMBEDDING_DIM": "384",
-                "EMBEDDING_MAX_RETRIES": "0",
-                **env,
-            },
-            ready_path="/readyz",
+        retrieval = start_retrieval(
+            run_service,
+            redis_url,
+            tmp_path / "data",
+            EMBEDDING_PROVIDER="openai",
+            EMBEDDING_URL=f"{fake.url}/v1",
+            EMBEDDING_MODEL="fake",
+            EMBEDDING_DIM="384",
+            EMBEDDING_MAX_RETRIES="0",
+            **env,
         )
         return control, retrieval
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ragfleet.testkit.fake_llm import FakeUpstreamControl
 from ragfleet.testkit.pytest_plugin import RunningService
 
-from .conftest import FakeEmbedderStack
+from .conftest import FakeEmbedderStack, upsert_chunks
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +32,7 @@ BARKS = {"query": "Which animal barks?", "collection": "pets", "mode": "hybrid",
 def start_stack(start: Callable[..., FakeEmbedderStack]) -> FakeEmbedderStack:
     fake, retrieval = start(EMBED_DEGRADE_AFTER_MS="200")
     chunks = [{"id": f"{doc}:0", "document_id": doc, "text": text} for doc, text in DOCS.items()]
-    written = httpx.post(
-        f"{retrieval.url}/internal/v1/collections/pets/upsert",
-        json={"chunks": chunks},
-        headers=TENANT,
-        timeout=30,
-    )
-    assert written.status_code == 200, written.text
+    upsert_chunks(retrieval, "pets", chunks, tenant="acme")
     return fake, retrieval
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from ragfleet.testkit.pytest_plugin import ServiceStarter
 
+from .conftest import start_retrieval
+
 pytestmark = pytest.mark.integration
 
 TENANT = {"X-Ragfleet-Tenant": "acme"}
@@ -27,19 +29,13 @@ def test_rerank_rescores_the_fused_top_results(
 ) -> None:
     reranker = run_service("rerank", "ragfleet.testkit.rerank_server", "RAGFLEET_RERANK_SERVER_")
     url = f"{reranker.url}/v1" if api == "cohere" else reranker.url
-    retrieval = run_service(
-        "retrieval",
-        "ragfleet.retrieval",
-        "RAGFLEET_RETRIEVAL_",
-        {
-            "REDIS_URL": redis_url,
-            "DATA_DIR": str(tmp_path / "data"),
-            "EMBED_THREADS": "1",
-            "RERANK_URL": url,
-            "RERANK_API": api,
-            "SEMANTIC_CACHE_THRESHOLD": "0",
-        },
-        ready_path="/readyz",
+    retrieval = start_retrieval(
+        run_service,
+        redis_url,
+        tmp_path / "data",
+        RERANK_URL=url,
+        RERANK_API=api,
+        SEMANTIC_CACHE_THRESHOLD="0",
     )
     with httpx.Client(base_url=retrieval.url, headers=TENANT, timeout=60) as client:
         chunks = [{"id": f"{d}:0", "document_id": d, "text": t} for d, t in CHUNKS]

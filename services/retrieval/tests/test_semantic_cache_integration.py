@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from ragfleet.testkit.pytest_plugin import RunningService, ServiceStarter
+from ragfleet.testkit.pytest_plugin import ServiceStarter
+
+from .conftest import start_retrieval
 
 pytestmark = pytest.mark.integration
 
@@ -45,16 +47,6 @@ def ask(
 
 def first(response: httpx.Response) -> Any:
     return response.json()["results"][0]
-
-
-def start_retrieval(
-    run_service: ServiceStarter, redis_url: str, data_dir: Path, name: str = "retrieval", **extra: str
-) -> RunningService:
-    """A retrieval process of its own on the test Redis, one embedding thread, no access log."""
-    env = {"REDIS_URL": redis_url, "DATA_DIR": str(data_dir), "EMBED_THREADS": "1", "ACCESS_LOG": "false"}
-    return run_service(
-        name, "ragfleet.retrieval", "RAGFLEET_RETRIEVAL_", {**env, **extra}, ready_path="/readyz"
-    )
 
 
 def test_a_paraphrase_hits_until_the_source_document_changes(

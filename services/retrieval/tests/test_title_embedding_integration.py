@@ -15,7 +15,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from .conftest import FakeEmbedderStack
+from .conftest import FakeEmbedderStack, upsert_chunks
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,7 @@ def test_concurrent_searches_embed_each_missing_title_once(
         }
         for n, title in enumerate(TITLES)
     ]
-    written = httpx.post(
-        f"{retrieval.url}/internal/v1/collections/guides/upsert",
-        json={"chunks": chunks},
-        headers=TENANT,
-        timeout=30,
-    )
-    assert written.status_code == 200, written.text
+    upsert_chunks(retrieval, "guides", chunks, tenant="acme")
     fake.reset()  # the log from here on
     # Every embedding request takes 400 ms from here on, so the searches' title lookups overlap.
     fake.default(latency_ms=400, embedding_dim=384)
